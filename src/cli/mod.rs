@@ -1,0 +1,82 @@
+//! Command-line verbs. Each verb lives in its own file and returns the
+//! process exit code; this file only declares the command line (a contract:
+//! scripts and tests rely on it, see ARCHITECTURE.md "Command line").
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+mod agent;
+mod host;
+mod plan;
+mod schema;
+mod source;
+mod status;
+mod validate;
+
+/// GitOps control plane for PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "pgcd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of the read-only verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config repository; exit 0 when valid, 1 with one
+    /// `FILE:LINE:COL: FIELD: message` line per error.
+    Validate(validate::Args),
+    /// Write the JSON Schema of every kind (to stdout, or into --out DIR).
+    Schema(schema::Args),
+    /// Show what pgcd would change for a config repository; exit 0 when
+    /// nothing would change, 2 when something would, 1 on error.
+    Plan(plan::Args),
+    /// Run the agent of this host.
+    Agent(Box<agent::Args>),
+    /// Show the cluster: leader, hosts, tasks.
+    Status(status::Args),
+    /// Manage hosts of the cluster.
+    Host(host::Args),
+    /// Show or change where the leader fetches the config repository from.
+    Source(source::Args),
+}
+
+/// Default API URL of the client verbs: `$PGCD_API` or the local agent.
+pub const DEFAULT_API: &str = "http://127.0.0.1:7800";
+
+/// Parses the command line, runs the verb and returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Agent(args) => agent::run(*args),
+        Command::Status(args) => status::run(args),
+        Command::Host(args) => host::run(args),
+        Command::Source(args) => source::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pgcd: {err:#}");
+            1
+        }
+    }
+}
+
+/// Resolves a directory argument, defaulting to the current directory.
+pub fn dir_or_cwd(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from("."))
+}
