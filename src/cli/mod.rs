@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod agent;
+mod demo;
 mod host;
 mod plan;
 mod schema;
@@ -50,6 +51,8 @@ pub enum Command {
     Host(host::Args),
     /// Show or change where the leader fetches the config repository from.
     Source(source::Args),
+    /// Run a three-host demo cluster on this machine (127.0.0.11-13).
+    Demo(demo::Args),
 }
 
 /// Default API URL of the client verbs: `$PGCD_API` or the local agent.
@@ -66,6 +69,7 @@ pub fn main() -> i32 {
         Command::Status(args) => status::run(args),
         Command::Host(args) => host::run(args),
         Command::Source(args) => source::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,
