@@ -5,13 +5,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-mod agent;
-mod demo;
-mod host;
-mod plan;
 mod schema;
-mod source;
-mod status;
 mod validate;
 
 /// GitOps control plane for PostgreSQL.
@@ -40,23 +34,7 @@ pub enum Command {
     Validate(validate::Args),
     /// Write the JSON Schema of every kind (to stdout, or into --out DIR).
     Schema(schema::Args),
-    /// Show what pgcd would change for a config repository; exit 0 when
-    /// nothing would change, 2 when something would, 1 on error.
-    Plan(plan::Args),
-    /// Run the agent of this host.
-    Agent(Box<agent::Args>),
-    /// Show the cluster: leader, hosts, tasks.
-    Status(status::Args),
-    /// Manage hosts of the cluster.
-    Host(host::Args),
-    /// Show or change where the leader fetches the config repository from.
-    Source(source::Args),
-    /// Run a three-host demo cluster on this machine (127.0.0.11-13).
-    Demo(demo::Args),
 }
-
-/// Default API URL of the client verbs: `$PGCD_API` or the local agent.
-pub const DEFAULT_API: &str = "http://127.0.0.1:7800";
 
 /// Parses the command line, runs the verb and returns the exit code.
 pub fn main() -> i32 {
@@ -64,12 +42,6 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
-        Command::Plan(args) => plan::run(args),
-        Command::Agent(args) => agent::run(*args),
-        Command::Status(args) => status::run(args),
-        Command::Host(args) => host::run(args),
-        Command::Source(args) => source::run(args),
-        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,
