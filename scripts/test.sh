@@ -10,4 +10,5 @@ git config --global user.name >/dev/null 2>&1 || git config --global user.name "
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+mkdir -p target
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -1,1 +1,106 @@
-//! spec (being built).
+//! The desired state: the spec types of the config repository, reading them
+//! from YAML with positions, defaults, validation and JSON Schema.
+//!
+//! This module does no I/O beyond [`read_dir`] and knows nothing of Git,
+//! etcd or PostgreSQL: [`load`] is a pure function from file texts to either
+//! a fully defaulted [`Desired`] or every [`Diagnostic`] of the revision.
+
+pub mod backup;
+pub mod config;
+pub mod database;
+pub mod decode;
+pub mod defaults;
+pub mod diag;
+pub mod extensions;
+mod load;
+pub mod names;
+pub mod operation;
+pub mod rules;
+pub mod schema;
+pub mod secret;
+pub mod values;
+pub mod yaml;
+
+pub use config::ClusterConfig;
+pub use database::Database;
+pub use diag::Diagnostic;
+pub use load::load;
+pub use operation::Operation;
+
+use serde::Serialize;
+use std::path::Path;
+
+/// One file of the config repository: its path inside the repository (with
+/// `/` separators) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Path inside the repository, e.g. `databases/orders.yaml`.
+    pub path: String,
+    /// The file's content.
+    pub text: String,
+}
+
+/// A valid, fully defaulted desired state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Desired {
+    /// `pgcd.yaml` (defaults when absent).
+    pub config: ClusterConfig,
+    /// The databases, by name.
+    pub databases: Vec<Database>,
+    /// The operations, by id.
+    pub operations: Vec<Operation>,
+}
+
+/// Whether a repository path is one pgcd reads.
+pub fn is_spec_path(path: &str) -> bool {
+    let yaml = |p: &str| p.ends_with(".yaml") || p.ends_with(".yml");
+    path == "pgcd.yaml"
+        || path == "pgcd.yml"
+        || ["databases/", "operations/"].iter().any(|dir| {
+            path.strip_prefix(dir)
+                .is_some_and(|rest| !rest.contains('/') && yaml(rest))
+        })
+}
+
+/// Reads the spec files of a config repository checked out at `root`.
+pub fn read_dir(root: &Path) -> std::io::Result<Vec<SourceFile>> {
+    if !root.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    let mut files = Vec::new();
+    for name in ["pgcd.yaml", "pgcd.yml"] {
+        let p = root.join(name);
+        if p.is_file() {
+            files.push(SourceFile {
+                path: name.to_string(),
+                text: std::fs::read_to_string(&p)?,
+            });
+        }
+    }
+    for dir in ["databases", "operations"] {
+        let d = root.join(dir);
+        if !d.is_dir() {
+            continue;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(&d)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = format!("{dir}/{name}");
+            if e.file_type()?.is_file() && is_spec_path(&path) {
+                let bytes = std::fs::read(e.path())?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{path} is not UTF-8"),
+                    )
+                })?;
+                files.push(SourceFile { path, text });
+            }
+        }
+    }
+    Ok(files)
+}

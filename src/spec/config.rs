@@ -1,0 +1,166 @@
+//! `pgcd.yaml`: optional cluster-wide settings the leader honours — how it
+//! follows the repository, where it reports, which images it runs.
+
+use super::decode::{Ctx, Decode, MapReader};
+use super::diag::FieldPath;
+use super::secret::SecretRef;
+use super::values::Duration;
+use super::yaml::Node;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The whole of `pgcd.yaml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How the leader follows the repository.
+    #[serde(default)]
+    pub source: SourceSettings,
+    /// Where commit statuses go.
+    #[serde(default)]
+    pub reporters: Reporters,
+    /// PostgreSQL image per major (`"17": pgcd/postgres:17`); pgcd's own images when absent.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
+}
+
+impl Decode for ClusterConfig {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "pgcd.yaml settings")?;
+        let r = (
+            m.opt(cx, "source"),
+            m.opt(cx, "reporters"),
+            m.map(cx, "images"),
+        );
+        m.finish(cx);
+        Some(Self {
+            source: r.0.unwrap_or_default(),
+            reporters: r.1.unwrap_or_default(),
+            images: r.2,
+        })
+    }
+}
+
+/// How the leader follows the repository.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    /// How often to look for a new head. Default 15s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<Duration>,
+    /// Give up a fetch after this long. Default 60s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_timeout: Option<Duration>,
+    /// Refs that are validated and planned but never applied (`refs/heads/*`, `refs/pull/*/head`).
+    #[serde(default)]
+    pub plan_refs: Vec<String>,
+    /// Refuse commits without a good signature from `allowed_signers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_signed_commits: Option<bool>,
+    /// SSH allowed-signers lines or GPG key fingerprints.
+    #[serde(default)]
+    pub allowed_signers: Vec<String>,
+    /// Shared secret of the webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<SecretRef>,
+}
+
+impl Decode for SourceSettings {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "source settings")?;
+        let r = (
+            m.opt(cx, "poll_interval"),
+            m.opt(cx, "fetch_timeout"),
+            m.list(cx, "plan_refs"),
+            m.opt(cx, "require_signed_commits"),
+            m.list(cx, "allowed_signers"),
+            m.opt(cx, "webhook_secret"),
+        );
+        m.finish(cx);
+        Some(Self {
+            poll_interval: r.0,
+            fetch_timeout: r.1,
+            plan_refs: r.2,
+            require_signed_commits: r.3,
+            allowed_signers: r.4,
+            webhook_secret: r.5,
+        })
+    }
+}
+
+/// Commit-status reporters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reporters {
+    /// Git notes under `refs/notes/pgcd`.
+    #[serde(default)]
+    pub git_notes: GitNotes,
+    /// A GitHub-compatible statuses API (GitHub, Gitea, Forgejo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpReporter>,
+}
+
+impl Decode for Reporters {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "reporters")?;
+        let r = (m.opt(cx, "git_notes"), m.opt(cx, "http"));
+        m.finish(cx);
+        Some(Self {
+            git_notes: r.0.unwrap_or_default(),
+            http: r.1,
+        })
+    }
+}
+
+/// The Git notes reporter.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitNotes {
+    /// Write notes. Default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Push `refs/notes/pgcd` back to the origin. Default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<bool>,
+}
+
+impl Decode for GitNotes {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "git_notes")?;
+        let r = (m.opt(cx, "enabled"), m.opt(cx, "push"));
+        m.finish(cx);
+        Some(Self {
+            enabled: r.0,
+            push: r.1,
+        })
+    }
+}
+
+/// The HTTP statuses reporter.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpReporter {
+    /// API base, e.g. `https://api.github.com` or `https://gitea.example/api/v1`.
+    pub base_url: String,
+    /// `owner/name`.
+    pub repository: String,
+    /// The API token.
+    pub token: SecretRef,
+}
+
+impl Decode for HttpReporter {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "the http reporter")?;
+        let r = (
+            m.req(cx, "base_url"),
+            m.req(cx, "repository"),
+            m.req(cx, "token"),
+        );
+        m.finish(cx);
+        Some(Self {
+            base_url: r.0?,
+            repository: r.1?,
+            token: r.2?,
+        })
+    }
+}

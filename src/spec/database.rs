@@ -1,0 +1,305 @@
+//! `databases/<name>.yaml`: the desired state of one database. Field names
+//! follow pgEdge Control Plane's database spec.
+
+use super::backup::{BackupConfig, RestoreConfig};
+use super::decode::{choice, Ctx, Decode, MapReader};
+use super::diag::FieldPath;
+use super::extensions::Extension;
+use super::names::{DatabaseName, HostId, NodeName, RoleName};
+use super::secret::SecretRef;
+use super::values::{ConfValue, Cpus, Memory, PgVersion};
+use super::yaml::Node;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+choice!(
+    /// How a database with several nodes replicates between them.
+    Replication {
+        /// PostgreSQL's built-in logical replication (publications, subscriptions).
+        Native = "native",
+        /// pgEdge Spock (needs the spock extension in the image).
+        Spock = "spock",
+    }
+);
+choice!(
+    /// The desired state of a database.
+    DatabaseState { Running = "running", Stopped = "stopped", Absent = "absent" }
+);
+choice!(
+    /// The desired state of a node.
+    NodeState { Running = "running", Stopped = "stopped" }
+);
+choice!(
+    /// A role attribute (`CREATE ROLE ... WITH <attribute>`).
+    RoleAttribute {
+        Login = "LOGIN", NoLogin = "NOLOGIN", Superuser = "SUPERUSER", CreateDb = "CREATEDB",
+        CreateRole = "CREATEROLE", Replication = "REPLICATION", BypassRls = "BYPASSRLS",
+        Inherit = "INHERIT", NoInherit = "NOINHERIT"
+    }
+);
+
+/// A database: where its nodes run, what runs in it, how it is backed up.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// Optional marker; when present it must be `Database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The database name; equals the file name without `.yaml`.
+    pub database_name: DatabaseName,
+    /// PostgreSQL version of every node unless a node overrides it.
+    pub postgres_version: PgVersion,
+    /// Spock major version, when `replication: spock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spock_version: Option<String>,
+    /// Port of every instance unless a node overrides it. Default 5432.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// CPU limit of each instance's container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    /// Memory limit of each instance's container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// Replication between nodes. Default: `spock` when `spock_version` is set, else `native`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+    /// `running` (default), `stopped`, or `absent` (with `confirm_delete`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<DatabaseState>,
+    /// Must equal `database_name` for `state: absent` to delete anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_delete: Option<String>,
+    /// With `state: absent`: also delete the data directories (kept by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_data: Option<bool>,
+    /// The nodes; each is one primary plus standbys (`host_ids`).
+    pub nodes: Vec<NodeSpec>,
+    /// Roles to create and keep.
+    #[serde(default)]
+    pub database_users: Vec<User>,
+    /// Extensions to create in the database.
+    #[serde(default)]
+    pub extensions: Vec<Extension>,
+    /// `postgresql.conf` settings of every node (nodes merge theirs over these).
+    #[serde(default)]
+    pub postgresql_conf: BTreeMap<String, ConfValue>,
+    /// `pg_hba.conf` lines, placed before pgcd's catch-all rule.
+    #[serde(default)]
+    pub pg_hba_conf: Vec<String>,
+    /// `pg_ident.conf` lines.
+    #[serde(default)]
+    pub pg_ident_conf: Vec<String>,
+    /// SQL run once at creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scripts: Option<Scripts>,
+    /// Backups of every node unless a node overrides them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_config: Option<BackupConfig>,
+    /// Create the database from an existing backup repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_config: Option<RestoreConfig>,
+}
+
+impl Decode for Database {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "a database spec")?;
+        let kind: Option<String> = m.opt(cx, "kind");
+        if let Some(k) = kind.as_deref().filter(|k| *k != "Database") {
+            let p = m.path().field("kind");
+            let pos = cx.spans.pos(p.as_str());
+            cx.error_at(
+                pos,
+                &p,
+                format!("a file under databases/ has kind Database, not \"{k}\""),
+            );
+        }
+        let r = (
+            m.req(cx, "database_name"),
+            m.req(cx, "postgres_version"),
+            m.opt(cx, "spock_version"),
+            m.opt(cx, "port"),
+            m.opt(cx, "cpus"),
+            m.opt(cx, "memory"),
+            m.opt(cx, "replication"),
+            m.opt(cx, "state"),
+            m.opt(cx, "confirm_delete"),
+            m.opt(cx, "delete_data"),
+            m.req(cx, "nodes"),
+        );
+        let s = (
+            m.list(cx, "database_users"),
+            m.list(cx, "extensions"),
+            m.map(cx, "postgresql_conf"),
+            m.list(cx, "pg_hba_conf"),
+            m.list(cx, "pg_ident_conf"),
+            m.opt(cx, "scripts"),
+            m.opt(cx, "backup_config"),
+            m.opt(cx, "restore_config"),
+        );
+        m.finish(cx);
+        Some(Self {
+            kind,
+            database_name: r.0?,
+            postgres_version: r.1?,
+            spock_version: r.2,
+            port: r.3,
+            cpus: r.4,
+            memory: r.5,
+            replication: r.6,
+            state: r.7,
+            confirm_delete: r.8,
+            delete_data: r.9,
+            nodes: r.10?,
+            database_users: s.0,
+            extensions: s.1,
+            postgresql_conf: s.2,
+            pg_hba_conf: s.3,
+            pg_ident_conf: s.4,
+            scripts: s.5,
+            backup_config: s.6,
+            restore_config: s.7,
+        })
+    }
+}
+
+/// One node: a primary on the first host, standbys on the others.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Node name, unique in the database (`n1`, `n2`, ...).
+    pub name: NodeName,
+    /// Hosts of this node's instances; the first is the initial primary.
+    pub host_ids: Vec<HostId>,
+    /// Overrides the database's `postgres_version` (a major upgrade adds a node of the new version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_version: Option<PgVersion>,
+    /// Overrides the database's `port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Overrides the database's `cpus`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    /// Overrides the database's `memory`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// Merged over the database's `postgresql_conf`.
+    #[serde(default)]
+    pub postgresql_conf: BTreeMap<String, ConfValue>,
+    /// Added after the database's `pg_hba_conf`.
+    #[serde(default)]
+    pub pg_hba_conf: Vec<String>,
+    /// Replaces the database's `backup_config` for this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_config: Option<BackupConfig>,
+    /// Create this node from a backup instead of copying from `source_node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_config: Option<RestoreConfig>,
+    /// The node a new node copies its data from (zero-downtime add).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_node: Option<NodeName>,
+    /// `running` (default) or `stopped`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<NodeState>,
+}
+
+impl Decode for NodeSpec {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "a node")?;
+        let r = (
+            m.req(cx, "name"),
+            m.req(cx, "host_ids"),
+            m.opt(cx, "postgres_version"),
+            m.opt(cx, "port"),
+            m.opt(cx, "cpus"),
+            m.opt(cx, "memory"),
+            m.map(cx, "postgresql_conf"),
+            m.list(cx, "pg_hba_conf"),
+            m.opt(cx, "backup_config"),
+            m.opt(cx, "restore_config"),
+            m.opt(cx, "source_node"),
+            m.opt(cx, "state"),
+        );
+        m.finish(cx);
+        Some(Self {
+            name: r.0?,
+            host_ids: r.1?,
+            postgres_version: r.2,
+            port: r.3,
+            cpus: r.4,
+            memory: r.5,
+            postgresql_conf: r.6,
+            pg_hba_conf: r.7,
+            backup_config: r.8,
+            restore_config: r.9,
+            source_node: r.10,
+            state: r.11,
+        })
+    }
+}
+
+/// A role pgcd creates and keeps in the database.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Role name.
+    pub username: RoleName,
+    /// Where the password comes from (never clear text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// Owns the database. At most one user per database. Default false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_owner: Option<bool>,
+    /// Role attributes. Default `[LOGIN]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Vec<RoleAttribute>>,
+    /// Roles granted to this one (`pg_read_all_data`, another managed user, ...).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Decode for User {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "a database user")?;
+        let r = (
+            m.req(cx, "username"),
+            m.opt(cx, "password"),
+            m.opt(cx, "db_owner"),
+            m.opt(cx, "attributes"),
+            m.list(cx, "roles"),
+        );
+        m.finish(cx);
+        Some(Self {
+            username: r.0?,
+            password: r.1,
+            db_owner: r.2,
+            attributes: r.3,
+            roles: r.4,
+        })
+    }
+}
+
+/// SQL run once, at creation, in a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scripts {
+    /// Statements run in `postgres` after initdb, before users are created.
+    #[serde(default)]
+    pub post_init: Vec<String>,
+    /// Statements run in the new database, before replication is set up.
+    #[serde(default)]
+    pub post_database_create: Vec<String>,
+}
+
+impl Decode for Scripts {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "scripts")?;
+        let (post_init, post_database_create) =
+            (m.list(cx, "post_init"), m.list(cx, "post_database_create"));
+        m.finish(cx);
+        Some(Self {
+            post_init,
+            post_database_create,
+        })
+    }
+}

@@ -1,0 +1,411 @@
+//! From file texts to a desired state: parse, decode, check each file, then
+//! check what spans files (ports shared on a host, operations' references).
+
+use super::backup::BackupConfig;
+use super::config::ClusterConfig;
+use super::database::{Database, DatabaseState};
+use super::decode::{decode, Ctx, Decode};
+use super::diag::{Diagnostic, FieldPath, SpanMap};
+use super::operation::{Action, Operation};
+use super::rules;
+use super::yaml;
+use super::{defaults, Desired, SourceFile};
+use std::collections::HashMap;
+
+/// Validates a revision's files and returns the defaulted desired state, or
+/// every error found (sorted by file, line and column).
+pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut config: Option<ClusterConfig> = None;
+    let mut databases: Vec<(Database, SpanMap)> = Vec::new();
+    let mut operations: Vec<(Operation, SpanMap)> = Vec::new();
+    let mut config_spans = SpanMap::new("pgcd.yaml");
+
+    for file in files {
+        let stem = file
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&file.path)
+            .trim_end_matches(".yaml")
+            .trim_end_matches(".yml");
+        if file.path == "pgcd.yaml" || file.path == "pgcd.yml" {
+            if let Some((c, spans)) = read_one::<ClusterConfig>(file, true, &mut diags) {
+                config_spans = spans;
+                config = Some(c);
+            }
+        } else if file.path.starts_with("databases/") {
+            if let Some((db, spans)) = read_one::<Database>(file, false, &mut diags) {
+                diags.extend(rules::check_database(&db, stem, &spans));
+                databases.push((db, spans));
+            }
+        } else if file.path.starts_with("operations/") {
+            if let Some((op, spans)) = read_one::<Operation>(file, false, &mut diags) {
+                if op.id.as_str() != stem {
+                    diags.push(spans.error(
+                        "id",
+                        format!("id \"{}\" differs from the file name; ids equal the file name (operations/{}.yaml)", op.id, op.id),
+                    ));
+                }
+                operations.push((op, spans));
+            }
+        }
+    }
+    let config = config.unwrap_or_default();
+    check_config(&config, &config_spans, &mut diags);
+    check_ports(&databases, &mut diags);
+    check_duplicate_names(&databases, &mut diags);
+    for (op, spans) in &operations {
+        check_operation(op, spans, &databases, &mut diags);
+    }
+
+    if !diags.is_empty() {
+        diags.sort();
+        diags.dedup();
+        return Err(diags);
+    }
+    let mut desired = Desired {
+        config,
+        databases: databases.into_iter().map(|(d, _)| d).collect(),
+        operations: operations.into_iter().map(|(o, _)| o).collect(),
+    };
+    defaults::config(&mut desired.config);
+    desired.databases.iter_mut().for_each(defaults::database);
+    desired.operations.iter_mut().for_each(defaults::operation);
+    desired
+        .databases
+        .sort_by(|a, b| a.database_name.cmp(&b.database_name));
+    desired.operations.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(desired)
+}
+
+fn read_one<T: Decode + Default0>(
+    file: &SourceFile,
+    empty_ok: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(T, SpanMap)> {
+    let node = match yaml::parse(&file.text) {
+        Ok(Some(node)) => node,
+        Ok(None) if empty_ok => return T::empty().map(|t| (t, SpanMap::new(&file.path))),
+        Ok(None) => {
+            diags.push(Diagnostic {
+                file: file.path.clone(),
+                line: 1,
+                column: 1,
+                field: String::new(),
+                message: "the file is empty".into(),
+            });
+            return None;
+        }
+        Err(e) => {
+            diags.push(Diagnostic {
+                file: file.path.clone(),
+                line: e.pos.line,
+                column: e.pos.column,
+                field: String::new(),
+                message: format!("YAML syntax error: {}", e.message),
+            });
+            return None;
+        }
+    };
+    let mut cx = Ctx::new(&file.path);
+    let value = decode::<T>(&node, &FieldPath::root(), &mut cx);
+    let had_errors = !cx.diags.is_empty();
+    diags.append(&mut cx.diags);
+    // A partly decoded file is not checked further: its errors come first.
+    if had_errors {
+        return None;
+    }
+    value.map(|v| (v, cx.spans))
+}
+
+/// What an empty file of a kind means (`pgcd.yaml` may be empty).
+trait Default0: Sized {
+    fn empty() -> Option<Self> {
+        None
+    }
+}
+impl Default0 for ClusterConfig {
+    fn empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
+impl Default0 for Database {}
+impl Default0 for Operation {}
+
+fn check_config(c: &ClusterConfig, spans: &SpanMap, diags: &mut Vec<Diagnostic>) {
+    for key in c.images.keys() {
+        if !key
+            .parse::<u16>()
+            .is_ok_and(|m| super::values::SUPPORTED_MAJORS.contains(&m))
+        {
+            diags.push(spans.error(
+                &format!("images.{key}"),
+                format!("\"{key}\" is not a supported PostgreSQL major (16, 17, 18)"),
+            ));
+        }
+    }
+    for (i, r) in c.source.plan_refs.iter().enumerate() {
+        if !r.starts_with("refs/") {
+            diags.push(spans.error(
+                &format!("source.plan_refs[{i}]"),
+                format!("\"{r}\" is not a ref pattern (e.g. refs/heads/*, refs/pull/*/head)"),
+            ));
+        }
+    }
+    if c.source.require_signed_commits == Some(true) && c.source.allowed_signers.is_empty() {
+        diags.push(spans.error(
+            "source.require_signed_commits",
+            "requires at least one entry in source.allowed_signers",
+        ));
+    }
+    if let Some(h) = &c.reporters.http {
+        if !(h.base_url.starts_with("https://") || h.base_url.starts_with("http://")) {
+            diags.push(spans.error(
+                "reporters.http.base_url",
+                "must start with https:// or http://",
+            ));
+        }
+        let parts: Vec<&str> = h.repository.split('/').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            diags.push(spans.error(
+                "reporters.http.repository",
+                format!("\"{}\" is not owner/name", h.repository),
+            ));
+        }
+    }
+}
+
+/// Two databases may not listen on the same port of the same host.
+fn check_ports(dbs: &[(Database, SpanMap)], diags: &mut Vec<Diagnostic>) {
+    let mut used: HashMap<(String, u16), (String, String)> = HashMap::new();
+    let mut order: Vec<&(Database, SpanMap)> = dbs.iter().collect();
+    order.sort_by(|a, b| a.1.file().cmp(b.1.file()));
+    for (db, spans) in order {
+        for (i, node) in db.nodes.iter().enumerate() {
+            let port = node.port.or(db.port).unwrap_or(defaults::DEFAULT_PORT);
+            let path = if node.port.is_some() {
+                format!("nodes[{i}].port")
+            } else if db.port.is_some() {
+                "port".to_string()
+            } else {
+                format!("nodes[{i}].host_ids")
+            };
+            for host in &node.host_ids {
+                let key = (host.as_str().to_string(), port);
+                if let Some((other_db, other_file)) = used.get(&key) {
+                    if other_db != db.database_name.as_str() {
+                        diags.push(spans.error(&path, format!("port {port} on host {host} is already used by database {other_db} ({other_file}); give one of them another port")));
+                    }
+                } else {
+                    used.insert(
+                        key,
+                        (
+                            db.database_name.as_str().to_string(),
+                            spans.file().to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_duplicate_names(dbs: &[(Database, SpanMap)], diags: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (db, spans) in dbs {
+        if let Some(first) = seen.insert(db.database_name.as_str(), spans.file()) {
+            diags.push(spans.error(
+                "database_name",
+                format!(
+                    "database \"{}\" is already defined in {first}",
+                    db.database_name
+                ),
+            ));
+        }
+    }
+}
+
+fn repositories(db: &Database, node: Option<&str>) -> Vec<String> {
+    let from = |b: &BackupConfig| {
+        b.repositories
+            .iter()
+            .map(|r| r.id.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let node_cfg = node
+        .and_then(|n| db.nodes.iter().find(|x| x.name.as_str() == n))
+        .and_then(|n| n.backup_config.as_ref());
+    node_cfg
+        .or(db.backup_config.as_ref())
+        .map(from)
+        .unwrap_or_default()
+}
+
+fn check_operation(
+    op: &Operation,
+    spans: &SpanMap,
+    dbs: &[(Database, SpanMap)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut err = |path: &str, msg: String| diags.push(spans.error(path, msg));
+    let Some(db_name) = op.action.database() else {
+        return;
+    };
+    let Some(db) = dbs
+        .iter()
+        .map(|(d, _)| d)
+        .find(|d| &d.database_name == db_name)
+    else {
+        let names: Vec<&str> = dbs.iter().map(|(d, _)| d.database_name.as_str()).collect();
+        err(
+            "database",
+            format!(
+                "no database \"{db_name}\" (databases: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        );
+        return;
+    };
+    if db.state == Some(DatabaseState::Absent) {
+        err(
+            "database",
+            format!("database \"{db_name}\" is being deleted (state: absent)"),
+        );
+    }
+    let node_names = || {
+        db.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let find_node = |name: &str| db.nodes.iter().find(|n| n.name.as_str() == name);
+    let check_node = |path: &str, name: &str, err: &mut dyn FnMut(&str, String)| {
+        if find_node(name).is_none() {
+            err(
+                path,
+                format!(
+                    "no node \"{name}\" in database {db_name} (nodes: {})",
+                    node_names()
+                ),
+            );
+        }
+    };
+    match &op.action {
+        Action::Switchover {
+            node, candidate, ..
+        }
+        | Action::Failover {
+            node, candidate, ..
+        } => {
+            check_node("node", node.as_str(), &mut err);
+            if let Some(n) = find_node(node.as_str()) {
+                if n.host_ids.len() < 2 {
+                    err(
+                        "node",
+                        format!(
+                            "node {node} has no standby to promote (host_ids: {})",
+                            n.host_ids
+                                .iter()
+                                .map(|h| h.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+                if let Some(c) = candidate {
+                    if !n.host_ids.contains(c) {
+                        err(
+                            "candidate",
+                            format!(
+                                "host \"{c}\" has no instance of node {node} (hosts: {})",
+                                n.host_ids
+                                    .iter()
+                                    .map(|h| h.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Action::Backup {
+            node, repository, ..
+        } => {
+            check_node("node", node.as_str(), &mut err);
+            let repos = repositories(db, Some(node.as_str()));
+            if repos.is_empty() {
+                err(
+                    "database",
+                    format!("database {db_name} has no backup_config for node {node}"),
+                );
+            } else if let Some(r) = repository {
+                if !repos.iter().any(|x| x == r.as_str()) {
+                    err(
+                        "repository",
+                        format!("no repository \"{r}\" (repositories: {})", repos.join(", ")),
+                    );
+                }
+            }
+        }
+        Action::Restore {
+            target_nodes,
+            repository,
+            restore_options,
+            ..
+        } => {
+            if target_nodes.is_empty() {
+                err("target_nodes", "name at least one node".into());
+            }
+            for (i, n) in target_nodes.iter().enumerate() {
+                check_node(&format!("target_nodes[{i}]"), n.as_str(), &mut err);
+            }
+            let repos = repositories(db, target_nodes.first().map(|n| n.as_str()));
+            if repos.is_empty() {
+                err(
+                    "database",
+                    format!("database {db_name} has no backup_config to restore from"),
+                );
+            } else if let Some(r) = repository {
+                if !repos.iter().any(|x| x == r.as_str()) {
+                    err(
+                        "repository",
+                        format!("no repository \"{r}\" (repositories: {})", repos.join(", ")),
+                    );
+                }
+            }
+            if let Some(o) = restore_options {
+                rules::check_restore_options(o, "restore_options", &mut err);
+            }
+        }
+        Action::Restart { node, host, .. } => {
+            if let Some(n) = node {
+                check_node("node", n.as_str(), &mut err);
+            }
+            if let Some(h) = host {
+                let in_scope = db
+                    .nodes
+                    .iter()
+                    .filter(|n| node.as_ref().is_none_or(|want| &n.name == want))
+                    .any(|n| n.host_ids.contains(h));
+                if !in_scope {
+                    err(
+                        "host",
+                        format!(
+                            "host \"{h}\" has no instance of {}",
+                            node.as_ref()
+                                .map_or(format!("database {db_name}"), |n| format!("node {n}"))
+                        ),
+                    );
+                }
+            }
+        }
+        Action::Cancel { .. } => {}
+    }
+}

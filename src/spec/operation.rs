@@ -1,0 +1,209 @@
+//! `operations/<id>.yaml`: one-shot acts. Each runs once, by id; editing or
+//! deleting the file afterwards changes nothing.
+
+use super::backup::{BackupType, RestoreOptions};
+use super::decode::{choice, Ctx, Decode, MapReader};
+use super::diag::FieldPath;
+use super::names::{DatabaseName, HostId, NodeName, ObjectId};
+use super::values::Timestamp;
+use super::yaml::Node;
+use serde::Serialize;
+
+choice!(
+    /// The kinds of operation.
+    OperationKind {
+        Switchover = "Switchover", Failover = "Failover", Backup = "Backup",
+        Restore = "Restore", Restart = "Restart", Cancel = "Cancel"
+    }
+);
+
+/// An operation: its id and what it does.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Operation {
+    /// Unique id; equals the file name without `.yaml`.
+    pub id: ObjectId,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum Action {
+    /// Planned switchover of a node's primary to one of its standbys.
+    Switchover {
+        /// The database.
+        database: DatabaseName,
+        /// The node.
+        node: NodeName,
+        /// The standby's host to promote; the most caught-up standby when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        candidate: Option<HostId>,
+        /// Not before this time (UTC).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<Timestamp>,
+    },
+    /// Manual failover: promote a standby without waiting for the primary.
+    Failover {
+        /// The database.
+        database: DatabaseName,
+        /// The node.
+        node: NodeName,
+        /// The standby's host to promote; the most caught-up standby when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        candidate: Option<HostId>,
+    },
+    /// On-demand pgBackRest backup.
+    Backup {
+        /// The database.
+        database: DatabaseName,
+        /// The node whose primary is backed up.
+        node: NodeName,
+        /// full, diff or incr. Default full.
+        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+        backup_type: Option<BackupType>,
+        /// Repository id; the first one when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repository: Option<ObjectId>,
+    },
+    /// In-place restore of nodes from their backups.
+    Restore {
+        /// The database.
+        database: DatabaseName,
+        /// The nodes to restore.
+        target_nodes: Vec<NodeName>,
+        /// Repository id; the first one when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repository: Option<ObjectId>,
+        /// Point-in-time options.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        restore_options: Option<RestoreOptions>,
+    },
+    /// Restart instances: one host's, one node's, or the whole database's.
+    Restart {
+        /// The database.
+        database: DatabaseName,
+        /// Only this node.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        node: Option<NodeName>,
+        /// Only the instance on this host.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<HostId>,
+        /// Not before this time (UTC).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<Timestamp>,
+    },
+    /// Cancel a running or scheduled task.
+    Cancel {
+        /// The task id (as `GET /v1/tasks` shows it).
+        task: String,
+    },
+}
+
+impl Action {
+    /// The database the operation acts on, if any.
+    pub fn database(&self) -> Option<&DatabaseName> {
+        match self {
+            Action::Switchover { database, .. }
+            | Action::Failover { database, .. }
+            | Action::Backup { database, .. }
+            | Action::Restore { database, .. }
+            | Action::Restart { database, .. } => Some(database),
+            Action::Cancel { .. } => None,
+        }
+    }
+}
+
+impl Decode for Operation {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "an operation")?;
+        let id: Option<ObjectId> = m.req(cx, "id");
+        let kind: Option<OperationKind> = m.req(cx, "kind");
+        let Some(kind) = kind else {
+            // Without a kind the other fields cannot be judged; do not report them as unknown.
+            return None;
+        };
+        let action = match kind {
+            OperationKind::Switchover => {
+                let r = (
+                    m.req(cx, "database"),
+                    m.req(cx, "node"),
+                    m.opt(cx, "candidate"),
+                    m.opt(cx, "scheduled_at"),
+                );
+                m.finish(cx);
+                Action::Switchover {
+                    database: r.0?,
+                    node: r.1?,
+                    candidate: r.2,
+                    scheduled_at: r.3,
+                }
+            }
+            OperationKind::Failover => {
+                let r = (
+                    m.req(cx, "database"),
+                    m.req(cx, "node"),
+                    m.opt(cx, "candidate"),
+                );
+                m.finish(cx);
+                Action::Failover {
+                    database: r.0?,
+                    node: r.1?,
+                    candidate: r.2,
+                }
+            }
+            OperationKind::Backup => {
+                let r = (
+                    m.req(cx, "database"),
+                    m.req(cx, "node"),
+                    m.opt(cx, "type"),
+                    m.opt(cx, "repository"),
+                );
+                m.finish(cx);
+                Action::Backup {
+                    database: r.0?,
+                    node: r.1?,
+                    backup_type: r.2,
+                    repository: r.3,
+                }
+            }
+            OperationKind::Restore => {
+                let r = (
+                    m.req(cx, "database"),
+                    m.req(cx, "target_nodes"),
+                    m.opt(cx, "repository"),
+                    m.opt(cx, "restore_options"),
+                );
+                m.finish(cx);
+                Action::Restore {
+                    database: r.0?,
+                    target_nodes: r.1?,
+                    repository: r.2,
+                    restore_options: r.3,
+                }
+            }
+            OperationKind::Restart => {
+                let r = (
+                    m.req(cx, "database"),
+                    m.opt(cx, "node"),
+                    m.opt(cx, "host"),
+                    m.opt(cx, "scheduled_at"),
+                );
+                m.finish(cx);
+                Action::Restart {
+                    database: r.0?,
+                    node: r.1,
+                    host: r.2,
+                    scheduled_at: r.3,
+                }
+            }
+            OperationKind::Cancel => {
+                let task = m.req(cx, "task");
+                m.finish(cx);
+                Action::Cancel { task: task? }
+            }
+        };
+        Some(Self { id: id?, action })
+    }
+}

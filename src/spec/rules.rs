@@ -1,0 +1,503 @@
+//! Rules of one file that decoding alone cannot check: references inside a
+//! database, reserved names, managed settings, cron expressions.
+
+use super::backup::{BackupConfig, RepoType, Repository, RestoreOptions, RestoreType};
+use super::database::{Database, DatabaseState, Replication, RoleAttribute};
+use super::diag::{Diagnostic, SpanMap};
+use super::names::{RESERVED_DATABASES, RESERVED_ROLES};
+use super::values::ConfValue;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Settings pgcd sets itself; a spec that sets them would fight it.
+pub const MANAGED_SETTINGS: &[(&str, &str)] = &[
+    ("port", "use the spec's `port` field"),
+    ("listen_addresses", "pgcd listens on the host's address"),
+    ("wal_level", "pgcd sets it to `logical` for replication"),
+    ("hba_file", "use `pg_hba_conf`"),
+    ("ident_file", "use `pg_ident_conf`"),
+    ("config_file", "pgcd owns the configuration files"),
+    ("data_directory", "pgcd owns the data directory"),
+    ("external_pid_file", "pgcd supervises the server"),
+    ("unix_socket_directories", "pgcd connects through it"),
+    ("cluster_name", "pgcd names each instance"),
+    ("hot_standby", "pgcd manages standbys"),
+    ("primary_conninfo", "pgcd manages standbys"),
+    ("primary_slot_name", "pgcd manages standbys"),
+    ("restore_command", "pgcd configures pgBackRest"),
+    ("archive_mode", "pgcd configures pgBackRest"),
+    ("archive_command", "pgcd configures pgBackRest"),
+];
+
+/// The lowest port a spec may use: below it needs root.
+pub const MIN_PORT: u16 = 1024;
+
+/// Every rule of one database file.
+pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut err = |path: &str, msg: String| out.push(spans.error(path, msg));
+    let name = db.database_name.as_str();
+    if RESERVED_DATABASES.contains(&name) {
+        err(
+            "database_name",
+            format!(
+                "\"{name}\" is reserved (reserved: {})",
+                RESERVED_DATABASES.join(", ")
+            ),
+        );
+    }
+    if name != stem {
+        err("database_name", format!("\"{name}\" differs from the file name; rename the file to databases/{name}.yaml or change database_name to \"{stem}\""));
+    }
+    check_port(db.port, "port", &mut err);
+    if let Some(v) = &db.spock_version {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit()) {
+            err(
+                "spock_version",
+                format!("\"{v}\" is not a Spock major version (e.g. \"5\")"),
+            );
+        }
+        if db.replication == Some(Replication::Native) {
+            err(
+                "spock_version",
+                "spock_version is set but replication is native; remove one".into(),
+            );
+        }
+    }
+    match (db.state, &db.confirm_delete) {
+        (Some(DatabaseState::Absent), None) => err(
+            "state",
+            format!("state: absent deletes the database; add `confirm_delete: {name}` to confirm"),
+        ),
+        (Some(DatabaseState::Absent), Some(c)) if c != name => err(
+            "confirm_delete",
+            format!("must equal the database name \"{name}\" to delete it"),
+        ),
+        (Some(DatabaseState::Absent), Some(_)) => {}
+        (_, Some(_)) => err(
+            "confirm_delete",
+            "only allowed with state: absent (a leftover confirmation would arm a later deletion)"
+                .into(),
+        ),
+        (_, None) => {}
+    }
+    if db.delete_data.is_some() && db.state != Some(DatabaseState::Absent) {
+        err("delete_data", "only allowed with state: absent".into());
+    }
+
+    // Nodes: names unique, hosts used once, references resolve.
+    if db.nodes.is_empty() {
+        err("nodes", "a database has at least one node".into());
+    }
+    let mut node_names: HashMap<&str, usize> = HashMap::new();
+    let mut hosts: HashMap<&str, String> = HashMap::new();
+    for (i, node) in db.nodes.iter().enumerate() {
+        let p = format!("nodes[{i}]");
+        if let Some(first) = node_names.insert(node.name.as_str(), i) {
+            err(
+                &format!("{p}.name"),
+                format!(
+                    "node name \"{}\" is already used by nodes[{first}]",
+                    node.name
+                ),
+            );
+        }
+        if node.host_ids.is_empty() {
+            err(
+                &format!("{p}.host_ids"),
+                "a node has at least one host (its primary)".into(),
+            );
+        }
+        for (j, host) in node.host_ids.iter().enumerate() {
+            let hp = format!("{p}.host_ids[{j}]");
+            if let Some(prev) = hosts.insert(host.as_str(), hp.clone()) {
+                err(&hp, format!("host \"{host}\" is already used by {prev}; a database has at most one instance per host"));
+            }
+        }
+        check_port(node.port, &format!("{p}.port"), &mut err);
+        check_conf(
+            &node.postgresql_conf,
+            &format!("{p}.postgresql_conf"),
+            &mut err,
+        );
+        check_hba(&node.pg_hba_conf, &format!("{p}.pg_hba_conf"), &mut err);
+        if let Some(b) = &node.backup_config {
+            check_backup(b, &format!("{p}.backup_config"), &mut err);
+        }
+        if let Some(r) = &node.restore_config {
+            check_restore(
+                &r.repository,
+                r.restore_options.as_ref(),
+                &format!("{p}.restore_config"),
+                &mut err,
+            );
+            if node.source_node.is_some() {
+                err(
+                    &format!("{p}.source_node"),
+                    "a node is created either from source_node or from restore_config, not both"
+                        .into(),
+                );
+            }
+        }
+    }
+    for (i, node) in db.nodes.iter().enumerate() {
+        if let Some(src) = &node.source_node {
+            let p = format!("nodes[{i}].source_node");
+            if src == &node.name {
+                err(&p, "a node cannot copy its data from itself".into());
+            } else if !node_names.contains_key(src.as_str()) {
+                err(
+                    &p,
+                    format!(
+                        "no node \"{src}\" in this database (nodes: {})",
+                        list(db.nodes.iter().map(|n| n.name.as_str()))
+                    ),
+                );
+            }
+        }
+    }
+
+    // Users.
+    let mut users: HashMap<&str, usize> = HashMap::new();
+    let mut owner: Option<usize> = None;
+    for (i, user) in db.database_users.iter().enumerate() {
+        let p = format!("database_users[{i}]");
+        let uname = user.username.as_str();
+        if let Some(first) = users.insert(uname, i) {
+            err(
+                &format!("{p}.username"),
+                format!("user \"{uname}\" is already defined by database_users[{first}]"),
+            );
+        }
+        if RESERVED_ROLES.contains(&uname) || uname.starts_with("pg_") {
+            err(
+                &format!("{p}.username"),
+                format!(
+                    "\"{uname}\" is reserved (pg_* and {})",
+                    RESERVED_ROLES.join(", ")
+                ),
+            );
+        }
+        if user.db_owner == Some(true) {
+            if let Some(first) = owner {
+                err(
+                    &format!("{p}.db_owner"),
+                    format!("database_users[{first}] already owns the database; only one user can"),
+                );
+            }
+            owner = Some(i);
+        }
+        if let Some(attrs) = &user.attributes {
+            let has = |a: RoleAttribute| attrs.contains(&a);
+            if has(RoleAttribute::Login) && has(RoleAttribute::NoLogin) {
+                err(
+                    &format!("{p}.attributes"),
+                    "LOGIN and NOLOGIN contradict each other".into(),
+                );
+            }
+            if has(RoleAttribute::Inherit) && has(RoleAttribute::NoInherit) {
+                err(
+                    &format!("{p}.attributes"),
+                    "INHERIT and NOINHERIT contradict each other".into(),
+                );
+            }
+        }
+        for (j, role) in user.roles.iter().enumerate() {
+            if role.is_empty() || role.len() > 63 {
+                err(
+                    &format!("{p}.roles[{j}]"),
+                    "a role name has 1 to 63 bytes".into(),
+                );
+            }
+        }
+    }
+
+    // Extensions, settings, scripts, backups.
+    let mut seen = HashSet::new();
+    for (i, ext) in db.extensions.iter().enumerate() {
+        if !seen.insert(ext.name.as_str()) {
+            err(
+                &format!("extensions[{i}]"),
+                format!("extension \"{}\" is listed twice", ext.name),
+            );
+        }
+    }
+    check_conf(&db.postgresql_conf, "postgresql_conf", &mut err);
+    check_hba(&db.pg_hba_conf, "pg_hba_conf", &mut err);
+    if let Some(scripts) = &db.scripts {
+        for (field, stmts) in [
+            ("post_init", &scripts.post_init),
+            ("post_database_create", &scripts.post_database_create),
+        ] {
+            for (i, s) in stmts.iter().enumerate() {
+                if s.trim().is_empty() {
+                    err(
+                        &format!("scripts.{field}[{i}]"),
+                        "an empty statement".into(),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(b) = &db.backup_config {
+        check_backup(b, "backup_config", &mut err);
+    }
+    if let Some(r) = &db.restore_config {
+        check_restore(
+            &r.repository,
+            r.restore_options.as_ref(),
+            "restore_config",
+            &mut err,
+        );
+    }
+    out
+}
+
+fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+fn check_port(port: Option<u16>, path: &str, err: &mut impl FnMut(&str, String)) {
+    if let Some(p) = port {
+        if p < MIN_PORT {
+            err(path, format!("port {p} is out of range ({MIN_PORT}-65535)"));
+        }
+    }
+}
+
+fn check_conf(conf: &BTreeMap<String, ConfValue>, path: &str, err: &mut impl FnMut(&str, String)) {
+    for key in conf.keys() {
+        let p = format!("{path}.{key}");
+        if let Some((_, why)) = MANAGED_SETTINGS
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            err(
+                &p,
+                format!("`{key}` is managed by pgcd and may not be set here ({why})"),
+            );
+        } else if !key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+            || !key.starts_with(|c: char| c.is_ascii_lowercase())
+        {
+            err(
+                &p,
+                format!("\"{key}\" is not a PostgreSQL setting name (a-z, 0-9, '_', '.')"),
+            );
+        }
+    }
+}
+
+const HBA_TYPES: &[&str] = &[
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+    "include",
+    "include_if_exists",
+    "include_dir",
+];
+
+fn check_hba(lines: &[String], path: &str, err: &mut impl FnMut(&str, String)) {
+    for (i, line) in lines.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        if line.contains('\n') {
+            err(&p, "one pg_hba.conf line per list item".into());
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(first) = words.first() else {
+            err(&p, "an empty pg_hba.conf line".into());
+            continue;
+        };
+        let min = match *first {
+            "local" => 4,
+            t if t.starts_with("include") => 2,
+            t if HBA_TYPES.contains(&t) => 5,
+            other => {
+                err(
+                    &p,
+                    format!(
+                        "\"{other}\" is not a pg_hba.conf connection type ({})",
+                        HBA_TYPES.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        if words.len() < min {
+            err(
+                &p,
+                format!(
+                    "a \"{first}\" line has at least {min} fields: {}",
+                    if min == 4 {
+                        "local DATABASE USER METHOD"
+                    } else {
+                        "TYPE DATABASE USER ADDRESS METHOD"
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// Parses a cron expression: five fields (minute first), or six with seconds.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    use std::str::FromStr;
+    let fields = expr.split_whitespace().count();
+    let full = match fields {
+        5 => format!("0 {expr}"),
+        6 => expr.to_string(),
+        n => return Err(format!(
+            "\"{expr}\" has {n} fields; a cron expression has 5 (minute hour day month weekday)"
+        )),
+    };
+    cron::Schedule::from_str(&full)
+        .map_err(|e| format!("\"{expr}\" is not a valid cron expression: {e}"))
+}
+
+fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, String)) {
+    let need = |field: &str, v: bool, err: &mut dyn FnMut(&str, String)| {
+        if !v {
+            err(
+                p,
+                format!("a {} repository needs `{field}`", repo.repo_type),
+            );
+        }
+    };
+    match repo.repo_type {
+        RepoType::Posix | RepoType::Cifs => match &repo.base_path {
+            Some(b) if !b.starts_with('/') => {
+                err(&format!("{p}.base_path"), "must be an absolute path".into())
+            }
+            Some(_) => {}
+            None => need("base_path", false, err),
+        },
+        RepoType::S3 => {
+            need("s3_bucket", repo.s3_bucket.is_some(), err);
+            need("s3_region", repo.s3_region.is_some(), err);
+        }
+        RepoType::Gcs => need("gcs_bucket", repo.gcs_bucket.is_some(), err),
+        RepoType::Azure => {
+            need("azure_account", repo.azure_account.is_some(), err);
+            need("azure_container", repo.azure_container.is_some(), err);
+        }
+    }
+    if repo.retention_full == Some(0) {
+        err(
+            &format!("{p}.retention_full"),
+            "keep at least one full backup".into(),
+        );
+    }
+}
+
+fn check_backup(b: &BackupConfig, path: &str, err: &mut impl FnMut(&str, String)) {
+    if b.repositories.is_empty() {
+        err(
+            &format!("{path}.repositories"),
+            "at least one repository".into(),
+        );
+    }
+    let mut ids = HashSet::new();
+    for (i, repo) in b.repositories.iter().enumerate() {
+        let p = format!("{path}.repositories[{i}]");
+        if !ids.insert(repo.id.as_str()) {
+            err(
+                &format!("{p}.id"),
+                format!("repository id \"{}\" is used twice", repo.id),
+            );
+        }
+        check_repository(repo, &p, err);
+    }
+    let mut sched_ids = HashSet::new();
+    for (i, s) in b.schedules.iter().enumerate() {
+        let p = format!("{path}.schedules[{i}]");
+        if !sched_ids.insert(s.id.as_str()) {
+            err(
+                &format!("{p}.id"),
+                format!("schedule id \"{}\" is used twice", s.id),
+            );
+        }
+        if let Err(msg) = parse_cron(&s.cron_expression) {
+            err(&format!("{p}.cron_expression"), msg);
+        }
+        if let Some(r) = &s.repository {
+            if !ids.contains(r.as_str()) {
+                err(
+                    &format!("{p}.repository"),
+                    format!("no repository \"{r}\" in {path}.repositories"),
+                );
+            }
+        }
+    }
+}
+
+/// Checks point-in-time options: a target exactly when the type needs one.
+pub fn check_restore_options(o: &RestoreOptions, p: &str, err: &mut impl FnMut(&str, String)) {
+    let t = o.restore_type.unwrap_or(RestoreType::Default);
+    let needs_target = matches!(
+        t,
+        RestoreType::Time | RestoreType::Xid | RestoreType::Lsn | RestoreType::Name
+    );
+    match (&o.target, needs_target) {
+        (None, true) => err(&format!("{p}.type"), format!("type {t} needs a `target`")),
+        (Some(_), false) => err(&format!("{p}.target"), format!("type {t} takes no target")),
+        (Some(target), true) if t == RestoreType::Lsn && !is_lsn(target) => err(
+            &format!("{p}.target"),
+            format!("\"{target}\" is not an LSN (e.g. 0/3000060)"),
+        ),
+        (Some(target), true)
+            if t == RestoreType::Time
+                && chrono::DateTime::parse_from_rfc3339(&target.replace(' ', "T")).is_err() =>
+        {
+            err(
+                &format!("{p}.target"),
+                format!(
+                    "\"{target}\" is not a timestamp with a time zone (e.g. 2026-11-24T18:00:00Z)"
+                ),
+            )
+        }
+        _ => {}
+    }
+}
+
+fn is_lsn(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|h| !h.is_empty() && h.len() <= 8 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    })
+}
+
+fn check_restore(
+    repo: &Repository,
+    options: Option<&RestoreOptions>,
+    path: &str,
+    err: &mut impl FnMut(&str, String),
+) {
+    check_repository(repo, &format!("{path}.repository"), err);
+    if let Some(o) = options {
+        check_restore_options(o, &format!("{path}.restore_options"), err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_accepts_five_and_six_fields() {
+        assert!(parse_cron("0 2 * * *").is_ok());
+        assert!(parse_cron("30 0 2 * * *").is_ok());
+        assert!(parse_cron("0 25 * * *").is_err());
+        assert!(parse_cron("every day").unwrap_err().contains("2 fields"));
+    }
+
+    #[test]
+    fn lsn_shape() {
+        assert!(is_lsn("0/3000060"));
+        assert!(!is_lsn("3000060"));
+    }
+}
