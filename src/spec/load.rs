@@ -110,12 +110,9 @@ fn read_one<T: Decode + Default0>(
     };
     let mut cx = Ctx::new(&file.path);
     let value = decode::<T>(&node, &FieldPath::root(), &mut cx);
-    let had_errors = !cx.diags.is_empty();
     diags.append(&mut cx.diags);
-    // A partly decoded file is not checked further: its errors come first.
-    if had_errors {
-        return None;
-    }
+    // A file with errors in optional fields still decodes (without them), so
+    // its other rules are checked too and the person sees everything at once.
     value.map(|v| (v, cx.spans))
 }
 
@@ -184,14 +181,14 @@ fn check_ports(dbs: &[(Database, SpanMap)], diags: &mut Vec<Diagnostic>) {
     for (db, spans) in order {
         for (i, node) in db.nodes.iter().enumerate() {
             let port = node.port.or(db.port).unwrap_or(defaults::DEFAULT_PORT);
-            let path = if node.port.is_some() {
-                format!("nodes[{i}].port")
-            } else if db.port.is_some() {
-                "port".to_string()
-            } else {
-                format!("nodes[{i}].host_ids")
-            };
-            for host in &node.host_ids {
+            for (j, host) in node.host_ids.iter().enumerate() {
+                let path = if node.port.is_some() {
+                    format!("nodes[{i}].port")
+                } else if db.port.is_some() {
+                    "port".to_string()
+                } else {
+                    format!("nodes[{i}].host_ids[{j}]")
+                };
                 let key = (host.as_str().to_string(), port);
                 if let Some((other_db, other_file)) = used.get(&key) {
                     if other_db != db.database_name.as_str() {

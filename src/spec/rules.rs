@@ -66,7 +66,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
     match (db.state, &db.confirm_delete) {
         (Some(DatabaseState::Absent), None) => err(
             "state",
-            format!("state: absent deletes the database; add `confirm_delete: {name}` to confirm"),
+            format!("absent deletes the database; add `confirm_delete: {name}` to confirm"),
         ),
         (Some(DatabaseState::Absent), Some(c)) if c != name => err(
             "confirm_delete",
@@ -350,12 +350,24 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
     let full = match fields {
         5 => format!("0 {expr}"),
         6 => expr.to_string(),
-        n => return Err(format!(
+        n => {
+            return Err(format!(
             "\"{expr}\" has {n} fields; a cron expression has 5 (minute hour day month weekday)"
-        )),
+        ))
+        }
     };
-    cron::Schedule::from_str(&full)
-        .map_err(|e| format!("\"{expr}\" is not a valid cron expression: {e}"))
+    cron::Schedule::from_str(&full).map_err(|e| {
+        // The crate's message spans lines (with a caret); its last line says what is wrong.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid")
+            .trim()
+            .to_string();
+        format!("\"{expr}\" is not a valid cron expression ({why})")
+    })
 }
 
 fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, String)) {
@@ -363,7 +375,7 @@ fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, Strin
         if !v {
             err(
                 p,
-                format!("a {} repository needs `{field}`", repo.repo_type),
+                format!("a repository of type {} needs `{field}`", repo.repo_type),
             );
         }
     };

@@ -36,7 +36,11 @@ impl Decode for SecretRef {
         let env: Option<String> = m.opt(cx, "env");
         let file: Option<String> = m.opt(cx, "file");
         let age: Option<String> = m.opt(cx, "age");
+        let before = cx.diags.len();
         m.finish(cx);
+        if cx.diags.len() > before {
+            return None; // the unknown field's message says it all
+        }
         let given = [env.is_some(), file.is_some(), age.is_some()];
         if given.iter().filter(|g| **g).count() != 1 {
             cx.error_at(
