@@ -15,16 +15,58 @@ fn check(files: &[SourceFile]) {
         assert!(!diags.is_empty());
         for d in diags {
             assert!(!d.file.is_empty(), "{d}");
-            assert!(files.iter().any(|f| f.path == d.file), "{d} names a file that was not given");
+            assert!(
+                files.iter().any(|f| f.path == d.file),
+                "{d} names a file that was not given"
+            );
         }
     }
 }
 
 const TOKENS: &[&str] = &[
-    "database_name: ", "postgres_version: ", "nodes:", "- ", "  ", "\n", "name: ", "host_ids: ", "[", "]", "{",
-    "}", ",", ":", "&a ", "*a", "!!str ", "'", "\"", "|", "> ", "17", "n1", "h1", "port: ", "99999", "-1", "null",
-    "~", "? ", "---\n", "...\n", "#", "\t", "state: absent", "password: ", "env: X", "extensions: ", "pgvector",
-    "\u{feff}", "é", "\\", "%YAML 1.2\n",
+    "database_name: ",
+    "postgres_version: ",
+    "nodes:",
+    "- ",
+    "  ",
+    "\n",
+    "name: ",
+    "host_ids: ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "&a ",
+    "*a",
+    "!!str ",
+    "'",
+    "\"",
+    "|",
+    "> ",
+    "17",
+    "n1",
+    "h1",
+    "port: ",
+    "99999",
+    "-1",
+    "null",
+    "~",
+    "? ",
+    "---\n",
+    "...\n",
+    "#",
+    "\t",
+    "state: absent",
+    "password: ",
+    "env: X",
+    "extensions: ",
+    "pgvector",
+    "\u{feff}",
+    "é",
+    "\\",
+    "%YAML 1.2\n",
 ];
 
 proptest! {
