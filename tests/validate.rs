@@ -160,6 +160,21 @@ fn checked_in_schema_is_current() {
 }
 
 #[test]
+fn spec_reference_is_current() {
+    let path = root().join("docs/spec.md");
+    let text = pgcd::spec::reference::markdown();
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == text,
+        "docs/spec.md is stale: run `UPDATE_EXPECT=1 cargo test --test validate`"
+    );
+}
+
+#[test]
 fn sample_files_point_editors_at_the_schema() {
     let sample = root().join("sample-repo");
     let files = pgcd::spec::read_dir(&sample).unwrap();

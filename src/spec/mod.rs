@@ -15,6 +15,7 @@ pub mod extensions;
 mod load;
 pub mod names;
 pub mod operation;
+pub mod reference;
 pub mod rules;
 pub mod schema;
 pub mod secret;
