@@ -5,4 +5,5 @@
 //! command-line verbs.
 
 pub mod cli;
+pub mod source;
 pub mod spec;
