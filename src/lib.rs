@@ -4,5 +4,7 @@
 //! desired state, its validation and its JSON Schema, and `cli` the
 //! command-line verbs.
 
+pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod spec;
