@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cargo build --quiet
-pgcd=target/debug/pgcd
+pgcd="${CARGO_TARGET_DIR:-target}/debug/pgcd"
 
 if [ "${1:-up}" = "down" ]; then
   shift || true
