@@ -2,7 +2,7 @@
 
 use crate::cluster::agent::{self, AgentConfig, EtcdMode};
 use crate::cluster::election::LeaderService;
-use crate::cluster::services::{FactsDispatcher, Heartbeat};
+use crate::cluster::services::{FactsDispatcher, Heartbeat, RaftLeaderAway};
 use crate::cluster::{executors, HostId};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -128,6 +128,7 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         bail!("one of --init, --join or --etcd-endpoints is needed");
     };
+    let embedded = !matches!(mode, EtcdMode::External { .. });
     let config = AgentConfig {
         host_id: args.host_id.clone(),
         advertise: args.advertise,
@@ -163,8 +164,11 @@ pub fn run(args: Args) -> Result<i32> {
             }
             signals.cancel();
         });
-        let services: Vec<Arc<dyn LeaderService>> =
+        let mut services: Vec<Arc<dyn LeaderService>> =
             vec![Arc::new(Heartbeat), Arc::new(FactsDispatcher)];
+        if embedded {
+            services.push(Arc::new(RaftLeaderAway));
+        }
         agent::run(config, executors::builtin(), services, shutdown).await
     })?;
     Ok(0)

@@ -219,7 +219,7 @@ pub async fn run_election(
                 tokio::spawn(s.run(guard.clone()))
             })
             .collect();
-        let reason = watch_leadership(&store, &key, revision, &mut lease_rx, ttl, &token).await;
+        let reason = watch_leadership(&guard, ttl).await;
         token.cancel();
         store.metrics().is_leader.store(false, Ordering::SeqCst);
         for h in handles {
@@ -232,29 +232,20 @@ pub async fn run_election(
     }
 }
 
-async fn watch_leadership(
-    store: &Store,
-    key: &[u8],
-    revision: i64,
-    lease_rx: &mut watch::Receiver<i64>,
-    ttl: Duration,
-    token: &CancellationToken,
-) -> &'static str {
+/// Confirms leadership every 250 ms with an empty guarded transaction, so
+/// losing it (lease lapsed while paused, key deleted) is always found by a
+/// rejected guarded write.
+async fn watch_leadership(guard: &LeaderGuard, ttl: Duration) -> &'static str {
     let mut last_ok = Instant::now();
     loop {
         tokio::select! {
-            () = token.cancelled() => return "leadership lost (guarded write rejected) or shutting down",
-            _ = lease_rx.changed() => return "the host lease lapsed",
+            () = guard.token().cancelled() => return "leadership lost (guarded write rejected) or shutting down",
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
-        let mut client = store.client();
-        match store.timed(client.get(key.to_vec(), None)).await {
-            Ok(resp) => {
-                let held = resp.kvs().first().map(|kv| kv.create_revision()) == Some(revision);
-                if !held {
-                    return "the leader key is gone";
-                }
-                last_ok = Instant::now();
+        match guard.txn(vec![], vec![], vec![]).await {
+            Ok(_) => last_ok = Instant::now(),
+            Err(ClusterError::NotLeader) => {
+                return "guarded check rejected: the leader key is gone"
             }
             Err(e) if last_ok.elapsed() > ttl => {
                 tracing::warn!(error = %e, "cannot confirm leadership");

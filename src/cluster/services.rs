@@ -110,3 +110,55 @@ impl LeaderService for FactsDispatcher {
         .boxed()
     }
 }
+
+/// With embedded etcd, keeps the etcd raft leader off the pgcd leader's
+/// host: when that host dies, only the pgcd lease must expire, not also a
+/// raft election plus the lease extension etcd grants after one, which
+/// roughly halves failover time.
+pub struct RaftLeaderAway;
+
+impl LeaderService for RaftLeaderAway {
+    fn name(&self) -> &'static str {
+        "raft-leader-away"
+    }
+
+    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
+        async move {
+            loop {
+                if let Err(e) = move_raft_leader_away(&guard).await {
+                    tracing::debug!(error = %e, "cannot move the etcd raft leader");
+                }
+                tokio::select! {
+                    () = guard.token().cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+async fn move_raft_leader_away(guard: &LeaderGuard) -> Result<(), ClusterError> {
+    let store = guard.store();
+    let mut client = store.client();
+    let status = store.timed(client.status()).await?;
+    let me = status.header().map_or(0, |h| h.member_id());
+    if status.leader() != me || me == 0 {
+        return Ok(());
+    }
+    let members = store.timed(client.member_list()).await?;
+    let Some(target) = members
+        .members()
+        .iter()
+        .find(|m| m.id() != me && !m.is_learner() && !m.client_urls().is_empty())
+        .map(etcd_client::Member::id)
+    else {
+        return Ok(());
+    };
+    store.timed(client.move_leader(target)).await?;
+    tracing::info!(
+        to = format!("{target:x}"),
+        "moved the etcd raft leader off the pgcd leader's host"
+    );
+    Ok(())
+}
