@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cargo build --quiet
-pgcd=target/debug/pgcd
+pgcd="${CARGO_TARGET_DIR:-target}/debug/pgcd"
 
 echo "== the sample repository, validated and fully defaulted (pgcd validate sample-repo -o json)"
 "$pgcd" validate sample-repo -o json

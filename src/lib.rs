@@ -1,9 +1,12 @@
 //! pgcd: a GitOps control plane for PostgreSQL.
 //!
-//! The crate is laid out as the boxes of `ARCHITECTURE.md`; `spec` holds the
-//! desired state, its validation and its JSON Schema, and `cli` the
-//! command-line verbs.
+//! The crate is laid out as the boxes of `ARCHITECTURE.md`: `spec` (desired
+//! state, validation, schema), `source` (Git mirror, webhooks, commit
+//! statuses), `cluster` (etcd, election, host registry, task queue) and `api`
+//! (the read-only HTTP surface). `cli` holds the command-line verbs.
 
+pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod source;
 pub mod spec;

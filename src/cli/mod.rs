@@ -5,7 +5,11 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+mod agent;
+mod demo;
+mod host;
 mod schema;
+mod status;
 mod validate;
 
 /// GitOps control plane for PostgreSQL.
@@ -34,6 +38,14 @@ pub enum Command {
     Validate(validate::Args),
     /// Write the JSON Schema of every kind (to stdout, or into --out DIR).
     Schema(schema::Args),
+    /// Run the agent of this host.
+    Agent(Box<agent::Args>),
+    /// Show the cluster: leader, hosts, tasks.
+    Status(status::Args),
+    /// Manage hosts of the cluster.
+    Host(host::Args),
+    /// Run a three-host demo cluster on this machine (127.0.0.11-13).
+    Demo(demo::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -42,6 +54,10 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Agent(args) => agent::run(*args),
+        Command::Status(args) => status::run(args),
+        Command::Host(args) => host::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

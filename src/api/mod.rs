@@ -1,0 +1,76 @@
+//! The HTTP API (axum): read-only JSON views of the cluster, `/metrics`,
+//! `/healthz`, and the internal `POST /v1/cluster/join`. Every agent answers
+//! from etcd, so any agent's address will do. One route per file under
+//! `routes/`.
+
+pub mod routes;
+
+use crate::cluster::metrics::Metrics;
+use crate::cluster::store::Store;
+use crate::cluster::HostId;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The etcd store.
+    pub store: Store,
+    /// This agent's host id.
+    pub host: HostId,
+    /// The pgcd cluster id.
+    pub cluster_id: String,
+    /// This agent's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::health::get))
+        .route("/metrics", get(routes::metrics::get))
+        .route("/v1/cluster", get(routes::cluster::get))
+        .route("/v1/cluster/join", post(routes::join::post))
+        .route("/v1/hosts", get(routes::hosts::list))
+        .route("/v1/tasks", get(routes::tasks::list))
+        .route("/v1/tasks/{id}", get(routes::tasks::get_one))
+        .with_state(state)
+}
+
+/// An error answered as `{"error": "..."}` with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The message a person reads.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Makes an error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,8 @@
+//! One file per route.
+
+pub mod cluster;
+pub mod health;
+pub mod hosts;
+pub mod join;
+pub mod metrics;
+pub mod tasks;

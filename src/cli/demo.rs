@@ -1,0 +1,272 @@
+//! `pgcd demo up|down`: three agents on 127.0.0.11–13 with embedded etcd,
+//! following a local bare clone of `sample-repo/`, so a person can clone it,
+//! edit, commit, push and watch. Everything lives under one demo directory;
+//! `down` stops the agents and keeps the files for inspection.
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The simulated hosts: id and loopback address.
+const HOSTS: [(&str, &str); 3] = [
+    ("h1", "127.0.0.11"),
+    ("h2", "127.0.0.12"),
+    ("h3", "127.0.0.13"),
+];
+
+/// How long `up` waits for the cluster to form before it gives up.
+const FORM_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Arguments of `pgcd demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+    /// Where the demo keeps its repositories, data and logs.
+    #[arg(long, env = "PGCD_DEMO_DIR", global = true)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Start the three-host demo cluster (idempotent).
+    Up {
+        /// The sample repository to seed the demo's config repository with.
+        #[arg(long, default_value = "sample-repo")]
+        sample: PathBuf,
+    },
+    /// Stop the demo's agents (files are kept; `--purge` removes them).
+    Down {
+        /// Also delete the demo directory.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+/// Runs the verb.
+pub fn run(args: Args) -> Result<i32> {
+    let dir = args.dir.unwrap_or_else(default_dir);
+    match args.action {
+        Action::Up { sample } => up(&dir, &sample),
+        Action::Down { purge } => down(&dir, purge),
+    }
+}
+
+fn default_dir() -> PathBuf {
+    let base = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    base.join(".local/share/pgcd-demo")
+}
+
+fn up(dir: &Path, sample: &Path) -> Result<i32> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bare = dir.join("config.git");
+    let work = dir.join("config");
+    if !bare.exists() {
+        seed_repository(sample, &bare, &work)?;
+    }
+    let exe = std::env::current_exe().context("locating the pgcd binary")?;
+    let repo_url = format!("file://{}", bare.display());
+    for (index, (host, addr)) in HOSTS.iter().enumerate() {
+        if pid_alive(&pid_file(dir, host)) {
+            println!("{host}: already running");
+            continue;
+        }
+        let data = dir.join("hosts").join(host);
+        fs::create_dir_all(&data)?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["agent", "--host-id", host, "--advertise", addr])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--label", &format!("zone=demo-{}", index + 1)]);
+        if index == 0 {
+            cmd.args(["--init", "--repo", &repo_url, "--branch", "main"]);
+        } else {
+            cmd.args(["--join", &format!("http://{}:7800", HOSTS[0].1)]);
+        }
+        spawn_detached(cmd, &dir.join(format!("{host}.log")), &pid_file(dir, host))?;
+        // Joins go one at a time: etcd adds one member at a time.
+        wait_for(FORM_DEADLINE, || healthy_hosts(HOSTS[0].1) > index)
+            .with_context(|| format!("{host} did not join; see {}/{host}.log", dir.display()))?;
+    }
+    println!();
+    println!("pgcd demo is up: three agents (h1, h2, h3) with embedded etcd.");
+    for (host, addr) in HOSTS {
+        println!(
+            "  {host}: API http://{addr}:7800   log {}/{host}.log",
+            dir.display()
+        );
+    }
+    println!("  status:   pgcd status --api http://{}:7800", HOSTS[0].1);
+    println!(
+        "  config:   {} (push to {})",
+        work.display(),
+        bare.display()
+    );
+    println!(
+        "  try:      cd {} && $EDITOR databases/orders.yaml && git commit -am change && git push",
+        work.display()
+    );
+    println!("  stop:     pgcd demo down");
+    Ok(0)
+}
+
+fn down(dir: &Path, purge: bool) -> Result<i32> {
+    for (host, _) in HOSTS {
+        let file = pid_file(dir, host);
+        if let Some(pid) = read_pid(&file) {
+            // SIGTERM lets the agent stop its etcd child cleanly.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let stopped = wait_for(Duration::from_secs(15), || !process_alive(pid));
+            if stopped.is_err() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            println!("{host}: stopped");
+        }
+        let _ = fs::remove_file(&file);
+    }
+    if purge && dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("removed {}", dir.display());
+    }
+    Ok(0)
+}
+
+/// Makes the bare config repository from the sample, plus a working clone.
+fn seed_repository(sample: &Path, bare: &Path, work: &Path) -> Result<()> {
+    if !sample.join("databases").is_dir() {
+        bail!(
+            "{} is not a config repository (no databases/); run from the pgcd checkout or pass --sample",
+            sample.display()
+        );
+    }
+    git(
+        None,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+        Some(bare),
+    )?;
+    git(
+        None,
+        &[
+            "clone",
+            "--quiet",
+            &bare.display().to_string(),
+            &work.display().to_string(),
+        ],
+        None,
+    )?;
+    copy_tree(sample, work)?;
+    git(Some(work), &["checkout", "--quiet", "-B", "main"], None)?;
+    git(Some(work), &["add", "-A"], None)?;
+    git(
+        Some(work),
+        &[
+            "-c",
+            "user.name=pgcd demo",
+            "-c",
+            "user.email=demo@pgcd.local",
+            "commit",
+            "--quiet",
+            "-m",
+            "Seed from sample-repo",
+        ],
+        None,
+    )?;
+    git(Some(work), &["push", "--quiet", "origin", "main"], None)?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn git(cwd: Option<&Path>, args: &[&str], extra: Option<&Path>) -> Result<()> {
+    let mut cmd = Command::new("git");
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.args(args);
+    if let Some(extra) = extra {
+        cmd.arg(extra);
+    }
+    let status = cmd.status().context("running git")?;
+    if !status.success() {
+        bail!("git {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn spawn_detached(mut cmd: Command, log: &Path, pid_path: &Path) -> Result<()> {
+    let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // A new session: the agent outlives the shell that ran `demo up`.
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let child = cmd.spawn().context("starting pgcd agent")?;
+    fs::write(pid_path, child.id().to_string())?;
+    Ok(())
+}
+
+fn pid_file(dir: &Path, host: &str) -> PathBuf {
+    dir.join(format!("{host}.pid"))
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn pid_alive(path: &Path) -> bool {
+    read_pid(path).is_some_and(process_alive)
+}
+
+fn process_alive(pid: i32) -> bool {
+    // A zombie has no cmdline; treat it as gone.
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+/// Counts the healthy hosts the first agent's API reports (0 when it is not up).
+fn healthy_hosts(addr: &str) -> usize {
+    let url = format!("http://{addr}:7800/v1/hosts");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
+    let Ok(value) = client
+        .and_then(|c| c.get(&url).send())
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json::<serde_json::Value>())
+    else {
+        return 0;
+    };
+    let hosts = value.get("hosts").unwrap_or(&value);
+    hosts
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|h| h.get("healthy").and_then(|v| v.as_bool()).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("not ready after {} s", deadline.as_secs())
+}

@@ -1,0 +1,164 @@
+//! The leader services of this issue: a status heartbeat written through the
+//! guard (it finds lost leadership even when nothing else writes), and the
+//! dispatcher that sends `host.facts` to every newly started host.
+
+use super::election::{LeaderGuard, LeaderService};
+use super::executors::HOST_FACTS;
+use super::keys;
+use super::registry::HostRecord;
+use super::store::to_json;
+use super::tasks::{dispatch, TaskSpec};
+use super::{now_rfc3339, ClusterError};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Writes `status/leader` every second through the guard.
+pub struct Heartbeat;
+
+impl LeaderService for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
+        async move {
+            let since = now_rfc3339();
+            loop {
+                let record = serde_json::json!({
+                    "host": guard.host(), "since": since, "at": now_rfc3339()
+                });
+                match to_json(&record) {
+                    Ok(v) => match guard.put(keys::LEADER_STATUS, v).await {
+                        Err(ClusterError::NotLeader) => return,
+                        Err(e) => tracing::warn!(error = %e, "leader heartbeat failed"),
+                        Ok(()) => {}
+                    },
+                    Err(e) => tracing::warn!(error = %e, "leader heartbeat not encodable"),
+                }
+                tokio::select! {
+                    () = guard.token().cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Dispatches `host.facts` once to each host each time it starts.
+pub struct FactsDispatcher;
+
+/// The facts task id for one start of a host.
+pub fn facts_task_id(record: &HostRecord) -> String {
+    let stamp: String = record
+        .started_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("facts-{}-{stamp}", record.id)
+}
+
+impl LeaderService for FactsDispatcher {
+    fn name(&self) -> &'static str {
+        "facts-dispatcher"
+    }
+
+    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
+        async move {
+            let mut done: HashSet<String> = HashSet::new();
+            loop {
+                match guard.store().get_prefix(keys::HOSTS).await {
+                    Ok((entries, _)) => {
+                        for e in entries
+                            .iter()
+                            .filter(|e| keys::host_id_of_record(&e.key).is_some())
+                        {
+                            let Ok(record) = e.json::<HostRecord>() else {
+                                continue;
+                            };
+                            let id = facts_task_id(&record);
+                            if done.contains(&id) {
+                                continue;
+                            }
+                            let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
+                            let spec = TaskSpec {
+                                id: id.clone(),
+                                kind: HOST_FACTS.into(),
+                                args: serde_json::Value::Null,
+                                deadline: deadline
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            };
+                            match dispatch(&guard, &record.id, &spec).await {
+                                Ok(_) => {
+                                    done.insert(id);
+                                }
+                                Err(ClusterError::NotLeader) => return,
+                                Err(e) => tracing::warn!(error = %e, "cannot dispatch host.facts"),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list hosts"),
+                }
+                tokio::select! {
+                    () = guard.token().cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// With embedded etcd, keeps the etcd raft leader off the pgcd leader's
+/// host: when that host dies, only the pgcd lease must expire, not also a
+/// raft election plus the lease extension etcd grants after one, which
+/// roughly halves failover time.
+pub struct RaftLeaderAway;
+
+impl LeaderService for RaftLeaderAway {
+    fn name(&self) -> &'static str {
+        "raft-leader-away"
+    }
+
+    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
+        async move {
+            loop {
+                if let Err(e) = move_raft_leader_away(&guard).await {
+                    tracing::debug!(error = %e, "cannot move the etcd raft leader");
+                }
+                tokio::select! {
+                    () = guard.token().cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+async fn move_raft_leader_away(guard: &LeaderGuard) -> Result<(), ClusterError> {
+    let store = guard.store();
+    let mut client = store.client();
+    let status = store.timed(client.status()).await?;
+    let me = status.header().map_or(0, |h| h.member_id());
+    if status.leader() != me || me == 0 {
+        return Ok(());
+    }
+    let members = store.timed(client.member_list()).await?;
+    let Some(target) = members
+        .members()
+        .iter()
+        .find(|m| m.id() != me && !m.is_learner() && !m.client_urls().is_empty())
+        .map(etcd_client::Member::id)
+    else {
+        return Ok(());
+    };
+    store.timed(client.move_leader(target)).await?;
+    tracing::info!(
+        to = format!("{target:x}"),
+        "moved the etcd raft leader off the pgcd leader's host"
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! A thin wrapper over `etcd_client::Client`: every key is relative to the
+//! `/pgcd/v1/` namespace, every request has a timeout and its latency goes to
+//! the `/metrics` histogram.
+
+use super::keys::NAMESPACE;
+use super::metrics::Metrics;
+use super::ClusterError;
+use etcd_client::{
+    Client, Compare, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one etcd request may take before it fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One key-value pair read from etcd, key relative to the namespace.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The key without the namespace.
+    pub key: String,
+    /// The raw value.
+    pub value: Vec<u8>,
+    /// The revision that created the key.
+    pub create_revision: i64,
+    /// The revision of the last change.
+    pub mod_revision: i64,
+    /// The lease the key is attached to (0 for none).
+    pub lease: i64,
+}
+
+impl Entry {
+    /// Decodes the value as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClusterError> {
+        serde_json::from_slice(&self.value).map_err(|source| ClusterError::BadRecord {
+            key: self.key.clone(),
+            source,
+        })
+    }
+}
+
+/// The etcd store, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+/// The full etcd key of a namespaced key.
+pub fn full_key(rel: &str) -> String {
+    format!("{NAMESPACE}{rel}")
+}
+
+impl Store {
+    /// Connects to etcd at the given endpoints (`http://host:port`).
+    pub async fn connect(
+        endpoints: &[String],
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ClusterError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client =
+            tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(endpoints, Some(options)))
+                .await
+                .map_err(|_| ClusterError::Timeout(REQUEST_TIMEOUT))??;
+        Ok(Self { client, metrics })
+    }
+
+    /// The raw client, for the election, lease, watch and cluster APIs.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The metrics this store records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Runs one etcd request with the timeout, recording its latency.
+    pub async fn timed<T, F>(&self, fut: F) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let start = Instant::now();
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        self.metrics.etcd_latency.observe(start.elapsed());
+        match result {
+            Ok(r) => r.map_err(ClusterError::from),
+            Err(_) => Err(ClusterError::Timeout(REQUEST_TIMEOUT)),
+        }
+    }
+
+    /// Reads one key.
+    pub async fn get(&self, rel: &str) -> Result<Option<Entry>, ClusterError> {
+        let mut c = self.client.clone();
+        let resp = self.timed(c.get(full_key(rel), None)).await?;
+        Ok(resp.kvs().first().map(entry))
+    }
+
+    /// Reads one key as JSON.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<T>, ClusterError> {
+        self.get(rel).await?.map(|e| e.json()).transpose()
+    }
+
+    /// Reads every key under a prefix, sorted by key.
+    pub async fn get_prefix(&self, rel: &str) -> Result<(Vec<Entry>, i64), ClusterError> {
+        let mut c = self.client.clone();
+        let resp = self
+            .timed(c.get(full_key(rel), Some(GetOptions::new().with_prefix())))
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.kvs().iter().map(entry).collect(), revision))
+    }
+
+    /// Writes one key, optionally attached to a lease.
+    pub async fn put(
+        &self,
+        rel: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    ) -> Result<(), ClusterError> {
+        let mut c = self.client.clone();
+        let options = lease.map(|id| PutOptions::new().with_lease(id));
+        self.timed(c.put(full_key(rel), value, options)).await?;
+        Ok(())
+    }
+
+    /// Writes one key as JSON.
+    pub async fn put_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<(), ClusterError> {
+        self.put(rel, to_json(value)?, None).await
+    }
+
+    /// Deletes one key.
+    pub async fn delete(&self, rel: &str) -> Result<(), ClusterError> {
+        let mut c = self.client.clone();
+        self.timed(c.delete(full_key(rel), None)).await?;
+        Ok(())
+    }
+
+    /// Runs a transaction.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, ClusterError> {
+        let mut c = self.client.clone();
+        self.timed(c.txn(txn)).await
+    }
+
+    /// Creates a key only if it does not exist; returns whether it did.
+    pub async fn create(&self, rel: &str, value: Vec<u8>) -> Result<bool, ClusterError> {
+        let key = full_key(rel);
+        let txn = Txn::new()
+            .when([Compare::version(
+                key.clone(),
+                etcd_client::CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.txn(txn).await?.succeeded())
+    }
+}
+
+/// Encodes a value as JSON bytes.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
+    serde_json::to_vec(value).map_err(|e| ClusterError::Other(format!("encoding JSON: {e}")))
+}
+
+fn entry(kv: &etcd_client::KeyValue) -> Entry {
+    let key = String::from_utf8_lossy(kv.key());
+    Entry {
+        key: key.strip_prefix(NAMESPACE).unwrap_or(&key).to_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+    }
+}

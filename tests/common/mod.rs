@@ -1,0 +1,343 @@
+//! Test harness: real `pgcd agent` processes with embedded etcd on loopback
+//! addresses `127.0.<block>.11`, `.12`, ... Each test takes its own block so
+//! test binaries and tests can run at once. Children are killed on drop.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The pgcd binary, hard-linked away from the shared target dir so another
+/// build replacing `target/debug/pgcd` cannot change it under a running test.
+pub fn pgcd_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_BIN_EXE_pgcd"));
+        let dir = std::env::temp_dir().join("pgcd-test-bins");
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let pid = e
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_start_matches("pgcd-")
+                    .to_owned();
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let dst = dir.join(format!("pgcd-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dst);
+        match std::fs::hard_link(&src, &dst).or_else(|_| std::fs::copy(&src, &dst).map(drop)) {
+            Ok(()) => dst,
+            Err(_) => src,
+        }
+    })
+    .clone()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GETs JSON from a URL; `None` on any failure.
+pub fn get_json(url: &str) -> Option<Value> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let resp = client.get(url).send().ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().ok()
+}
+
+/// GETs text from a URL; `None` on any failure.
+pub fn get_text(url: &str) -> Option<String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    client.get(url).send().ok()?.text().ok()
+}
+
+/// Reads one metric's value from Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// One agent process.
+pub struct Agent {
+    /// Host id.
+    pub id: String,
+    /// Loopback address.
+    pub addr: String,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Extra mode arguments (`--init ...` or `--join ...`).
+    pub mode: Vec<String>,
+    /// The running process.
+    pub child: Option<Child>,
+}
+
+impl Agent {
+    /// The API base URL.
+    pub fn api(&self) -> String {
+        format!("http://{}:7800", self.addr)
+    }
+
+    /// The etcd client URL.
+    pub fn etcd(&self) -> String {
+        format!("http://{}:2379", self.addr)
+    }
+
+    /// The pid of the agent.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The pid of its etcd child.
+    pub fn etcd_pid(&self) -> Option<u32> {
+        let pid = self.pid()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok();
+        // The etcd child belongs to the supervisor thread, not the main thread: scan all threads.
+        let mut all = children.unwrap_or_default();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                    all.push(' ');
+                    all.push_str(&c);
+                }
+            }
+        }
+        all.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .find(|p: &u32| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "etcd")
+            })
+    }
+
+    /// Starts the agent process.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .expect("agent log file");
+        let child = Command::new(pgcd_bin())
+            .args([
+                "agent",
+                "--host-id",
+                &self.id,
+                "--advertise",
+                &self.addr,
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .args(&self.mode)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn pgcd agent");
+        self.child = Some(child);
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// kill -9 the agent and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+/// A cluster of agents on `127.0.<block>.11..`.
+pub struct Cluster {
+    /// The agents, h1 first.
+    pub agents: Vec<Agent>,
+    /// Keeps the data dirs.
+    pub dir: tempfile::TempDir,
+    /// The address block.
+    pub block: u8,
+}
+
+/// The address of host `i` (0-based) in a block.
+pub fn addr(block: u8, i: usize) -> String {
+    format!("127.0.{block}.{}", 11 + i)
+}
+
+impl Cluster {
+    /// Starts `n` agents: h1 with `--init`, the others joining h1 one by one;
+    /// waits until all are healthy.
+    pub fn start(block: u8, n: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cluster = Self {
+            agents: vec![],
+            dir,
+            block,
+        };
+        for i in 0..n {
+            cluster.add(i);
+            let api = cluster.agents[0].api();
+            let what = format!("{} healthy hosts on h1", i + 1);
+            wait_for(&what, Duration::from_secs(60), || {
+                (healthy_hosts(&api).len() == i + 1).then_some(())
+            });
+        }
+        cluster
+    }
+
+    /// Adds and starts agent `i` (h<i+1>).
+    pub fn add(&mut self, i: usize) {
+        let id = format!("h{}", i + 1);
+        let mode = if i == 0 {
+            vec![
+                "--init".into(),
+                "--repo".into(),
+                "file:///nonexistent".into(),
+            ]
+        } else {
+            vec![
+                "--join".into(),
+                format!("http://{}:7800", addr(self.block, 0)),
+            ]
+        };
+        let mut agent = Agent {
+            data_dir: self.dir.path().join(&id),
+            id,
+            addr: addr(self.block, i),
+            mode,
+            child: None,
+        };
+        agent.spawn();
+        self.agents.push(agent);
+    }
+
+    /// The leader as agent `i` sees it.
+    pub fn leader_seen_by(&self, i: usize) -> Option<String> {
+        get_json(&format!("{}/v1/cluster", self.agents[i].api()))?
+            .get("leader")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Index of an agent by host id.
+    pub fn index(&self, id: &str) -> usize {
+        self.agents
+            .iter()
+            .position(|a| a.id == id)
+            .expect("known host id")
+    }
+}
+
+/// The ids of healthy hosts per the API at `api`.
+pub fn healthy_hosts(api: &str) -> Vec<String> {
+    hosts(api)
+        .into_iter()
+        .filter(|h| h.get("healthy").and_then(Value::as_bool) == Some(true))
+        .filter_map(|h| h.get("id")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `/v1/hosts` from `api`.
+pub fn hosts(api: &str) -> Vec<Value> {
+    get_json(&format!("{api}/v1/hosts"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// `/v1/cluster` members from `api`.
+pub fn members(api: &str) -> Vec<Value> {
+    get_json(&format!("{api}/v1/cluster"))
+        .and_then(|v| v.get("members")?.as_array().cloned())
+        .unwrap_or_default()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            // Continue a stopped agent so SIGKILL is delivered promptly.
+            a.signal(nix::sys::signal::Signal::SIGCONT);
+            a.kill9();
+        }
+    }
+}
+
+/// A bare etcd server for library-level tests; killed on drop.
+pub struct BareEtcd {
+    child: Child,
+    /// The client URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BareEtcd {
+    /// Starts etcd on `addr` and waits until it answers.
+    pub fn start(addr: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("http://{addr}:2379");
+        let peer = format!("http://{addr}:2380");
+        let child = Command::new("etcd")
+            .args([
+                "--name=t",
+                &format!("--data-dir={}", dir.path().join("etcd").display()),
+                &format!("--listen-client-urls={url}"),
+                &format!("--advertise-client-urls={url}"),
+                &format!("--listen-peer-urls={peer}"),
+                &format!("--initial-advertise-peer-urls={peer}"),
+                &format!("--initial-cluster=t={peer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let health = format!("{url}/health");
+        wait_for("bare etcd healthy", Duration::from_secs(20), || {
+            get_text(&health).filter(|t| t.contains("true"))
+        });
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for BareEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
