@@ -4,6 +4,7 @@ use crate::cluster::agent::{self, AgentConfig, EtcdMode};
 use crate::cluster::election::LeaderService;
 use crate::cluster::services::{FactsDispatcher, Heartbeat, RaftLeaderAway};
 use crate::cluster::{executors, HostId};
+use crate::source::follow::Follower;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -169,6 +170,10 @@ pub fn run(args: Args) -> Result<i32> {
         if embedded {
             services.push(Arc::new(RaftLeaderAway));
         }
+        services.push(Arc::new(Follower::new(
+            config.data_dir.clone(),
+            format!("http://{}:{}", config.advertise, config.api_port),
+        )));
         agent::run(config, executors::builtin(), services, shutdown).await
     })?;
     Ok(0)

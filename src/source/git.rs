@@ -66,6 +66,12 @@ pub struct SourceConfig {
     /// `ssh://`: known_hosts file the server's key must be in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<PathBuf>,
+    /// How often to look for a new head (`15s`); overrides `pgcd.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// Give up a fetch after this long (`60s`); overrides `pgcd.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_timeout: Option<String>,
 }
 
 fn default_branch() -> String {
@@ -83,6 +89,8 @@ impl SourceConfig {
             credentials_file: None,
             ssh_key: None,
             known_hosts: None,
+            poll_interval: None,
+            fetch_timeout: None,
         }
     }
 
@@ -231,6 +239,45 @@ impl Mirror {
             url: self.config.url.clone(),
             branch: self.config.branch.clone(),
         })
+    }
+
+    /// Fetches the remote heads matching `patterns` (branches, pull
+    /// requests) into `refs/pgcd/plan/...`; returns each ref and its head.
+    pub fn fetch_plan_refs(
+        &self,
+        patterns: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<(String, Oid)>, GitError> {
+        let heads = self.remote_heads(patterns, timeout)?;
+        let stale: Vec<&(String, Oid)> = heads
+            .iter()
+            .filter(|(name, oid)| self.repo.refname_to_id(&plan_ref(name)).ok() != Some(*oid))
+            .collect();
+        if !stale.is_empty() {
+            let refspecs: Vec<String> = stale
+                .iter()
+                .map(|(name, _)| format!("+{name}:{}", plan_ref(name)))
+                .collect();
+            let mut remote = self
+                .repo
+                .find_remote("origin")
+                .map_err(|source| GitError::Git {
+                    action: "fetch",
+                    url: self.config.url.clone(),
+                    source,
+                })?;
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(self.callbacks(Instant::now() + timeout));
+            opts.download_tags(git2::AutotagOption::None);
+            remote
+                .fetch(&refspecs, Some(&mut opts), None)
+                .map_err(|source| GitError::Git {
+                    action: "fetch",
+                    url: self.config.url.clone(),
+                    source,
+                })?;
+        }
+        Ok(heads)
     }
 
     /// Author, subject and time of a commit.
@@ -396,6 +443,11 @@ fn check_host_key(
             known_hosts.display()
         )))
     }
+}
+
+/// Where a plan ref's head is kept in the mirror.
+fn plan_ref(name: &str) -> String {
+    format!("refs/pgcd/plan/{}", name.trim_start_matches("refs/"))
 }
 
 /// A plain path becomes a `file://` URL; anything else is left alone.

@@ -1,8 +1,13 @@
 //! The config repository as the leader sees it: a bare Git mirror fetched
-//! with git2, specs read from commit trees, webhook verification and commit
-//! statuses. This module does not decide what to apply; it turns commits
-//! into validated desired states and reports back on them.
+//! with git2, specs read from commit trees, validated into a desired state
+//! recorded in etcd (`follow`), webhook verification, and commit statuses.
+//! This module does not decide what to change on hosts; it turns commits
+//! into desired states and reports back on them.
 
+pub mod follow;
 pub mod git;
+pub mod records;
+pub mod report;
+pub mod signing;
 pub mod status;
 pub mod webhook;

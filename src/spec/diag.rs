@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// One validation error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, PartialOrd, Ord)]
 pub struct Diagnostic {
     /// Path of the file inside the config repository, e.g. `databases/orders.yaml`.
     pub file: String,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// A reference to a secret: an environment variable or file on the hosts,
 /// or an age-encrypted value decrypted by the agents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum SecretRef {
     /// The name of an environment variable of the agent.

@@ -219,6 +219,37 @@ impl Cluster {
         cluster
     }
 
+    /// Like `start`, with h1 following the Git repository at `repo`.
+    pub fn start_with_repo(block: u8, n: usize, repo: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cluster = Self {
+            agents: vec![],
+            dir,
+            block,
+        };
+        for i in 0..n {
+            if i == 0 {
+                let mut h1 = Agent {
+                    id: "h1".into(),
+                    addr: addr(block, 0),
+                    data_dir: cluster.dir.path().join("h1"),
+                    mode: vec!["--init".into(), "--repo".into(), repo.into()],
+                    child: None,
+                };
+                h1.spawn();
+                cluster.agents.push(h1);
+            } else {
+                cluster.add(i);
+            }
+            let api = cluster.agents[0].api();
+            let what = format!("{} healthy hosts on h1", i + 1);
+            wait_for(&what, Duration::from_secs(60), || {
+                (healthy_hosts(&api).len() == i + 1).then_some(())
+            });
+        }
+        cluster
+    }
+
     /// Adds and starts agent `i` (h<i+1>).
     pub fn add(&mut self, i: usize) {
         let id = format!("h{}", i + 1);

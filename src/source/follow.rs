@@ -1,0 +1,597 @@
+//! The leader's source loop: wait for a poll tick, a webhook (through etcd)
+//! or a file change; look at the remote head; when it moved, fetch, validate
+//! and record the revision — the new desired state and its history record in
+//! one leader-guarded transaction, so a leader killed half-way leaves
+//! nothing half-done and its successor processes the same revision once.
+//! Commit statuses go to a reporter task and never hold the loop up.
+
+use super::git::{Mirror, SourceConfig};
+use super::records::{self, Applied, DesiredRecord, RevisionRecord, RevisionState};
+use super::report::{Reporter, StatusJob};
+use super::status::{CommitStatus, State};
+use crate::cluster::election::{LeaderGuard, LeaderService};
+use crate::cluster::store::{full_key, to_json};
+use crate::cluster::ClusterError;
+use crate::spec::{self, Desired};
+use etcd_client::{Compare, CompareOp, TxnOp};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Poll interval when neither `source/config` nor `pgcd.yaml` set one.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
+/// Fetch timeout when neither sets one.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Test-only fault: the host whose id this names aborts after a fetch,
+/// before recording (a real crash at the worst moment; see tests/source_loop.rs).
+pub const FAULT_ABORT_AFTER_FETCH: &str = "PGCD_FAULT_ABORT_AFTER_FETCH";
+
+/// The source loop as a leader service.
+pub struct Follower {
+    data_dir: PathBuf,
+    api_url: String,
+}
+
+impl Follower {
+    /// A follower keeping its mirror under `data_dir/source`; `api_url` is
+    /// this agent's API, used in statuses' target URLs.
+    pub fn new(data_dir: PathBuf, api_url: String) -> Self {
+        Self { data_dir, api_url }
+    }
+}
+
+impl LeaderService for Follower {
+    fn name(&self) -> &'static str {
+        "source"
+    }
+
+    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
+        let dir = self.data_dir.join("source");
+        let api = self.api_url.clone();
+        async move {
+            let mut loop_ = Loop::new(guard, dir, api);
+            loop_.run().await;
+        }
+        .boxed()
+    }
+}
+
+struct Loop {
+    guard: LeaderGuard,
+    dir: PathBuf,
+    api: String,
+    wake: Arc<Notify>,
+    reporter: Reporter,
+    _watcher: Option<notify::RecommendedWatcher>,
+    watched: Option<String>,
+    /// The desired state in force, read back from its commit in the mirror.
+    applied: Option<(String, Desired)>,
+}
+
+/// What one pass found, for logs and tests.
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    Unchanged,
+    Recorded(RevisionState),
+}
+
+impl Loop {
+    fn new(guard: LeaderGuard, dir: PathBuf, api: String) -> Self {
+        let reporter = Reporter::spawn(guard.token().clone(), dir.clone());
+        Self {
+            guard,
+            dir,
+            api,
+            wake: Arc::new(Notify::new()),
+            reporter,
+            _watcher: None,
+            watched: None,
+            applied: None,
+        }
+    }
+
+    async fn run(&mut self) {
+        tracing::info!("source loop started: following the config repository");
+        self.spawn_etcd_wake();
+        let mut resent = false;
+        loop {
+            let (cfg, poll) = match self.config().await {
+                Ok(c) => c,
+                Err(ClusterError::NotLeader) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the source configuration; retrying");
+                    (None, Duration::from_secs(2))
+                }
+            };
+            if let Some(cfg) = cfg {
+                self.watch_local(&cfg);
+                match self.pass(cfg).await {
+                    Ok(Pass::Unchanged) => tracing::trace!("remote head unchanged"),
+                    Ok(Pass::Recorded(state)) => tracing::info!(?state, "revision recorded"),
+                    Err(ClusterError::NotLeader) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "source pass failed; retrying at the next tick")
+                    }
+                }
+                if !resent {
+                    // After the first pass, so the reporter settings in force are known.
+                    self.resend_unreported().await;
+                    resent = true;
+                }
+            }
+            tokio::select! {
+                () = self.guard.token().cancelled() => return,
+                () = self.wake.notified() => tracing::debug!("woken"),
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// The source settings: `source/config`, with the poll interval and
+    /// fetch timeout of the desired state's `pgcd.yaml` unless set there.
+    async fn config(&self) -> Result<(Option<SourceConfig>, Duration), ClusterError> {
+        let store = self.guard.store();
+        let cfg: Option<SourceConfig> = store.get_json(records::CONFIG).await?;
+        let mut poll = cfg
+            .as_ref()
+            .and_then(|c| c.poll_interval.as_deref())
+            .and_then(parse_duration);
+        if poll.is_none() {
+            poll = self
+                .applied_desired()
+                .and_then(|d| d.config.source.poll_interval.as_ref().map(|p| p.as_std()));
+        }
+        Ok((cfg, poll.unwrap_or(DEFAULT_POLL)))
+    }
+
+    /// The desired state in force (its `pgcd.yaml` settings steer this loop).
+    fn applied_desired(&self) -> Option<&Desired> {
+        self.applied.as_ref().map(|(_, d)| d)
+    }
+
+    fn spawn_etcd_wake(&self) {
+        let store = self.guard.store().clone();
+        let wake = self.wake.clone();
+        let cancel = self.guard.token().clone();
+        tokio::spawn(async move {
+            let mut client = store.client();
+            let Ok(mut stream) = client.watch(full_key(records::WAKE), None).await else {
+                tracing::warn!("cannot watch the wake key; webhooks wait for the next poll");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    msg = stream.message() => match msg {
+                        Ok(Some(_)) => wake.notify_one(),
+                        _ => return,
+                    }
+                }
+            }
+        });
+    }
+
+    /// A local repository wakes the loop on any change of its refs.
+    fn watch_local(&mut self, cfg: &SourceConfig) {
+        let path = cfg.url.strip_prefix("file://").unwrap_or(&cfg.url);
+        if !path.starts_with('/') || self.watched.as_deref() == Some(path) {
+            return;
+        }
+        use notify::Watcher;
+        let wake = self.wake.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                wake.notify_one();
+            }
+        });
+        match watcher {
+            Ok(mut w) => {
+                let root = std::path::Path::new(path);
+                let git_dir = if root.join(".git").is_dir() {
+                    root.join(".git")
+                } else {
+                    root.to_path_buf()
+                };
+                let ok = w
+                    .watch(&git_dir.join("refs"), notify::RecursiveMode::Recursive)
+                    .is_ok();
+                let _ = w.watch(&git_dir, notify::RecursiveMode::NonRecursive); // packed-refs
+                if ok {
+                    tracing::info!(path, "watching the local repository for pushes");
+                    self._watcher = Some(w);
+                    self.watched = Some(path.to_string());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch the local repository; polling only"),
+        }
+    }
+
+    async fn pass(&mut self, cfg: SourceConfig) -> Result<Pass, ClusterError> {
+        let timeout = cfg
+            .fetch_timeout
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_FETCH_TIMEOUT);
+        let dir = self.dir.clone();
+        let branch_ref = format!("refs/heads/{}", cfg.branch);
+        let applied: Option<Applied> = self.guard.store().get_json(records::APPLIED).await?;
+        let cached = self.applied.take();
+
+        // Fetch and read off the runtime: git2 blocks.
+        let cfg2 = cfg.clone();
+        let want = applied.as_ref().map(|a| a.sha.clone());
+        let (cached, fetched) =
+            tokio::task::spawn_blocking(move || fetch_and_read(&dir, cfg2, timeout, want, cached))
+                .await
+                .map_err(|e| ClusterError::Other(format!("fetch task failed: {e}")))?;
+        self.applied = cached;
+        let fetched = fetched.map_err(|e| ClusterError::Other(e.to_string()))?;
+        let desired = self.applied.as_ref().map(|(_, d)| d.clone());
+        let signers = desired
+            .as_ref()
+            .filter(|d| d.config.source.require_signed_commits == Some(true))
+            .map(|d| d.config.source.allowed_signers.clone());
+        if std::env::var(FAULT_ABORT_AFTER_FETCH).is_ok_and(|h| h == self.guard.host().as_str()) {
+            tracing::error!("fault injection: aborting after fetch, before recording");
+            std::process::abort();
+        }
+
+        let mut outcome = Pass::Unchanged;
+        for rev in fetched {
+            if self
+                .guard
+                .store()
+                .get(&records::revision(&rev.info.sha))
+                .await?
+                .is_some()
+            {
+                continue; // processed already (by this leader or a predecessor)
+            }
+            let tracked = rev.git_ref == branch_ref;
+            if tracked && applied.as_ref().is_some_and(|a| a.sha == rev.info.sha) {
+                continue;
+            }
+            let state = self
+                .record(rev, tracked, signers.as_deref(), desired.as_ref())
+                .await?;
+            outcome = Pass::Recorded(state);
+            self.applied = None; // re-read the state in force at the next pass
+        }
+        Ok(outcome)
+    }
+
+    /// Validates one fetched revision and records it (and, when it is the
+    /// tracked branch and valid, the new desired state) in one guarded txn.
+    async fn record(
+        &self,
+        rev: Fetched,
+        tracked: bool,
+        signers: Option<&[String]>,
+        current: Option<&Desired>,
+    ) -> Result<RevisionState, ClusterError> {
+        let sha = rev.info.sha.clone();
+        let mut record = RevisionRecord {
+            sha: sha.clone(),
+            git_ref: rev.git_ref.clone(),
+            author: rev.info.author.clone(),
+            subject: rev.info.subject.clone(),
+            committed_at: chrono::DateTime::from_timestamp(rev.info.time, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            fetched_at: crate::cluster::now_rfc3339(),
+            leader: self.guard.host().to_string(),
+            state: RevisionState::Failed,
+            summary: String::new(),
+            errors: Vec::new(),
+            reported: false,
+        };
+        let mut desired = None;
+        match (&rev.files, &rev.signature) {
+            (Err(e), _) => {
+                record.summary = short(&format!("cannot read the commit: {e}"));
+            }
+            (_, Some(Err(why))) if signers.is_some() => {
+                record.state = RevisionState::Rejected;
+                record.summary = short(&format!("not applied: {why}"));
+            }
+            (Ok(files), _) => match spec::load(files) {
+                Ok(d) => {
+                    record.state = if tracked {
+                        RevisionState::Applied
+                    } else {
+                        RevisionState::PlannedOnly
+                    };
+                    record.summary = short(&summary(&d, current));
+                    desired = Some(d);
+                }
+                Err(errors) => {
+                    record.summary =
+                        short(&format!("{} error(s); first: {}", errors.len(), errors[0]));
+                    record.errors = errors;
+                }
+            },
+        }
+        // A valid revision's own pgcd.yaml says where its statuses go.
+        let reporters = desired.as_ref().map(|d| d.config.reporters.clone());
+        let mut ops = vec![TxnOp::put(
+            full_key(&records::revision(&sha)),
+            to_json(&record)?,
+            None,
+        )];
+        if tracked {
+            if let (RevisionState::Applied, Some(d)) = (record.state, desired) {
+                let applied = Applied {
+                    sha: sha.clone(),
+                    at: record.fetched_at.clone(),
+                };
+                let settings = records::Settings {
+                    webhook_secret: d.config.source.webhook_secret.clone(),
+                    plan_refs: d.config.source.plan_refs.clone(),
+                };
+                ops.push(TxnOp::put(
+                    full_key(records::SETTINGS),
+                    to_json(&settings)?,
+                    None,
+                ));
+                ops.push(TxnOp::put(
+                    full_key(records::DESIRED),
+                    to_json(&DesiredRecord {
+                        revision: sha.clone(),
+                        desired: d,
+                    })?,
+                    None,
+                ));
+                ops.push(TxnOp::put(
+                    full_key(records::APPLIED),
+                    to_json(&applied)?,
+                    None,
+                ));
+                if let Some(prev) = self.previous_applied().await? {
+                    ops.push(TxnOp::put(
+                        full_key(&records::revision(&prev.sha)),
+                        to_json(&prev)?,
+                        None,
+                    ));
+                }
+            }
+        }
+        // Only if nobody recorded this revision meanwhile: exactly once.
+        let absent = Compare::version(full_key(&records::revision(&sha)), CompareOp::Equal, 0);
+        let resp = self.guard.txn(vec![absent], ops, vec![]).await?;
+        if !resp.succeeded() {
+            return Ok(record.state);
+        }
+        tracing::info!(revision = %sha, git_ref = %record.git_ref, state = ?record.state, summary = %record.summary, "revision recorded");
+        self.report(&record, tracked, reporters).await?;
+        Ok(record.state)
+    }
+
+    /// The record of the revision in force, marked superseded.
+    async fn previous_applied(&self) -> Result<Option<RevisionRecord>, ClusterError> {
+        let Some(applied) = self
+            .guard
+            .store()
+            .get_json::<Applied>(records::APPLIED)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let prev: Option<RevisionRecord> = self
+            .guard
+            .store()
+            .get_json(&records::revision(&applied.sha))
+            .await?;
+        Ok(prev.map(|mut p| {
+            p.state = RevisionState::Superseded;
+            p
+        }))
+    }
+
+    async fn report(
+        &self,
+        record: &RevisionRecord,
+        tracked: bool,
+        reporters: Option<crate::spec::config::Reporters>,
+    ) -> Result<(), ClusterError> {
+        let url = Some(format!(
+            "{}/v1/revisions/{}",
+            self.api.trim_end_matches('/'),
+            record.sha
+        ));
+        let mut statuses = Vec::new();
+        let validate = match record.state {
+            RevisionState::Applied | RevisionState::PlannedOnly | RevisionState::Superseded => {
+                CommitStatus::new(
+                    "pgcd/validate",
+                    State::Success,
+                    &record.summary,
+                    url.clone(),
+                )
+            }
+            RevisionState::Failed => CommitStatus::new(
+                "pgcd/validate",
+                State::Failure,
+                &record.summary,
+                url.clone(),
+            ),
+            RevisionState::Rejected => {
+                CommitStatus::new("pgcd/validate", State::Error, &record.summary, url.clone())
+            }
+        };
+        statuses.push(validate);
+        if record.state == RevisionState::PlannedOnly
+            || (tracked && record.state == RevisionState::Applied)
+        {
+            // Until the planner exists the plan is the spec-level difference.
+            statuses.push(CommitStatus::new(
+                "pgcd/plan",
+                State::Success,
+                &record.summary,
+                url.clone(),
+            ));
+        }
+        if tracked && record.state == RevisionState::Applied {
+            statuses.push(CommitStatus::new(
+                "pgcd/apply",
+                State::Pending,
+                "desired state recorded; waiting for the reconciler",
+                url,
+            ));
+        }
+        let settings = reporters
+            .or_else(|| self.applied_desired().map(|d| d.config.reporters.clone()))
+            .unwrap_or_default();
+        self.reporter.send(StatusJob {
+            sha: record.sha.clone(),
+            statuses,
+            reporters: settings,
+        });
+        let mut done = record.clone();
+        done.reported = true;
+        let key = full_key(&records::revision(&record.sha));
+        self.guard
+            .txn(vec![], vec![TxnOp::put(key, to_json(&done)?, None)], vec![])
+            .await?;
+        Ok(())
+    }
+
+    /// A predecessor may have died between recording and reporting.
+    async fn resend_unreported(&self) {
+        let Ok((entries, _)) = self.guard.store().get_prefix(records::REVISIONS).await else {
+            return;
+        };
+        for e in entries {
+            if let Ok(r) = e.json::<RevisionRecord>() {
+                if !r.reported {
+                    let tracked = r.git_ref.starts_with("refs/heads/")
+                        && r.state != RevisionState::PlannedOnly;
+                    let _ = self.report(&r, tracked, None).await;
+                }
+            }
+        }
+    }
+}
+
+/// The desired state in force and its commit, as cached by the loop.
+type InForce = Option<(String, Desired)>;
+/// The heads a pass fetched.
+type FetchResult = Result<Vec<Fetched>, super::git::GitError>;
+
+/// One fetched head.
+struct Fetched {
+    git_ref: String,
+    info: super::git::CommitInfo,
+    files: Result<Vec<spec::SourceFile>, super::git::GitError>,
+    signature: Option<Result<(), String>>,
+}
+
+/// Fetches the tracked branch and the plan refs, reads back the desired
+/// state in force (`want`, unless `cached` already holds it) and every new
+/// head's files and signature.
+fn fetch_and_read(
+    dir: &std::path::Path,
+    cfg: SourceConfig,
+    timeout: Duration,
+    want: Option<String>,
+    cached: Option<(String, Desired)>,
+) -> (InForce, FetchResult) {
+    let mirror = match Mirror::open(dir, cfg) {
+        Ok(m) => m,
+        Err(e) => return (cached, Err(e)),
+    };
+    let tracked = format!("refs/heads/{}", mirror.config().branch);
+    let head = match mirror.fetch(&[], timeout) {
+        Ok(h) => h,
+        Err(e) => return (cached, Err(e)),
+    };
+    let cached = match (want, cached) {
+        (Some(sha), Some((have, d))) if sha == have => Some((have, d)),
+        (Some(sha), _) => git2::Oid::from_str(&sha)
+            .ok()
+            .and_then(|oid| mirror.read_specs(oid).ok())
+            .and_then(|files| spec::load(&files).ok())
+            .map(|d| (sha, d)),
+        (None, _) => None,
+    };
+    let settings = cached
+        .as_ref()
+        .map(|(_, d)| d.config.source.clone())
+        .unwrap_or_default();
+    let mut heads = vec![(tracked.clone(), head)];
+    if !settings.plan_refs.is_empty() {
+        match mirror.fetch_plan_refs(&settings.plan_refs, timeout) {
+            Ok(more) => heads.extend(more.into_iter().filter(|(name, _)| *name != tracked)),
+            Err(e) => tracing::warn!(error = %e, "cannot fetch the plan refs"),
+        }
+    }
+    let git_dir = mirror.repo().path().to_path_buf();
+    let fetched = heads
+        .into_iter()
+        .filter_map(|(git_ref, oid)| {
+            let info = mirror.commit_info(oid).ok()?;
+            let signature = settings
+                .require_signed_commits
+                .filter(|r| *r)
+                .map(|_| super::signing::verify(&git_dir, &info.sha, &settings.allowed_signers));
+            Some(Fetched {
+                git_ref,
+                info,
+                files: mirror.read_specs(oid),
+                signature,
+            })
+        })
+        .collect();
+    (cached, Ok(fetched))
+}
+
+fn summary(d: &Desired, current: Option<&Desired>) -> String {
+    let base = format!(
+        "valid: {} databases, {} operations",
+        d.databases.len(),
+        d.operations.len()
+    );
+    let Some(cur) = current else { return base };
+    let names = |x: &Desired| {
+        x.databases
+            .iter()
+            .map(|db| db.database_name.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (now, then) = (names(d), names(cur));
+    let added: Vec<_> = now.difference(&then).cloned().collect();
+    let removed: Vec<_> = then.difference(&now).cloned().collect();
+    let changed: Vec<_> = d
+        .databases
+        .iter()
+        .filter(|db| {
+            cur.databases
+                .iter()
+                .any(|c| c.database_name == db.database_name && c != *db)
+        })
+        .map(|db| db.database_name.to_string())
+        .collect();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{} ({})", v.len(), v.join(", "))
+        }
+    };
+    format!(
+        "{base}; vs applied: added {}, changed {}, dropped from the repo {}",
+        list(&added),
+        list(&changed),
+        list(&removed)
+    )
+}
+
+fn short(s: &str) -> String {
+    super::status::short_description(s)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    spec::values::duration_ms(s).map(Duration::from_millis)
+}

@@ -1,0 +1,99 @@
+//! What the source loop keeps in etcd: the desired state in force, the
+//! revision it came from, and the history of revisions with their outcome.
+
+use crate::spec::{Desired, Diagnostic};
+use serde::{Deserialize, Serialize};
+
+/// `source/config`: where the repository is (written at `--init`, changed by `pgcd source set`).
+pub const CONFIG: &str = "source/config";
+/// `source/wake`: any agent touches it to make the leader fetch now.
+pub const WAKE: &str = "source/wake";
+/// `source/applied`: the revision whose desired state is in force (resume point).
+pub const APPLIED: &str = "source/applied";
+/// `desired`: the desired state in force, with its revision.
+pub const DESIRED: &str = "desired";
+/// `source/settings`: what every agent's webhook endpoint needs from the
+/// state in force (the secret's reference, never the secret).
+pub const SETTINGS: &str = "source/settings";
+/// Prefix of revision records.
+pub const REVISIONS: &str = "revisions/";
+
+/// The key of one revision's record.
+pub fn revision(sha: &str) -> String {
+    format!("{REVISIONS}{sha}")
+}
+
+/// What became of a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionState {
+    /// Valid; its desired state is the one in force.
+    Applied,
+    /// Valid and was in force, until a newer revision replaced it.
+    Superseded,
+    /// Did not parse or validate; nothing changed. `errors` says why.
+    Failed,
+    /// Not signed by an allowed key while signatures are required; nothing changed.
+    Rejected,
+    /// A plan ref (branch, pull request): validated and planned, never applied.
+    PlannedOnly,
+}
+
+/// One revision as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    /// Full commit id.
+    pub sha: String,
+    /// The ref it was fetched from (`refs/heads/main`, `refs/pull/7/head`).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// First line of the message.
+    pub subject: String,
+    /// Commit time (RFC 3339).
+    pub committed_at: String,
+    /// When the leader fetched it (RFC 3339).
+    pub fetched_at: String,
+    /// Which leader processed it.
+    pub leader: String,
+    /// The outcome.
+    pub state: RevisionState,
+    /// One line: what it holds or what is wrong.
+    pub summary: String,
+    /// Every validation error (empty unless failed).
+    #[serde(default)]
+    pub errors: Vec<Diagnostic>,
+    /// Whether its commit statuses were delivered to the reporters' queue.
+    #[serde(default)]
+    pub reported: bool,
+}
+
+/// `desired`: the state in force and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredRecord {
+    /// The commit.
+    pub revision: String,
+    /// The validated, defaulted spec.
+    pub desired: Desired,
+}
+
+/// `source/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where the webhook secret is on each host.
+    #[serde(default)]
+    pub webhook_secret: Option<crate::spec::secret::SecretRef>,
+    /// Refs that are planned, not applied.
+    #[serde(default)]
+    pub plan_refs: Vec<String>,
+}
+
+/// `source/applied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The commit in force.
+    pub sha: String,
+    /// When it was recorded.
+    pub at: String,
+}

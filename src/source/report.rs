@@ -1,0 +1,116 @@
+//! The reporter task: commit statuses are queued here and delivered in the
+//! background (notes, then HTTP with retries), so a slow or dead forge never
+//! holds up the source loop.
+
+use super::status::{self, CommitStatus, HttpStatuses};
+use crate::spec::config::Reporters;
+use crate::spec::secret::SecretRef;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Statuses of one commit, and where to send them.
+#[derive(Debug, Clone)]
+pub struct StatusJob {
+    /// The commit.
+    pub sha: String,
+    /// Its statuses.
+    pub statuses: Vec<CommitStatus>,
+    /// The reporter settings of the state in force.
+    pub reporters: Reporters,
+}
+
+/// A handle to the reporter task.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<StatusJob>,
+}
+
+impl Reporter {
+    /// Starts the task; it writes notes into the mirror at `mirror_dir`.
+    pub fn spawn(cancel: CancellationToken, mirror_dir: PathBuf) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<StatusJob>();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let job = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    job = rx.recv() => match job { Some(j) => j, None => return },
+                };
+                deliver(&client, &mirror_dir, job).await;
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues a job; never waits.
+    pub fn send(&self, job: StatusJob) {
+        if self.tx.send(job).is_err() {
+            tracing::warn!("reporter stopped; statuses dropped");
+        }
+    }
+}
+
+/// Reads a secret reference on this host. Age values need a key the agent
+/// does not have yet.
+pub fn resolve_secret(secret: &SecretRef) -> Result<String, String> {
+    match secret {
+        SecretRef::Env(name) => {
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+        }
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_string())
+            .map_err(|e| format!("{path}: {e}")),
+        SecretRef::Age(_) => Err("age-encrypted secrets are not decrypted by this version".into()),
+    }
+}
+
+async fn deliver(client: &reqwest::Client, mirror_dir: &std::path::Path, job: StatusJob) {
+    if job.reporters.git_notes.enabled != Some(false) {
+        let dir = mirror_dir.to_path_buf();
+        let push = job.reporters.git_notes.push != Some(false);
+        let (sha, statuses) = (job.sha.clone(), job.statuses.clone());
+        let res = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let repo = git2::Repository::open_bare(&dir).map_err(|e| e.message().to_string())?;
+            for s in &statuses {
+                status::write_note(&repo, &sha, s).map_err(|e| e.message().to_string())?;
+            }
+            if push {
+                // An origin that refuses pushes keeps the notes local; that is fine.
+                if let Err(e) = status::push_notes(&repo) {
+                    tracing::info!(error = %e.message(), "notes kept locally: the origin did not accept them");
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => tracing::debug!(sha = %job.sha, "statuses written as notes"),
+            Ok(Err(e)) => tracing::warn!(sha = %job.sha, error = %e, "cannot write status notes"),
+            Err(e) => tracing::warn!(error = %e, "note task failed"),
+        }
+    }
+    if let Some(http) = &job.reporters.http {
+        let token = match resolve_secret(&http.token) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP statuses skipped: no token");
+                return;
+            }
+        };
+        let api = HttpStatuses {
+            base_url: http.base_url.clone(),
+            repository: http.repository.clone(),
+            token,
+        };
+        for s in &job.statuses {
+            if let Err(e) = api
+                .post(client, &job.sha, s, 5, Duration::from_secs(1))
+                .await
+            {
+                tracing::warn!(sha = %job.sha, context = %s.context, error = %e, "commit status not delivered");
+            }
+        }
+    }
+}
