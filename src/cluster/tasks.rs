@@ -267,7 +267,7 @@ impl TaskRunner {
         let (entries, revision) = self.store.get_prefix(prefix).await?;
         for e in entries {
             if let Ok(spec) = e.json::<TaskSpec>() {
-                self.clone().consider(spec).await;
+                self.clone().consider(spec).await?;
             }
         }
         let mut client = self.store.client();
@@ -294,22 +294,23 @@ impl TaskRunner {
                 }
                 if let Some(kv) = event.kv() {
                     if let Ok(spec) = serde_json::from_slice::<TaskSpec>(kv.value()) {
-                        self.clone().consider(spec).await;
+                        self.clone().consider(spec).await?;
                     }
                 }
             }
         }
     }
 
-    /// Claims a task if nobody has; then runs it in the background.
-    async fn consider(self: Arc<Self>, spec: TaskSpec) {
+    /// Claims a task if nobody has; then runs it in the background. An error
+    /// makes the caller list the queue again soon.
+    async fn consider(self: Arc<Self>, spec: TaskSpec) -> Result<(), ClusterError> {
         if self
             .started
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&spec.id)
         {
-            return;
+            return Ok(());
         }
         match self.claim(&spec).await {
             Ok(true) => {
@@ -318,10 +319,18 @@ impl TaskRunner {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(spec.id.clone());
                 tokio::spawn(self.execute(spec));
+                Ok(())
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(task = %spec.id, error = %e, "cannot claim task; will retry"),
+            Ok(false) => Ok(()),
+            Err(e) => {
+                tracing::warn!(task = %spec.id, error = %e, "cannot claim task; will retry");
+                Err(e)
+            }
         }
+    }
+
+    fn claimant(&self) -> String {
+        format!("{}/{}", self.host, self.instance)
     }
 
     async fn claim(&self, spec: &TaskSpec) -> Result<bool, ClusterError> {
@@ -332,6 +341,12 @@ impl TaskRunner {
             None => (Compare::version(key.clone(), CompareOp::Equal, 0), None),
             Some(e) => {
                 let status: TaskStatus = e.json()?;
+                let mine = status.claimant.as_deref() == Some(self.claimant().as_str());
+                if status.state == TaskState::Running && mine {
+                    // Our claim committed but its answer was lost (timeout); the
+                    // claims of earlier processes were failed by `recover`.
+                    return Ok(true);
+                }
                 if status.state != TaskState::Pending {
                     return Ok(false);
                 }
@@ -346,7 +361,7 @@ impl TaskRunner {
             host: self.host.to_string(),
             kind: spec.kind.clone(),
             state: TaskState::Running,
-            claimant: Some(format!("{}/{}", self.host, self.instance)),
+            claimant: Some(self.claimant()),
             created_at,
             started_at: Some(now_rfc3339()),
             finished_at: None,
@@ -396,35 +411,48 @@ impl TaskRunner {
                 }
             }
         };
-        let rel = keys::task(&spec.id);
-        let mut status: TaskStatus = match self.store.get_json(&rel).await {
-            Ok(Some(s)) => s,
-            _ => {
-                tracing::warn!(task = %spec.id, "task state vanished while running");
-                return;
+        let lines = ctx.lines();
+        // Retried: the outcome must not be lost to a passing etcd election.
+        for attempt in 1..=60 {
+            match self.record_outcome(&spec, &outcome, &lines).await {
+                Ok(()) => return,
+                Err(e) if attempt < 60 => {
+                    tracing::warn!(task = %spec.id, error = %e, "cannot record the task's outcome yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    tracing::error!(task = %spec.id, error = %e, "cannot record the task's outcome")
+                }
             }
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        spec: &TaskSpec,
+        outcome: &Result<serde_json::Value, String>,
+        lines: &[String],
+    ) -> Result<(), ClusterError> {
+        let rel = keys::task(&spec.id);
+        let Some(mut status) = self.store.get_json::<TaskStatus>(&rel).await? else {
+            tracing::warn!(task = %spec.id, "task state vanished while running");
+            return Ok(());
         };
-        status.log.extend(ctx.lines());
+        status.log.extend(lines.iter().cloned());
         status.finished_at = Some(now_rfc3339());
         match outcome {
             Ok(result) => {
                 status.state = TaskState::Succeeded;
-                status.result = Some(result);
+                status.result = Some(result.clone());
                 tracing::info!(task = %spec.id, "task succeeded");
             }
             Err(e) => {
                 status.state = TaskState::Failed;
                 status.log.push(format!("{} failed: {e}", now_rfc3339()));
                 tracing::warn!(task = %spec.id, error = %e, "task failed");
-                status.error = Some(e);
+                status.error = Some(e.clone());
             }
         }
-        let write = match to_json(&status) {
-            Ok(v) => self.store.put(&rel, v, None).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = write {
-            tracing::error!(task = %spec.id, error = %e, "cannot record the task's outcome");
-        }
+        self.store.put(&rel, to_json(&status)?, None).await
     }
 }
