@@ -10,4 +10,6 @@ git config --global user.name >/dev/null 2>&1 || git config --global user.name "
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
+out="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$out"
+cargo test --no-fail-fast 2>&1 | tee "$out/test-output.txt"
