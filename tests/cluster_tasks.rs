@@ -26,7 +26,12 @@ fn put_task(etcd: &str, host: &str, id: &str, ms: u64) {
         // Retried: right after a member is killed, etcd may be electing a raft leader.
         let start = std::time::Instant::now();
         loop {
-            let txn = etcd_client::Txn::new().and_then([
+            // Only if absent, as the leader's dispatch: a retry after an
+            // ambiguous timeout must not make a finished task pending again.
+            let status_key = format!("/pgcd/v1/tasks/{id}");
+            let absent =
+                etcd_client::Compare::version(status_key, etcd_client::CompareOp::Equal, 0);
+            let txn = etcd_client::Txn::new().when([absent]).and_then([
                 etcd_client::TxnOp::put(
                     format!("/pgcd/v1/hosts/{host}/tasks/{id}"),
                     spec.to_string(),
@@ -88,7 +93,7 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
             "{t}"
         );
         assert!(
-            !t["log"].as_array().is_none_or(Vec::is_empty),
+            !t["log"].as_array().map_or(true, Vec::is_empty),
             "task has a log: {t}"
         );
         if want == "failed" {
@@ -112,6 +117,18 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
     assert!(
         list.as_array().is_some_and(|l| l.len() >= 7),
         "3 facts + 4 sleep tasks: {list}"
+    );
+    let failed: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "failed")
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["sleep-h2"],
+        "only the interrupted task failed: {list}"
     );
     let metrics = get_text(&format!("{api}/metrics")).unwrap_or_default();
     assert!(
