@@ -2,7 +2,8 @@
 //! (p50/p95 over `PGCD_BENCH_KILLS` kills, default 20), and the resident
 //! memory of idle agents and their etcd after `PGCD_BENCH_IDLE_SECS`
 //! (default 300). Real agents and etcd on 127.0.20.x (failover) and
-//! 127.0.21.x (idle). Run: `cargo bench --bench failover`.
+//! 127.0.21.x (idle); `PGCD_BENCH_SETTLE_SECS` (default 3) of steady state
+//! before each kill. Run: `cargo bench --bench failover`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -48,6 +49,7 @@ fn main() {
     }
     let kills = env_num("PGCD_BENCH_KILLS", 20) as usize;
     let idle = Duration::from_secs(env_num("PGCD_BENCH_IDLE_SECS", 300));
+    let settle = env_num("PGCD_BENCH_SETTLE_SECS", 3);
     let started = Instant::now();
     let idle_cluster = Cluster::start(21, 3);
     let mut c = Cluster::start(20, 3);
@@ -81,11 +83,14 @@ fn main() {
                     .all(|m| m["healthy"] == serde_json::Value::Bool(true)))
             .then_some(())
         });
+        // Steady state before the next kill: a failure in the first moments
+        // of a new leader's term may still find the etcd raft leader on its host.
+        std::thread::sleep(Duration::from_secs(settle));
     }
     times.sort();
     println!("## Leader failover after kill -9 of the leader's agent");
     println!();
-    println!("kills: {kills}, lease TTL 2 s (default), 3 agents with embedded etcd on one 2-core machine");
+    println!("kills: {kills}, {settle} s steady state before each, lease TTL 2 s (default), 3 agents with embedded etcd on one 2-core machine");
     println!();
     if !times.is_empty() {
         println!(

@@ -125,13 +125,13 @@ impl LeaderService for RaftLeaderAway {
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
         async move {
             loop {
-                // Not at once: a member that just joined may still be catching up.
+                // Only to a caught-up member (see below), so at once is safe.
+                if let Err(e) = move_raft_leader_away(&guard).await {
+                    tracing::debug!(error = %e, "cannot move the etcd raft leader");
+                }
                 tokio::select! {
                     () = guard.token().cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                if let Err(e) = move_raft_leader_away(&guard).await {
-                    tracing::debug!(error = %e, "cannot move the etcd raft leader");
                 }
             }
         }
