@@ -100,6 +100,8 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
             assert_eq!(t["error"], "agent restarted during task", "{t}");
         }
     }
+    let log = get_text(&format!("{api}/v1/tasks/sleep-h2/log")).unwrap_or_default();
+    assert!(log.contains("agent restarted during task"), "{log}");
     assert_eq!(runs(&c.agents[0], "sleep-h1"), 1);
     assert_eq!(runs(&c.agents[2], "sleep-h3"), 1);
     assert_eq!(
