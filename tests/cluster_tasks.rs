@@ -68,12 +68,29 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
     let etcd = c.agents[0].etcd();
     let api = c.agents[0].api();
     for a in &c.agents {
-        put_task(&etcd, &a.id, &format!("sleep-{}", a.id), 2500);
+        put_task(&etcd, &a.id, &format!("sleep-{}", a.id), 4000);
     }
     // h2's task is running: kill its agent mid-task.
     wait_for("sleep-h2 running", Duration::from_secs(10), || {
         task(&api, "sleep-h2").filter(|t| t["state"] == "running")
     });
+    // A running task's log lines show before it finishes.
+    wait_for(
+        "sleep-h3's log while it runs",
+        Duration::from_secs(10),
+        || {
+            let t = task(&api, "sleep-h3")?;
+            assert_ne!(
+                t["state"], "succeeded",
+                "finished before its log was seen: {t}"
+            );
+            let log = t["log"].as_array()?;
+            let sleeping = log
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.contains("sleeping")));
+            (t["state"] == "running" && sleeping).then_some(())
+        },
+    );
     c.agents[1].kill9();
     // While h2 is down, another task for it is written.
     put_task(&etcd, "h2", "late-h2", 100);
