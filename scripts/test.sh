@@ -10,6 +10,5 @@ git config --global user.name >/dev/null 2>&1 || git config --global user.name "
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-out="${CARGO_TARGET_DIR:-target}"
-mkdir -p "$out"
-cargo test --no-fail-fast 2>&1 | tee "$out/test-output.txt"
+mkdir -p target
+cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
