@@ -138,8 +138,10 @@ fn kill_9_of_an_agent_leaves_no_orphan_etcd() {
     wait_for("etcd killed with its agent", Duration::from_secs(5), || {
         let state = std::fs::read_to_string(format!("/proc/{etcd}/stat")).ok();
         // Gone, or a zombie waiting for init to reap it.
-        state
-            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
-            .then_some(())
+        let gone = match state {
+            None => true,
+            Some(s) => s.split_whitespace().nth(2) == Some("Z"),
+        };
+        gone.then_some(())
     });
 }

@@ -110,7 +110,7 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
             "{t}"
         );
         assert!(
-            !t["log"].as_array().map_or(true, Vec::is_empty),
+            t["log"].as_array().is_some_and(|l| !l.is_empty()),
             "task has a log: {t}"
         );
         if want == "failed" {

@@ -155,7 +155,11 @@ async fn move_raft_leader_away(guard: &LeaderGuard) -> Result<(), ClusterError> 
             continue;
         }
         if let Some(index) = member_raft_index(m.client_urls()).await {
-            if best.map_or(true, |(_, b)| index > b) {
+            let better = match best {
+                None => true,
+                Some((_, b)) => index > b,
+            };
+            if better {
                 best = Some((m.id(), index));
             }
         }
