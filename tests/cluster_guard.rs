@@ -1,6 +1,7 @@
 //! Guarded writes against a real etcd: a leader whose lease was revoked
 //! (as when it was paused past its TTL) gets `NotLeader`, its token is
 //! cancelled, and its write did not happen; the new leader's writes pass.
+//! Agents on an external etcd (`--etcd-endpoints`) form a cluster too.
 
 mod common;
 
@@ -94,4 +95,44 @@ async fn stale_leader(etcd: &BareEtcd) {
         .await
         .expect("new leader deletes");
     assert!(store.get("test/owner").await.expect("get").is_none());
+}
+
+#[test]
+fn agents_on_an_external_etcd_register_and_elect_one_leader() {
+    let etcd = BareEtcd::start("127.0.9.21");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut agents: Vec<Agent> = (0..2)
+        .map(|i| Agent {
+            id: format!("x{}", i + 1),
+            addr: format!("127.0.9.{}", 22 + i),
+            data_dir: dir.path().join(format!("x{}", i + 1)),
+            mode: vec!["--etcd-endpoints".into(), etcd.url.clone()],
+            child: None,
+        })
+        .collect();
+    for a in &mut agents {
+        a.spawn();
+    }
+    let api = agents[1].api();
+    wait_for(
+        "both hosts healthy",
+        std::time::Duration::from_secs(20),
+        || (healthy_hosts(&api).len() == 2).then_some(()),
+    );
+    let leaders: f64 = wait_for("one leader", std::time::Duration::from_secs(10), || {
+        let sum: f64 = agents
+            .iter()
+            .filter_map(|a| {
+                metric(
+                    &get_text(&format!("{}/metrics", a.api()))?,
+                    "pgcd_is_leader",
+                )
+            })
+            .sum();
+        (sum == 1.0).then_some(sum)
+    });
+    assert_eq!(leaders, 1.0);
+    for a in &mut agents {
+        a.kill9();
+    }
 }

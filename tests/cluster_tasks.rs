@@ -26,7 +26,12 @@ fn put_task(etcd: &str, host: &str, id: &str, ms: u64) {
         // Retried: right after a member is killed, etcd may be electing a raft leader.
         let start = std::time::Instant::now();
         loop {
-            let txn = etcd_client::Txn::new().and_then([
+            // Only if absent, as the leader's dispatch: a retry after an
+            // ambiguous timeout must not make a finished task pending again.
+            let status_key = format!("/pgcd/v1/tasks/{id}");
+            let absent =
+                etcd_client::Compare::version(status_key, etcd_client::CompareOp::Equal, 0);
+            let txn = etcd_client::Txn::new().when([absent]).and_then([
                 etcd_client::TxnOp::put(
                     format!("/pgcd/v1/hosts/{host}/tasks/{id}"),
                     spec.to_string(),
@@ -63,12 +68,29 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
     let etcd = c.agents[0].etcd();
     let api = c.agents[0].api();
     for a in &c.agents {
-        put_task(&etcd, &a.id, &format!("sleep-{}", a.id), 2500);
+        put_task(&etcd, &a.id, &format!("sleep-{}", a.id), 4000);
     }
     // h2's task is running: kill its agent mid-task.
     wait_for("sleep-h2 running", Duration::from_secs(10), || {
         task(&api, "sleep-h2").filter(|t| t["state"] == "running")
     });
+    // A running task's log lines show before it finishes.
+    wait_for(
+        "sleep-h3's log while it runs",
+        Duration::from_secs(10),
+        || {
+            let t = task(&api, "sleep-h3")?;
+            assert_ne!(
+                t["state"], "succeeded",
+                "finished before its log was seen: {t}"
+            );
+            let log = t["log"].as_array()?;
+            let sleeping = log
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.contains("sleeping")));
+            (t["state"] == "running" && sleeping).then_some(())
+        },
+    );
     c.agents[1].kill9();
     // While h2 is down, another task for it is written.
     put_task(&etcd, "h2", "late-h2", 100);
@@ -88,13 +110,15 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
             "{t}"
         );
         assert!(
-            !t["log"].as_array().is_none_or(Vec::is_empty),
+            t["log"].as_array().is_some_and(|l| !l.is_empty()),
             "task has a log: {t}"
         );
         if want == "failed" {
             assert_eq!(t["error"], "agent restarted during task", "{t}");
         }
     }
+    let log = get_text(&format!("{api}/v1/tasks/sleep-h2/log")).unwrap_or_default();
+    assert!(log.contains("agent restarted during task"), "{log}");
     assert_eq!(runs(&c.agents[0], "sleep-h1"), 1);
     assert_eq!(runs(&c.agents[2], "sleep-h3"), 1);
     assert_eq!(
@@ -112,6 +136,18 @@ fn each_task_runs_exactly_once_even_when_its_agent_is_killed_and_restarted() {
     assert!(
         list.as_array().is_some_and(|l| l.len() >= 7),
         "3 facts + 4 sleep tasks: {list}"
+    );
+    let failed: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "failed")
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["sleep-h2"],
+        "only the interrupted task failed: {list}"
     );
     let metrics = get_text(&format!("{api}/metrics")).unwrap_or_default();
     assert!(

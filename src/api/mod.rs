@@ -37,6 +37,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/hosts", get(routes::hosts::list))
         .route("/v1/tasks", get(routes::tasks::list))
         .route("/v1/tasks/{id}", get(routes::tasks::get_one))
+        .route("/v1/tasks/{id}/log", get(routes::tasks::log))
         .route("/v1/revisions", get(routes::revisions::list))
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))
         .route("/v1/source", get(routes::source::get))

@@ -108,6 +108,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         "  try:      cd {} && $EDITOR databases/orders.yaml && git commit -am change && git push",
         work.display()
     );
+    println!("            (the leader records the source now; fetching it comes with the Git source issue)");
     println!("  stop:     pgcd demo down");
     Ok(0)
 }

@@ -89,6 +89,11 @@ pub fn run(args: Args) -> Result<i32> {
         for key in [keys::host(&id), keys::known(&id), keys::facts(&id)] {
             store.delete(&key).await?;
         }
+        // Its queue goes too; task states stay as history.
+        let mut client = store.client();
+        let queue = crate::cluster::store::full_key(&keys::host_tasks(&id));
+        let prefix = etcd_client::DeleteOptions::new().with_prefix();
+        store.timed(client.delete(queue, Some(prefix))).await?;
         println!("removed host {id}");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -37,11 +37,23 @@ impl Executor for HostFacts {
                 .map_err(|e| format!("collecting facts: {e}"))?;
             ctx.log(format!("facts: {facts}"));
             let value = to_json(&facts).map_err(|e| e.to_string())?;
-            ctx.store
-                .put(&keys::facts(&ctx.host), value, None)
-                .await
-                .map_err(|e| format!("storing facts: {e}"))?;
-            Ok(facts)
+            // Retried: an etcd election may pass while we store them.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match ctx
+                    .store
+                    .put(&keys::facts(&ctx.host), value.clone(), None)
+                    .await
+                {
+                    Ok(()) => return Ok(facts),
+                    Err(e) if attempt < 10 => {
+                        ctx.log(format!("storing facts failed ({e}); retrying"));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(format!("storing facts: {e}")),
+                }
+            }
         }
         .boxed()
     }

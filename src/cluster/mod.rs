@@ -14,6 +14,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod registry;
+pub mod runner;
 pub mod services;
 pub mod store;
 pub mod tasks;

@@ -125,12 +125,13 @@ impl LeaderService for RaftLeaderAway {
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
         async move {
             loop {
+                // Only to a caught-up member (see below), so at once is safe.
                 if let Err(e) = move_raft_leader_away(&guard).await {
                     tracing::debug!(error = %e, "cannot move the etcd raft leader");
                 }
                 tokio::select! {
                     () = guard.token().cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
@@ -147,18 +148,47 @@ async fn move_raft_leader_away(guard: &LeaderGuard) -> Result<(), ClusterError> 
         return Ok(());
     }
     let members = store.timed(client.member_list()).await?;
-    let Some(target) = members
-        .members()
-        .iter()
-        .find(|m| m.id() != me && !m.is_learner() && !m.client_urls().is_empty())
-        .map(etcd_client::Member::id)
-    else {
+    // The most caught-up other member, and only if it is close behind.
+    let mut best: Option<(u64, u64)> = None;
+    for m in members.members() {
+        if m.id() == me || m.is_learner() || m.client_urls().is_empty() {
+            continue;
+        }
+        if let Some(index) = member_raft_index(m.client_urls()).await {
+            let better = match best {
+                None => true,
+                Some((_, b)) => index > b,
+            };
+            if better {
+                best = Some((m.id(), index));
+            }
+        }
+    }
+    let Some((target, index)) = best else {
         return Ok(());
     };
+    if status.raft_index().saturating_sub(index) > 100 {
+        return Ok(());
+    }
     store.timed(client.move_leader(target)).await?;
     tracing::info!(
         to = format!("{target:x}"),
         "moved the etcd raft leader off the pgcd leader's host"
     );
     Ok(())
+}
+
+async fn member_raft_index(urls: &[String]) -> Option<u64> {
+    let check = async {
+        let options =
+            etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+        let mut c = etcd_client::Client::connect(urls, Some(options))
+            .await
+            .ok()?;
+        c.status().await.ok().map(|s| s.raft_index())
+    };
+    tokio::time::timeout(Duration::from_secs(1), check)
+        .await
+        .ok()
+        .flatten()
 }
