@@ -360,3 +360,122 @@ fn webhooks_are_verified_and_wake_the_leader() {
     agent.kill9();
     drop(daemon);
 }
+
+#[test]
+fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_switches_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("signing_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ada", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut parts = public.split_whitespace();
+    let signer = format!(
+        "ada@example.com {} {}",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    let yaml = format!(
+        "source:\n  require_signed_commits: true\n  allowed_signers:\n    - \"{signer}\"\n"
+    );
+    let repo = Repo::new(tmp.path(), Some(&yaml));
+    let head1 = git(&repo.work, &["rev-parse", "HEAD"]);
+    let mut agent = one_agent(43, tmp.path(), &format!("file://{}", repo.bare.display()));
+    let api = agent.api();
+    // The first revision has no state in force to ask for signatures: it is trusted on first use.
+    wait_for("first revision applied", WAIT, || {
+        (applied(&api)? == head1).then_some(())
+    });
+
+    let unsigned = repo.commit("Unsigned change", |w| {
+        std::fs::remove_file(w.join("operations/2026-11-25-inventory-backup.yaml")).unwrap();
+    });
+    repo.push("main");
+    let r = wait_for("unsigned revision recorded", WAIT, || {
+        revision(&api, &unsigned)
+    });
+    assert_eq!(r["state"], "rejected", "{r}");
+    assert!(
+        r["summary"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by an allowed key"),
+        "{r}"
+    );
+    assert_eq!(applied(&api).unwrap(), head1);
+
+    std::fs::write(repo.work.join("databases/notes.txt"), "signed\n").unwrap();
+    git(&repo.work, &["add", "-A"]);
+    git(
+        &repo.work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("user.signingkey={}", key.display()),
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "Signed change",
+        ],
+    );
+    let signed = git(&repo.work, &["rev-parse", "HEAD"]);
+    repo.push("main");
+    wait_for("signed revision applied", WAIT, || {
+        (applied(&api)? == signed).then_some(())
+    });
+
+    // `pgcd source set` moves the leader to another branch.
+    git(&repo.work, &["checkout", "-q", "-b", "prod"]);
+    std::fs::write(repo.work.join("databases/notes.txt"), "prod\n").unwrap();
+    git(&repo.work, &["add", "-A"]);
+    git(
+        &repo.work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("user.signingkey={}", key.display()),
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "Prod",
+        ],
+    );
+    let prod = git(&repo.work, &["rev-parse", "HEAD"]);
+    repo.push("prod");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+        .args([
+            "source",
+            "set",
+            "--etcd",
+            &agent.etcd(),
+            "--branch",
+            "prod",
+            "--poll-interval",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("prod applied", WAIT, || {
+        (applied(&api)? == prod).then_some(())
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+        .args(["source", "show", "--api", &api, "-o", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["branch"], "prod");
+    assert_eq!(v["config"]["poll_interval"], "1s");
+    agent.kill9();
+}

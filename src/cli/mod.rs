@@ -9,6 +9,7 @@ mod agent;
 mod demo;
 mod host;
 mod schema;
+mod source;
 mod status;
 mod validate;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Status(status::Args),
     /// Manage hosts of the cluster.
     Host(host::Args),
+    /// Show or change where the leader fetches the config repository from.
+    Source(source::Args),
     /// Run a three-host demo cluster on this machine (127.0.0.11-13).
     Demo(demo::Args),
 }
@@ -57,6 +60,7 @@ pub fn main() -> i32 {
         Command::Agent(args) => agent::run(*args),
         Command::Status(args) => status::run(args),
         Command::Host(args) => host::run(args),
+        Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {
