@@ -23,7 +23,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "bench@example.com")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -48,7 +52,13 @@ impl Drop for Killer {
 }
 
 fn get(url: &str) -> Option<serde_json::Value> {
-    reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(2)).send().ok()?.json().ok()
+    reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .ok()?
+        .json()
+        .ok()
 }
 
 fn cpu_seconds() -> f64 {
@@ -67,13 +77,27 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = tmp.path().join("origin.git");
     let work = tmp.path().join("work");
-    git(tmp.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
-    git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(
+        tmp.path(),
+        &["init", "-q", "-b", "main", work.to_str().unwrap()],
+    );
     std::fs::create_dir_all(work.join("databases")).unwrap();
     for i in 0..100 {
-        std::fs::write(work.join(format!("databases/db_{i}.yaml")), database(i, 100)).unwrap();
+        std::fs::write(
+            work.join(format!("databases/db_{i}.yaml")),
+            database(i, 100),
+        )
+        .unwrap();
     }
-    std::fs::write(work.join("pgcd.yaml"), "source:\n  poll_interval: 10m\nreporters:\n  git_notes:\n    push: false\n").unwrap();
+    std::fs::write(
+        work.join("pgcd.yaml"),
+        "source:\n  poll_interval: 10m\nreporters:\n  git_notes:\n    push: false\n",
+    )
+    .unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "100 databases"]);
     git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
@@ -97,14 +121,26 @@ fn main() {
     let exec_path = git(tmp.path(), &["--exec-path"]);
     let addr = "127.0.60.11";
     let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
-        .args(["--export-all", "--reuseaddr", "--listen=127.0.60.20", "--port=9418"])
+        .args([
+            "--export-all",
+            "--reuseaddr",
+            "--listen=127.0.60.20",
+            "--port=9418",
+        ])
         .arg(format!("--base-path={}", tmp.path().display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let agent = Command::new(env!("CARGO_BIN_EXE_pgcd"))
-        .args(["agent", "--host-id", "h1", "--advertise", addr, "--data-dir"])
+        .args([
+            "agent",
+            "--host-id",
+            "h1",
+            "--advertise",
+            addr,
+            "--data-dir",
+        ])
         .arg(tmp.path().join("h1"))
         .args(["--init", "--repo", "git://127.0.60.20/origin.git"])
         .env("PGCD_WEBHOOK_SECRET", SECRET)
@@ -115,27 +151,48 @@ fn main() {
         .unwrap();
     let _k = Killer(vec![agent, daemon]);
     let api = format!("http://{addr}:7800");
-    let applied = || get(&format!("{api}/v1/source")).and_then(|v| v["applied"]["sha"].as_str().map(str::to_string));
+    let applied = || {
+        get(&format!("{api}/v1/source"))
+            .and_then(|v| v["applied"]["sha"].as_str().map(str::to_string))
+    };
     let head = git(&work, &["rev-parse", "HEAD"]);
     let start = Instant::now();
     while applied().as_deref() != Some(head.as_str()) {
-        assert!(start.elapsed() < Duration::from_secs(60), "the agent never applied the first revision");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the agent never applied the first revision"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let client = reqwest::blocking::Client::new();
     let mut times = Vec::new();
     for round in 0..20 {
-        std::fs::write(work.join(format!("databases/db_{}.yaml", round % 100)), database(round % 100, 200 + round)).unwrap();
+        std::fs::write(
+            work.join(format!("databases/db_{}.yaml", round % 100)),
+            database(round % 100, 200 + round),
+        )
+        .unwrap();
         git(&work, &["commit", "-q", "-am", &format!("round {round}")]);
         git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
         let head = git(&work, &["rev-parse", "HEAD"]);
         let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
-        let sig = format!("sha256={}", pgcd::source::webhook::sign(SECRET.as_bytes(), &body));
+        let sig = format!(
+            "sha256={}",
+            pgcd::source::webhook::sign(SECRET.as_bytes(), &body)
+        );
         let t = Instant::now();
-        let res = client.post(format!("{api}/v1/webhooks/generic")).header("X-Pgcd-Signature", sig).body(body).send().unwrap();
+        let res = client
+            .post(format!("{api}/v1/webhooks/generic"))
+            .header("X-Pgcd-Signature", sig)
+            .body(body)
+            .send()
+            .unwrap();
         assert_eq!(res.status().as_u16(), 202);
         while applied().as_deref() != Some(head.as_str()) {
-            assert!(t.elapsed() < Duration::from_secs(30), "round {round} never applied");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "round {round} never applied"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         times.push(t.elapsed().as_secs_f64() * 1000.0);

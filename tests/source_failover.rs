@@ -5,45 +5,14 @@
 
 mod common;
 
+use common::gitrepo::{copy_dir, git, sample_repo};
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SECRET: &str = "failover-webhook-secret";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Operator")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Operator")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// Status POSTs received, per (sha, context).
 type Counts = Arc<Mutex<HashMap<(String, String), usize>>>;
@@ -105,10 +74,7 @@ fn leader_killed_between_fetch_and_record_is_replaced_without_skips_or_repeats()
         tmp.path(),
         &["init", "-q", "-b", "main", work.to_str().unwrap()],
     );
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo"),
-        &work,
-    );
+    copy_dir(&sample_repo(), &work);
     std::fs::write(
         work.join("pgcd.yaml"),
         format!(

@@ -3,69 +3,20 @@
 //! statuses as notes pushed back to the origin and to an HTTP statuses API
 //! (a small server inside the test records exactly what it receives).
 
+mod common;
+
+use common::gitrepo::{git, Repo};
 use pgcd::source::git::{Mirror, SourceConfig};
 use pgcd::source::status::{self, CommitStatus, HttpStatuses, State};
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Operator")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Operator")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// A bare origin with the sample repository committed under `prefix`.
-fn origin(tmp: &Path, prefix: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let bare = tmp.join("origin.git");
-    let work = tmp.join("work");
-    git(
-        tmp,
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(tmp, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo"),
-        &work.join(prefix),
-    );
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "Add the sample databases"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    git(&work, &["push", "-q", "origin", "main"]);
-    (bare, work)
-}
-
 #[test]
 fn fetches_only_when_the_remote_moved_and_reads_specs_from_the_tree() {
     let tmp = tempfile::tempdir().unwrap();
-    let (bare, work) = origin(tmp.path(), ".");
+    let Repo { bare, work } = Repo::new(tmp.path(), ".", None);
     let mirror = Mirror::open(
         &tmp.path().join("source"),
         SourceConfig::new(bare.to_str().unwrap()),
@@ -117,7 +68,7 @@ fn fetches_only_when_the_remote_moved_and_reads_specs_from_the_tree() {
 #[test]
 fn specs_below_a_path_and_a_missing_branch_are_handled() {
     let tmp = tempfile::tempdir().unwrap();
-    let (bare, _work) = origin(tmp.path(), "deploy/pg");
+    let Repo { bare, .. } = Repo::new(tmp.path(), "deploy/pg", None);
     let mut cfg = SourceConfig::new(format!("file://{}", bare.display()));
     cfg.path = "deploy/pg".into();
     let mirror = Mirror::open(&tmp.path().join("source"), cfg.clone()).unwrap();
@@ -139,7 +90,7 @@ fn specs_below_a_path_and_a_missing_branch_are_handled() {
 #[test]
 fn notes_are_pushed_back_to_the_origin() {
     let tmp = tempfile::tempdir().unwrap();
-    let (bare, _work) = origin(tmp.path(), ".");
+    let Repo { bare, .. } = Repo::new(tmp.path(), ".", None);
     let mirror = Mirror::open(
         &tmp.path().join("source"),
         SourceConfig::new(bare.to_str().unwrap()),

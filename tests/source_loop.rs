@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::gitrepo::{git, Repo};
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::Once;
 use std::time::Duration;
@@ -21,90 +22,16 @@ fn setup_env() {
     ONCE.call_once(|| std::env::set_var("PGCD_WEBHOOK_SECRET", SECRET));
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+fn note_of(repo: &Repo, sha: &str) -> Option<Value> {
     let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Operator")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Operator")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .args(["notes", "--ref", "pgcd", "show", sha])
+        .current_dir(&repo.bare)
         .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// A bare origin and a working clone holding the sample repository.
-struct Repo {
-    bare: PathBuf,
-    work: PathBuf,
-}
-
-impl Repo {
-    fn new(dir: &Path, pgcd_yaml: Option<&str>) -> Self {
-        let bare = dir.join("origin.git");
-        let work = dir.join("work");
-        git(
-            dir,
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        git(dir, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo"),
-            &work,
-        );
-        if let Some(y) = pgcd_yaml {
-            std::fs::write(work.join("pgcd.yaml"), y).unwrap();
-        }
-        git(&work, &["add", "-A"]);
-        git(&work, &["commit", "-q", "-m", "Add the sample databases"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        git(&work, &["push", "-q", "origin", "main"]);
-        Self { bare, work }
-    }
-
-    fn commit(&self, msg: &str, change: impl FnOnce(&Path)) -> String {
-        change(&self.work);
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", msg]);
-        git(&self.work, &["rev-parse", "HEAD"])
-    }
-
-    fn push(&self, branch: &str) {
-        git(
-            &self.work,
-            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
-        );
-    }
-
-    fn note(&self, sha: &str) -> Option<Value> {
-        let out = Command::new("git")
-            .args(["notes", "--ref", "pgcd", "show", sha])
-            .current_dir(&self.bare)
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-}
-
-fn one_agent(block: u8, dir: &Path, repo_url: &str) -> Agent {
+fn one_agent(block: u8, dir: &Path, repo_url: &str) -> AgentGuard {
     setup_env();
     let mut a = Agent {
         id: "h1".into(),
@@ -114,6 +41,7 @@ fn one_agent(block: u8, dir: &Path, repo_url: &str) -> Agent {
         child: None,
     };
     a.spawn();
+    let a = a.guarded();
     let api = a.api();
     wait_for("agent healthy", WAIT, || {
         (healthy_hosts(&api).len() == 1).then_some(())
@@ -134,9 +62,9 @@ fn revision(api: &str, sha: &str) -> Option<Value> {
 #[test]
 fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(tmp.path(), None);
-    let head1 = git(&repo.work, &["rev-parse", "HEAD"]);
-    let mut agent = one_agent(40, tmp.path(), &format!("file://{}", repo.bare.display()));
+    let repo = Repo::new(tmp.path(), ".", None);
+    let head1 = repo.head();
+    let agent = one_agent(40, tmp.path(), &format!("file://{}", repo.bare.display()));
     let api = agent.api();
 
     // The first revision becomes the desired state, and its commit gets statuses.
@@ -148,8 +76,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
     assert_eq!(r1["author"], "Ada Operator <ada@example.com>");
     assert_eq!(r1["ref"], "refs/heads/main");
     let note = wait_for("validate note on the first commit", WAIT, || {
-        repo.note(&head1)
-            .filter(|n| n.get("pgcd/validate").is_some())
+        note_of(&repo, &head1).filter(|n| n.get("pgcd/validate").is_some())
     });
     assert_eq!(note["pgcd/validate"]["state"], "success");
     assert!(note["pgcd/validate"]["target_url"]
@@ -182,7 +109,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
         "the last good revision stays in force"
     );
     let note = wait_for("failure note", WAIT, || {
-        repo.note(&bad).filter(|n| n.get("pgcd/validate").is_some())
+        note_of(&repo, &bad).filter(|n| n.get("pgcd/validate").is_some())
     });
     assert_eq!(note["pgcd/validate"]["state"], "failure");
     assert!(
@@ -220,7 +147,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
     assert_eq!(r4["state"], "planned_only");
     assert_eq!(r4["ref"], "refs/heads/feature");
     let note = wait_for("plan note", WAIT, || {
-        repo.note(&feature).filter(|n| n.get("pgcd/plan").is_some())
+        note_of(&repo, &feature).filter(|n| n.get("pgcd/plan").is_some())
     });
     assert_eq!(note["pgcd/validate"]["state"], "success");
     assert!(note.get("pgcd/apply").is_none(), "{note}");
@@ -235,7 +162,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
         .collect();
     assert_eq!(states.len(), 4, "{list}");
     assert!(list[0]["error_count"].is_number());
-    agent.kill9();
+    drop(agent);
 }
 
 fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
@@ -263,6 +190,7 @@ fn webhooks_are_verified_and_wake_the_leader() {
     // A long poll interval: only a webhook can make the leader fetch in time.
     let repo = Repo::new(
         tmp.path(),
+        ".",
         Some("source:\n  poll_interval: 10m\n  plan_refs: [refs/pull/*/head]\n"),
     );
     // Served by git daemon, so no file watcher sees the pushes.
@@ -283,9 +211,9 @@ fn webhooks_are_verified_and_wake_the_leader() {
             .spawn()
             .expect("git daemon"),
     );
-    let mut agent = one_agent(41, tmp.path(), &format!("git://{listen}/origin.git"));
+    let agent = one_agent(41, tmp.path(), &format!("git://{listen}/origin.git"));
     let api = agent.api();
-    let head1 = git(&repo.work, &["rev-parse", "HEAD"]);
+    let head1 = repo.head();
     wait_for("first revision applied", WAIT, || {
         (applied(&api)? == head1).then_some(())
     });
@@ -357,7 +285,7 @@ fn webhooks_are_verified_and_wake_the_leader() {
         b"{}".to_vec(),
     );
     assert_eq!(code, 202);
-    agent.kill9();
+    drop(agent);
     drop(daemon);
 }
 
@@ -381,9 +309,9 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
     let yaml = format!(
         "source:\n  require_signed_commits: true\n  allowed_signers:\n    - \"{signer}\"\n"
     );
-    let repo = Repo::new(tmp.path(), Some(&yaml));
-    let head1 = git(&repo.work, &["rev-parse", "HEAD"]);
-    let mut agent = one_agent(43, tmp.path(), &format!("file://{}", repo.bare.display()));
+    let repo = Repo::new(tmp.path(), ".", Some(&yaml));
+    let head1 = repo.head();
+    let agent = one_agent(43, tmp.path(), &format!("file://{}", repo.bare.display()));
     let api = agent.api();
     // The first revision has no state in force to ask for signatures: it is trusted on first use.
     wait_for("first revision applied", WAIT, || {
@@ -477,5 +405,5 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["config"]["branch"], "prod");
     assert_eq!(v["config"]["poll_interval"], "1s");
-    agent.kill9();
+    drop(agent);
 }

@@ -217,24 +217,7 @@ impl Mirror {
             self.config.tracking_ref()
         )];
         refspecs.extend(extra.iter().cloned());
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|source| GitError::Git {
-                action: "fetch",
-                url: self.config.url.clone(),
-                source,
-            })?;
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(self.callbacks(deadline));
-        opts.download_tags(git2::AutotagOption::None);
-        remote
-            .fetch(&refspecs, Some(&mut opts), None)
-            .map_err(|source| GitError::Git {
-                action: "fetch",
-                url: self.config.url.clone(),
-                source,
-            })?;
+        self.fetch_refspecs(&refspecs, deadline)?;
         self.local_head().ok_or_else(|| GitError::NoBranch {
             url: self.config.url.clone(),
             branch: self.config.branch.clone(),
@@ -258,26 +241,23 @@ impl Mirror {
                 .iter()
                 .map(|(name, _)| format!("+{name}:{}", plan_ref(name)))
                 .collect();
-            let mut remote = self
-                .repo
-                .find_remote("origin")
-                .map_err(|source| GitError::Git {
-                    action: "fetch",
-                    url: self.config.url.clone(),
-                    source,
-                })?;
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(self.callbacks(Instant::now() + timeout));
-            opts.download_tags(git2::AutotagOption::None);
-            remote
-                .fetch(&refspecs, Some(&mut opts), None)
-                .map_err(|source| GitError::Git {
-                    action: "fetch",
-                    url: self.config.url.clone(),
-                    source,
-                })?;
+            self.fetch_refspecs(&refspecs, Instant::now() + timeout)?;
         }
         Ok(heads)
+    }
+
+    /// Fetches refspecs from the origin, without tags, aborting at `deadline`.
+    fn fetch_refspecs(&self, refspecs: &[String], deadline: Instant) -> Result<(), GitError> {
+        let err = |source| GitError::Git {
+            action: "fetch",
+            url: self.config.url.clone(),
+            source,
+        };
+        let mut remote = self.repo.find_remote("origin").map_err(err)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks(deadline));
+        opts.download_tags(git2::AutotagOption::None);
+        remote.fetch(refspecs, Some(&mut opts), None).map_err(err)
     }
 
     /// Author, subject and time of a commit.

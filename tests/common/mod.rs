@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod gitrepo;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,6 +182,29 @@ impl Agent {
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Agent {
+    /// Wraps the agent so it is killed when the guard drops (also on a panic).
+    pub fn guarded(self) -> AgentGuard {
+        AgentGuard(self)
+    }
+}
+
+/// Kills its agent on drop.
+pub struct AgentGuard(pub Agent);
+
+impl std::ops::Deref for AgentGuard {
+    type Target = Agent;
+    fn deref(&self) -> &Agent {
+        &self.0
+    }
+}
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        self.0.kill9();
     }
 }
 
