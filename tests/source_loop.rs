@@ -135,6 +135,35 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
     });
     assert_eq!(revision(&api, &head1).unwrap()["state"], "superseded");
 
+    // `pgcd plan` on a checkout: nothing to change at the applied commit,
+    // and the changed database with its fields after an edit.
+    let plan = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pgcd"))
+            .args(["plan", "--api", &api])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = plan(&repo.work);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plan: no change"));
+    let orders = repo.work.join("databases/orders.yaml");
+    let text = std::fs::read_to_string(&orders).unwrap();
+    std::fs::write(&orders, text.replace("port: 6432", "port: 6433")).unwrap();
+    let out = plan(&repo.work);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("plan: change orders (nodes, port)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::write(&orders, text).unwrap();
+
     // A branch (a plan ref in sample-repo/pgcd.yaml) is validated and planned, never applied.
     git(&repo.work, &["checkout", "-q", "-b", "feature"]);
     let feature = repo.commit("Drop the backup operation", |w| {

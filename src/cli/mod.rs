@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod agent;
 mod demo;
 mod host;
+mod plan;
 mod schema;
 mod source;
 mod status;
@@ -39,6 +40,9 @@ pub enum Command {
     Validate(validate::Args),
     /// Write the JSON Schema of every kind (to stdout, or into --out DIR).
     Schema(schema::Args),
+    /// Show what a config repository would change against the state in force;
+    /// exit 0 when nothing, 2 when something, 1 on error.
+    Plan(plan::Args),
     /// Run the agent of this host.
     Agent(Box<agent::Args>),
     /// Show the cluster: leader, hosts, tasks.
@@ -57,6 +61,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Agent(args) => agent::run(*args),
         Command::Status(args) => status::run(args),
         Command::Host(args) => host::run(args),

@@ -547,44 +547,15 @@ fn fetch_and_read(
     (cached, Ok(fetched))
 }
 
-fn summary(d: &Desired, current: Option<&Desired>) -> String {
-    let base = format!(
-        "valid: {} databases, {} operations",
+/// One line: what the revision holds and what it changes against the
+/// state in force (the same text `pgcd plan` prints).
+pub fn summary(d: &Desired, current: Option<&Desired>) -> String {
+    let old = current.and_then(|c| serde_json::to_value(c).ok());
+    let plan = spec::diff::diff(d, old.as_ref());
+    format!(
+        "valid: {} databases, {} operations; plan: {plan}",
         d.databases.len(),
         d.operations.len()
-    );
-    let Some(cur) = current else { return base };
-    let names = |x: &Desired| {
-        x.databases
-            .iter()
-            .map(|db| db.database_name.to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-    };
-    let (now, then) = (names(d), names(cur));
-    let added: Vec<_> = now.difference(&then).cloned().collect();
-    let removed: Vec<_> = then.difference(&now).cloned().collect();
-    let changed: Vec<_> = d
-        .databases
-        .iter()
-        .filter(|db| {
-            cur.databases
-                .iter()
-                .any(|c| c.database_name == db.database_name && c != *db)
-        })
-        .map(|db| db.database_name.to_string())
-        .collect();
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "0".to_string()
-        } else {
-            format!("{} ({})", v.len(), v.join(", "))
-        }
-    };
-    format!(
-        "{base}; vs applied: added {}, changed {}, dropped from the repo {}",
-        list(&added),
-        list(&changed),
-        list(&removed)
     )
 }
 

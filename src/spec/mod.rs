@@ -11,6 +11,7 @@ pub mod database;
 pub mod decode;
 pub mod defaults;
 pub mod diag;
+pub mod diff;
 pub mod extensions;
 mod load;
 pub mod names;

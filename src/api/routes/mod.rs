@@ -1,6 +1,7 @@
 //! One file per route.
 
 pub mod cluster;
+pub mod desired;
 pub mod health;
 pub mod hosts;
 pub mod join;
