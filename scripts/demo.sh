@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo from a fresh machine: install what is missing, build pgcd, validate
-# the sample repository, then start three agents (h1-h3 on 127.0.0.11-13)
-# following a local bare Git copy of sample-repo/.
-#   scripts/demo.sh        start (idempotent)
+# The demo from a fresh machine: install what is missing, build pgcd, then
+# validate the sample repository and print it fully defaulted, then start
+# three agents (h1-h3 on 127.0.0.11-13) with embedded etcd, following a
+# local bare Git copy of sample-repo/.
+#   scripts/demo.sh        validate, then start the cluster (idempotent)
 #   scripts/demo.sh down   stop the agents (add --purge to delete the demo dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,8 @@ if [ "${1:-up}" = "down" ]; then
 fi
 
 echo "== the sample repository, validated and fully defaulted (pgcd validate sample-repo -o json)"
-"$pgcd" validate sample-repo -o json | head -n 40
-echo "   ... (full output: $pgcd validate sample-repo -o json)"
+"$pgcd" validate sample-repo -o json
 "$pgcd" validate sample-repo
 echo
-echo "== starting the three-host demo cluster"
+echo "== starting the three-host demo cluster (pgcd demo up)"
 "$pgcd" demo up --sample sample-repo
