@@ -34,10 +34,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(routes::metrics::get))
         .route("/v1/cluster", get(routes::cluster::get))
         .route("/v1/cluster/join", post(routes::join::post))
-        .route("/v1/tasks/{id}/log", get(routes::tasks::log))
         .route("/v1/hosts", get(routes::hosts::list))
         .route("/v1/tasks", get(routes::tasks::list))
         .route("/v1/tasks/{id}", get(routes::tasks::get_one))
+        .route("/v1/tasks/{id}/log", get(routes::tasks::log))
         .with_state(state)
 }
 
