@@ -81,7 +81,7 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
     });
     wait_for(
         "3 healthy hosts after etcd restart",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || (healthy_hosts(&api).len() == 3).then_some(()),
     );
 
@@ -89,7 +89,7 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
     let etcd = c.agents[1].etcd_pid().expect("h2 has an etcd child");
     c.agents[1].signal(nix::sys::signal::Signal::SIGTERM);
     let mut child = c.agents[1].child.take().expect("h2 running");
-    let status = wait_for("h2 exits after SIGTERM", Duration::from_secs(15), || {
+    let status = wait_for("h2 exits after SIGTERM", Duration::from_secs(20), || {
         child.try_wait().ok().flatten()
     });
     assert!(status.success(), "agent exit status {status:?}");
@@ -102,7 +102,7 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
     // forgets the stopped one with its etcd member.
     let api = c.agents[0].api();
     // Retried: h2 just left, etcd may be electing a raft leader.
-    let out = wait_for("pgcd status", Duration::from_secs(10), || {
+    let out = wait_for("pgcd status", Duration::from_secs(20), || {
         Some(pgcd(&["status", "--api", &api, "-o", "json"])).filter(|o| o.status.success())
     });
     let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
@@ -114,10 +114,10 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
     let out = pgcd(&["host", "remove", "h1", "--api", &api]);
     assert!(!out.status.success(), "a live host is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("h1 is alive"));
-    wait_for("pgcd host remove h2", Duration::from_secs(10), || {
+    wait_for("pgcd host remove h2", Duration::from_secs(20), || {
         Some(pgcd(&["host", "remove", "h2", "--api", &api])).filter(|o| o.status.success())
     });
-    wait_for("h2 forgotten", Duration::from_secs(10), || {
+    wait_for("h2 forgotten", Duration::from_secs(20), || {
         (hosts(&api).len() == 2 && members(&api).len() == 2).then_some(())
     });
 }

@@ -221,7 +221,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), registry.revoke()).await;
     if let Some(mut p) = etcd_process.take() {
-        let _ = tokio::task::spawn_blocking(move || p.stop(Duration::from_secs(10))).await;
+        let _ = tokio::task::spawn_blocking(move || p.stop(Duration::from_secs(5))).await;
     }
     tracing::info!("agent stopped");
     Ok(())
