@@ -1,8 +1,8 @@
 //! Benchmark: leader failover time after `kill -9` of the leader's agent
 //! (p50/p95 over `PGCD_BENCH_KILLS` kills, default 20), and the resident
 //! memory of idle agents and their etcd after `PGCD_BENCH_IDLE_SECS`
-//! (default 300). Real agents and etcd on 127.0.20.x (failover) and
-//! 127.0.21.x (idle); `PGCD_BENCH_SETTLE_SECS` (default 3) of steady state
+//! (default 300). Real agents and etcd on 127.<net>.20.x (failover)
+//! and 127.<net>.21.x (idle); `PGCD_BENCH_SETTLE_SECS` (default 3) of steady state
 //! before each kill. Run: `cargo bench --bench failover`.
 
 #[path = "../tests/common/mod.rs"]

@@ -28,6 +28,9 @@ fn fails(args: &[&str], data_dir: &std::path::Path) -> String {
 
 #[test]
 fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
+    let (a11, a17, a18, a19) = (ip(5, 11), ip(5, 17), ip(5, 18), ip(5, 19));
+    let unreachable = format!("http://{}:7800", ip(5, 99));
+    let wrong = format!("http://{a11}:2379");
     let c = Cluster::start(5, 1);
     let api = c.agents[0].api();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -38,73 +41,53 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
             "--host-id",
             "h9",
             "--advertise",
-            "127.0.5.19",
+            &a19,
             "--join",
-            "http://127.0.5.99:7800",
+            &unreachable,
         ],
         &fresh,
     );
     assert!(
-        line.contains("cannot reach http://127.0.5.99:7800"),
+        line.contains(&format!("cannot reach {unreachable}")),
         "{line}"
     );
 
     let line = fails(
-        &[
-            "--host-id",
-            "h9",
-            "--advertise",
-            "127.0.5.19",
-            "--join",
-            "http://127.0.5.11:2379",
-        ],
+        &["--host-id", "h9", "--advertise", &a19, "--join", &wrong],
         &fresh,
     );
     assert!(line.contains("did not answer as a pgcd agent"), "{line}");
 
     let line = fails(
-        &[
-            "--host-id",
-            "h1",
-            "--advertise",
-            "127.0.5.19",
-            "--join",
-            &api,
-        ],
+        &["--host-id", "h1", "--advertise", &a19, "--join", &api],
         &fresh,
     );
     assert!(
-        line.contains("host id h1 is already taken by a live host at 127.0.5.11"),
+        line.contains(&format!(
+            "host id h1 is already taken by a live host at {a11}"
+        )),
         "{line}"
     );
 
-    let held = std::net::TcpListener::bind("127.0.5.18:2380").expect("hold the peer port");
+    let held = std::net::TcpListener::bind(format!("{a18}:2380")).expect("hold the peer port");
     let line = fails(
-        &[
-            "--host-id",
-            "h8",
-            "--advertise",
-            "127.0.5.18",
-            "--join",
-            &api,
-        ],
+        &["--host-id", "h8", "--advertise", &a18, "--join", &api],
         &fresh,
     );
-    assert!(line.contains("127.0.5.18:2380 is already in use"), "{line}");
+    assert!(
+        line.contains(&format!("{a18}:2380 is already in use")),
+        "{line}"
+    );
     drop(held);
 
     let line = fails(
-        &[
-            "--host-id",
-            "h7",
-            "--advertise",
-            "127.0.5.11",
-            "--join",
-            &api,
-        ],
+        &["--host-id", "h7", "--advertise", &a11, "--join", &api],
         &fresh,
     );
-    assert!(line.contains("127.0.5.11:7800 is already in use"), "{line}");
+    assert!(
+        line.contains(&format!("{a11}:7800 is already in use")),
+        "{line}"
+    );
 
     // A data dir of another cluster.
     let mut other = Cluster::start(6, 1);
@@ -117,26 +100,12 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
         || child.try_wait().ok().flatten(),
     );
     let line = fails(
-        &[
-            "--host-id",
-            "h1",
-            "--advertise",
-            "127.0.5.17",
-            "--join",
-            &api,
-        ],
+        &["--host-id", "h1", "--advertise", &a17, "--join", &api],
         &other_dir,
     );
     assert!(line.contains("belongs to cluster"), "{line}");
     let line = fails(
-        &[
-            "--host-id",
-            "h5",
-            "--advertise",
-            "127.0.5.17",
-            "--join",
-            &api,
-        ],
+        &["--host-id", "h5", "--advertise", &a17, "--join", &api],
         &other_dir,
     );
     assert!(line.contains("belongs to host h1"), "{line}");

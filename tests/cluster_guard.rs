@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 #[test]
 fn a_stale_leaders_guarded_write_fails_with_not_leader() {
-    let etcd = BareEtcd::start("127.0.8.11");
+    let etcd = BareEtcd::start(&ip(8, 11));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,12 +99,12 @@ async fn stale_leader(etcd: &BareEtcd) {
 
 #[test]
 fn agents_on_an_external_etcd_register_and_elect_one_leader() {
-    let etcd = BareEtcd::start("127.0.9.21");
+    let etcd = BareEtcd::start(&ip(9, 21));
     let dir = tempfile::tempdir().expect("tempdir");
     let mut agents: Vec<Agent> = (0..2)
         .map(|i| Agent {
             id: format!("x{}", i + 1),
-            addr: format!("127.0.9.{}", 22 + i),
+            addr: ip(9, 22 + i as u8),
             data_dir: dir.path().join(format!("x{}", i + 1)),
             mode: vec!["--etcd-endpoints".into(), etcd.url.clone()],
             child: None,

@@ -69,7 +69,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     let exe = std::env::current_exe().context("locating the pgcd binary")?;
     let repo_url = format!("file://{}", bare.display());
     for (index, (host, addr)) in HOSTS.iter().enumerate() {
-        if pid_alive(&pid_file(dir, host)) {
+        if read_pid(&pid_file(dir, host)).is_some_and(|pid| is_demo_agent(pid, dir, host)) {
             println!("{host}: already running");
             continue;
         }
@@ -116,7 +116,9 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
 fn down(dir: &Path, purge: bool) -> Result<i32> {
     for (host, _) in HOSTS {
         let file = pid_file(dir, host);
-        if let Some(pid) = read_pid(&file) {
+        // Only a process that is this demo's agent: a stale pid file may
+        // name a pid the system has since given to something else.
+        if let Some(pid) = read_pid(&file).filter(|pid| is_demo_agent(*pid, dir, host)) {
             // SIGTERM lets the agent stop its etcd child cleanly.
             let _ = Command::new("kill").arg(pid.to_string()).status();
             let stopped = wait_for(Duration::from_secs(15), || !process_alive(pid));
@@ -228,8 +230,19 @@ fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn pid_alive(path: &Path) -> bool {
-    read_pid(path).is_some_and(process_alive)
+/// Whether `pid` runs `pgcd agent --host-id HOST` with its data dir under `dir`.
+fn is_demo_agent(pid: i32, dir: &Path, host: &str) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let data = dir.join("hosts").join(host).display().to_string();
+    args.iter().any(|a| a == "agent")
+        && args.windows(2).any(|w| w[0] == "--host-id" && w[1] == host)
+        && args.contains(&data)
 }
 
 fn process_alive(pid: i32) -> bool {

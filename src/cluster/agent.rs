@@ -129,7 +129,10 @@ pub async fn run(
 
     let (identity, mut etcd_process, endpoints) = prepare_etcd(&cfg, identity).await?;
     let store = wait_ready(&endpoints, metrics.clone(), &cfg).await?;
-    let cluster_id = settle_cluster_id(&store, &cfg, &identity).await?;
+    let cluster_id = retry_transient("recording the cluster id", || {
+        settle_cluster_id(&store, &cfg, &identity)
+    })
+    .await?;
     let identity = with_cluster_id(identity, &cluster_id);
     identity.save(&cfg.data_dir)?;
 
@@ -142,8 +145,18 @@ pub async fn run(
         started_at: now_rfc3339(),
         instance: identity.instance.clone(),
     };
-    check_host_id_free(&store, &record).await?;
-    let (registry, lease_rx) = Registry::register(store.clone(), record, cfg.lease_ttl).await?;
+    retry_transient("checking the host id", || async {
+        check_host_id_free(&store, &record)
+            .await
+            .map_err(AgentError::from)
+    })
+    .await?;
+    let (registry, lease_rx) = retry_transient("registering the host", || async {
+        Registry::register(store.clone(), record.clone(), cfg.lease_ttl)
+            .await
+            .map_err(AgentError::from)
+    })
+    .await?;
     let registry = Arc::new(registry);
     tracing::info!(host = %cfg.host_id, cluster = %cluster_id, lease = registry.lease(), "host registered");
 
@@ -154,7 +167,10 @@ pub async fn run(
         cfg.data_dir.clone(),
         executors,
     ));
-    let recovered = runner.recover().await?;
+    let recovered = retry_transient("recovering interrupted tasks", || async {
+        runner.recover().await.map_err(AgentError::from)
+    })
+    .await?;
     if recovered > 0 {
         tracing::warn!(
             recovered,
@@ -205,7 +221,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), registry.revoke()).await;
     if let Some(mut p) = etcd_process.take() {
-        let _ = tokio::task::spawn_blocking(move || p.stop(Duration::from_secs(10))).await;
+        let _ = tokio::task::spawn_blocking(move || p.stop(Duration::from_secs(5))).await;
     }
     tracing::info!("agent stopped");
     Ok(())
@@ -471,4 +487,26 @@ fn with_cluster_id(mut identity: HostIdentity, cluster_id: &str) -> HostIdentity
         cluster_id.clone_into(&mut identity.cluster_id);
     }
     identity
+}
+
+/// Retries a startup step while etcd answers with a passing failure (an
+/// election, a member catching up): an agent that has just joined must not
+/// exit for it, or the cluster it joined loses quorum.
+async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T, AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match step().await {
+            Err(AgentError::Cluster(e @ (ClusterError::Etcd(_) | ClusterError::Timeout(_))))
+                if Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "{what}: etcd is not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
 }

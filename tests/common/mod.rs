@@ -1,5 +1,5 @@
 //! Test harness: real `pgcd agent` processes with embedded etcd on loopback
-//! addresses `127.0.<block>.11`, `.12`, ... Each test takes its own block so
+//! addresses `127.<net>.<block>.11`, `.12`, ... Each test takes its own block so
 //! test binaries and tests can run at once. Children are killed on drop.
 
 #![allow(dead_code)]
@@ -218,9 +218,27 @@ pub struct Cluster {
     pub block: u8,
 }
 
+/// The second octet of this test process's addresses (`127.<net>.<block>.<host>`):
+/// derived from the pid, so two test runs at once on one machine (two
+/// worktrees) rarely meet; `PGCD_TEST_NET` pins it.
+pub fn net() -> u8 {
+    static NET: OnceLock<u8> = OnceLock::new();
+    *NET.get_or_init(|| {
+        std::env::var("PGCD_TEST_NET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| 1 + (std::process::id() % 250) as u8)
+    })
+}
+
+/// A loopback address of this test process: `127.<net>.<block>.<host>`.
+pub fn ip(block: u8, host: u8) -> String {
+    format!("127.{}.{block}.{host}", net())
+}
+
 /// The address of host `i` (0-based) in a block.
 pub fn addr(block: u8, i: usize) -> String {
-    format!("127.0.{block}.{}", 11 + i)
+    ip(block, 11 + i as u8)
 }
 
 impl Cluster {
@@ -343,6 +361,15 @@ pub fn members(api: &str) -> Vec<Value> {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what each agent said last.
+            for a in &self.agents {
+                let log = a.log();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+                eprintln!("---- last log lines of {} ({}) ----\n{tail}", a.id, a.addr);
+            }
+        }
         for a in &mut self.agents {
             // Continue a stopped agent so SIGKILL is delivered promptly.
             a.signal(nix::sys::signal::Signal::SIGCONT);
