@@ -90,8 +90,19 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         wait_for(FORM_DEADLINE, || healthy_hosts(HOSTS[0].1) > index)
             .with_context(|| format!("{host} did not join; see {}/{host}.log", dir.display()))?;
     }
+    // The leader fetches the repository at once (a file watcher catches later pushes).
+    let api = format!("http://{}:7800", HOSTS[0].1);
+    let mut first = None;
+    let _ = wait_for(FORM_DEADLINE, || {
+        first = applied_revision(&api);
+        first.is_some()
+    });
     println!();
     println!("pgcd demo is up: three agents (h1, h2, h3) with embedded etcd.");
+    match first {
+        Some((sha, summary)) => println!("  in force: {} {summary}", &sha[..sha.len().min(12)]),
+        None => println!("  in force: nothing yet; see {}/h1.log", dir.display()),
+    }
     for (host, addr) in HOSTS {
         println!(
             "  {host}: API http://{addr}:7800   log {}/{host}.log",
@@ -108,9 +119,39 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         "  try:      cd {} && $EDITOR databases/orders.yaml && git commit -am change && git push",
         work.display()
     );
-    println!("            (the leader records the source now; fetching it comes with the Git source issue)");
+    println!("  watch:    curl -s {api}/v1/revisions   (applied / failed with errors / superseded / planned_only)");
+    println!(
+        "  plan:     pgcd plan {} --api {api}   (what your uncommitted edit would change)",
+        work.display()
+    );
+    println!(
+        "  statuses: cd {} && git fetch -q origin refs/notes/pgcd:refs/notes/pgcd && git log --notes=pgcd -3",
+        work.display()
+    );
     println!("  stop:     pgcd demo down");
     Ok(0)
+}
+
+/// The revision in force and its summary, once the leader has applied one.
+fn applied_revision(api: &str) -> Option<(String, String)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let source: serde_json::Value = client
+        .get(format!("{api}/v1/source"))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    let sha = source["applied"]["sha"].as_str()?.to_string();
+    let rev: serde_json::Value = client
+        .get(format!("{api}/v1/revisions/{sha}"))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    Some((sha, rev["summary"].as_str().unwrap_or("").to_string()))
 }
 
 fn down(dir: &Path, purge: bool) -> Result<i32> {
