@@ -51,9 +51,10 @@ pub fn run(args: Args) -> Result<i32> {
     let cluster = get_json(&args.api, "/v1/cluster")?;
     let hosts = get_json(&args.api, "/v1/hosts")?;
     let tasks = get_json(&args.api, "/v1/tasks")?;
+    let source = get_json(&args.api, "/v1/source")?;
     let mut out = String::new();
     if args.output == Output::Json {
-        let all = serde_json::json!({ "cluster": cluster, "hosts": hosts, "tasks": tasks });
+        let all = serde_json::json!({ "cluster": cluster, "hosts": hosts, "tasks": tasks, "source": source });
         outln!(out, "{}", serde_json::to_string_pretty(&all)?);
         return Ok(emit(&out));
     }
@@ -63,6 +64,15 @@ pub fn run(args: Args) -> Result<i32> {
         "cluster {}  leader {}",
         s(&cluster, "cluster_id"),
         s(&cluster, "leader")
+    );
+    outln!(
+        out,
+        "source  {} ({})  in force {}",
+        s(&source["config"], "url"),
+        s(&source["config"], "branch"),
+        source["applied"]["sha"]
+            .as_str()
+            .map_or("nothing yet", |sha| &sha[..sha.len().min(12)])
     );
     outln!(out);
     outln!(
