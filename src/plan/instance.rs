@@ -1,0 +1,511 @@
+//! Planning one node or one deleted database: which instance is acted on,
+//! and its steps in fixed phases chained by dependencies. Pure; this file
+//! must not do I/O.
+
+use super::actual::{held_attributes, InstanceActual, InstanceRole, ROLE_FLAGS};
+use super::settings;
+use super::steps::{Action, Note, NoteKind, Plan, SettingChange, Step};
+use super::{Index, SUPERUSER};
+use crate::spec::database::{NodeSpec, NodeState};
+use crate::spec::Database;
+
+/// The phases of one instance, in order; each step waits for the steps of
+/// the last non-empty phase before its own.
+const PHASES: usize = 8;
+const CREATE: usize = 0;
+const START: usize = 1;
+const ROLES: usize = 2;
+const DATABASE: usize = 3;
+const GRANTS: usize = 4;
+const SETTINGS: usize = 5;
+const RESTART: usize = 6;
+const EXTENSIONS: usize = 7;
+
+/// Steps of one instance, collected by phase.
+struct Steps<'a> {
+    db: &'a str,
+    node: &'a str,
+    host: &'a str,
+    phases: [Vec<Step>; PHASES],
+}
+
+impl<'a> Steps<'a> {
+    fn add(&mut self, phase: usize, what: &str, action: Action, reason: String) {
+        let disruptive = matches!(
+            action,
+            Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
+        );
+        self.phases[phase].push(Step {
+            id: format!("{}/{}/{}/{what}", self.db, self.node, self.host),
+            database: self.db.to_string(),
+            node: self.node.to_string(),
+            host: self.host.to_string(),
+            action,
+            reason,
+            disruptive,
+            depends_on: Vec::new(),
+        });
+    }
+
+    fn finish(self, out: &mut Plan) {
+        let mut before: Vec<String> = Vec::new();
+        for phase in self.phases {
+            if phase.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = phase.iter().map(|s| s.id.clone()).collect();
+            for mut step in phase {
+                step.depends_on.clone_from(&before);
+                out.steps.push(step);
+            }
+            before = ids;
+        }
+    }
+}
+
+/// Whether the host can run steps; notes why not.
+fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
+    match index.actual.host(host) {
+        Some(h) if !h.healthy || !h.docker => {
+            let why = if h.healthy {
+                "Docker does not answer"
+            } else {
+                "its agent does not answer"
+            };
+            out.notes.push(Note {
+                kind: NoteKind::HostUnavailable,
+                database: db.to_string(),
+                message: format!("host {host}: {why}; steps on it are planned when it is back"),
+            });
+            false
+        }
+        Some(_) => true,
+        None => {
+            out.notes.push(Note {
+                kind: NoteKind::HostUnavailable,
+                database: db.to_string(),
+                message: format!("host {host} has not registered; its steps wait for its agent"),
+            });
+            true
+        }
+    }
+}
+
+/// Plans one node of a database that should exist: its primary only (the
+/// reported primary, else the first host); standbys are noted.
+pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
+    for i in index.of_database(name) {
+        let known = db
+            .nodes
+            .iter()
+            .any(|n| n.name.as_str() == i.node && n.host_ids.iter().any(|h| h.as_str() == i.host));
+        if !known && i.node == node_name {
+            out.notes.push(Note {
+                kind: NoteKind::Orphaned,
+                database: name.to_string(),
+                message: format!(
+                    "instance {}/{} on {} is not in the spec's host_ids; it is kept as it is",
+                    i.database, i.node, i.host
+                ),
+            });
+        }
+    }
+    let primary = node
+        .host_ids
+        .iter()
+        .find(|h| {
+            index
+                .instance(name, node_name, h.as_str())
+                .is_some_and(|i| i.role == InstanceRole::Primary)
+        })
+        .or(node.host_ids.first());
+    let Some(primary) = primary else { return };
+    let standbys: Vec<&str> = node
+        .host_ids
+        .iter()
+        .map(|h| h.as_str())
+        .filter(|h| *h != primary.as_str())
+        .collect();
+    if !standbys.is_empty() {
+        out.notes.push(Note {
+            kind: NoteKind::Standby,
+            database: name.to_string(),
+            message: format!(
+                "{name}/{node_name}: standbys on {} come with replication; not planned yet",
+                standbys.join(", ")
+            ),
+        });
+    }
+    if !host_ready(name, primary.as_str(), index, out) {
+        return;
+    }
+    let inst = index.instance(name, node_name, primary.as_str());
+    let mut s = Steps {
+        db: name,
+        node: node_name,
+        host: primary.as_str(),
+        phases: Default::default(),
+    };
+    let at = format!("{name}/{node_name} on {primary}");
+    let version = node.postgres_version.unwrap_or(db.postgres_version);
+    let port = node
+        .port
+        .or(db.port)
+        .unwrap_or(crate::spec::defaults::DEFAULT_PORT);
+    let wanted = settings::desired(db, node);
+    let stopped = node.state == Some(NodeState::Stopped);
+    let new = !inst.is_some_and(|i| i.container_exists);
+    if new {
+        let reuse_data = inst.is_some_and(|i| i.data_dir_exists);
+        let reason = match (reuse_data, stopped) {
+            (true, _) => format!(
+                "drift: the container of {at} is missing; recreated on its existing data directory"
+            ),
+            (false, false) => format!("{at} is in the spec and does not exist"),
+            (false, true) => format!(
+                "{at} is in the spec (state: stopped) and does not exist; created, not started"
+            ),
+        };
+        s.add(
+            CREATE,
+            "create-instance",
+            Action::CreateInstance {
+                version,
+                port,
+                settings: wanted.clone(),
+                cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+                memory: node.memory.as_ref().map(|m| m.0.clone()),
+                reuse_data,
+            },
+            reason,
+        );
+    }
+    let running = inst.is_some_and(|i| i.container_exists && i.running);
+    if stopped {
+        if running {
+            s.add(START, "stop", Action::StopInstance, "state: stopped".into());
+        }
+        return s.finish(out);
+    }
+    if !running {
+        let reason = if new {
+            format!("start the new instance {at}")
+        } else {
+            format!("drift: {at} is stopped; the spec says running")
+        };
+        s.add(START, "start", Action::StartInstance, reason);
+    }
+    // The catalog is known for a running instance, or empty for one created
+    // by initdb now. Otherwise (stopped, or recreated on old data) the next
+    // pass plans it once the instance runs and reports.
+    let catalog = match inst {
+        Some(i) if running => Some(i),
+        _ if new && !inst.is_some_and(|i| i.data_dir_exists) => None,
+        _ => return s.finish(out),
+    };
+    if let Some(i) = catalog {
+        check_version(db, &at, version, i, out);
+    }
+    catalog_steps(db, &mut s, catalog, &wanted, port);
+    s.finish(out);
+}
+
+fn check_version(
+    db: &Database,
+    at: &str,
+    want: crate::spec::values::PgVersion,
+    i: &InstanceActual,
+    out: &mut Plan,
+) {
+    let Some(have) = i.version.as_deref() else {
+        return;
+    };
+    let mut parts = have.split('.');
+    let major = parts.next().and_then(|m| m.parse::<u16>().ok());
+    let minor = parts.next().and_then(|m| m.parse::<u16>().ok());
+    let ok = major == Some(want.major) && (want.minor.is_none() || want.minor == minor);
+    if !ok {
+        out.notes.push(Note {
+            kind: NoteKind::Version,
+            database: db.database_name.to_string(),
+            message: format!(
+                "{at} runs PostgreSQL {have}, the spec says {want}; upgrades are their own procedure and are not planned here"
+            ),
+        });
+    }
+}
+
+/// Roles, database, memberships, settings, restart and extensions of a
+/// running instance (`i`), or of one about to be created (`None`).
+fn catalog_steps(
+    db: &Database,
+    s: &mut Steps,
+    i: Option<&InstanceActual>,
+    wanted: &std::collections::BTreeMap<String, String>,
+    port: u16,
+) {
+    let fresh = i.is_none();
+    let name = db.database_name.as_str();
+    let role_of = |n: &str| i.and_then(|i| i.roles.iter().find(|r| r.name == n));
+    for u in &db.database_users {
+        let user = u.username.as_str();
+        let held = held_attributes(u.attributes.as_deref().unwrap_or_default());
+        match role_of(user) {
+            None => s.add(
+                ROLES,
+                &format!("role/{user}"),
+                Action::CreateRole {
+                    name: user.to_string(),
+                    attributes: held,
+                    password_ref: u.password.clone(),
+                },
+                if fresh {
+                    format!("user {user} of the spec")
+                } else {
+                    format!("role {user} is missing (new in the spec, or dropped by hand: drift)")
+                },
+            ),
+            Some(r) => {
+                let (mut from, mut to) = (Vec::new(), Vec::new());
+                for flag in ROLE_FLAGS {
+                    let want = held.iter().any(|h| h == flag);
+                    let has = r.attributes.iter().any(|a| a.eq_ignore_ascii_case(flag));
+                    if want != has {
+                        let clause = |on: bool| {
+                            if on {
+                                flag.to_string()
+                            } else {
+                                format!("NO{flag}")
+                            }
+                        };
+                        from.push(clause(has));
+                        to.push(clause(want));
+                    }
+                }
+                if !to.is_empty() {
+                    let reason = format!(
+                        "role {user} has {}, the spec says {}",
+                        from.join(" "),
+                        to.join(" ")
+                    );
+                    s.add(
+                        ROLES,
+                        &format!("role/{user}/attributes"),
+                        Action::AlterRole {
+                            name: user.to_string(),
+                            from,
+                            to,
+                        },
+                        reason,
+                    );
+                }
+            }
+        }
+    }
+    let owner = db
+        .database_users
+        .iter()
+        .find(|u| u.db_owner == Some(true))
+        .map(|u| u.username.as_str());
+    match i {
+        Some(i) if i.database_exists => {
+            let have = i.owner.as_deref().unwrap_or(SUPERUSER);
+            if let Some(want) = owner.filter(|w| *w != have) {
+                s.add(
+                    DATABASE,
+                    "database/owner",
+                    Action::AlterDatabaseOwner {
+                        from: have.to_string(),
+                        to: want.to_string(),
+                    },
+                    format!("database {name} is owned by {have}, the spec says {want}"),
+                );
+            }
+        }
+        _ => s.add(
+            DATABASE,
+            "database",
+            Action::CreateDatabase {
+                owner: owner.unwrap_or(SUPERUSER).to_string(),
+            },
+            if fresh {
+                format!("database {name} of the spec")
+            } else {
+                format!("drift: database {name} is missing on the instance")
+            },
+        ),
+    }
+    for u in &db.database_users {
+        let user = u.username.as_str();
+        let member_of = role_of(user).map_or(&[][..], |r| r.member_of.as_slice());
+        for role in &u.roles {
+            if !member_of.contains(role) {
+                s.add(
+                    GRANTS,
+                    &format!("grant/{role}/{user}"),
+                    Action::GrantRole {
+                        role: role.clone(),
+                        member: user.to_string(),
+                    },
+                    if role_of(user).is_some() {
+                        format!("{user} is not a member of {role}; the spec says it is")
+                    } else {
+                        format!("user {user} is a member of {role} in the spec")
+                    },
+                );
+            }
+        }
+    }
+    let mut restart: Vec<String> = Vec::new();
+    if let Some(i) = i {
+        let mut changes = Vec::new();
+        if i.port != port {
+            changes.push(SettingChange {
+                name: "port".into(),
+                old: Some(i.port.to_string()),
+                new: port.to_string(),
+                needs_restart: true,
+            });
+        }
+        for (k, v) in wanted {
+            let old = i.settings.get(k);
+            if old.is_some_and(|o| settings::same(o, v)) {
+                continue;
+            }
+            changes.push(SettingChange {
+                name: k.clone(),
+                old: old.cloned(),
+                new: v.clone(),
+                needs_restart: settings::needs_restart(k),
+            });
+        }
+        restart.extend(
+            changes
+                .iter()
+                .filter(|c| c.needs_restart)
+                .map(|c| c.name.clone()),
+        );
+        if !changes.is_empty() {
+            let said: Vec<String> = changes
+                .iter()
+                .map(|c| {
+                    let old = c.old.as_deref().unwrap_or("at its default");
+                    format!("{} is {old}, the spec says {}", c.name, c.new)
+                })
+                .collect();
+            let reason = said.join("; ");
+            let needs_restart = !restart.is_empty();
+            s.add(
+                SETTINGS,
+                "settings",
+                Action::SetSettings {
+                    changes,
+                    needs_restart,
+                },
+                reason,
+            );
+        }
+        restart.extend(i.pending_restart.iter().cloned());
+        restart.sort();
+        restart.dedup();
+        if !restart.is_empty() {
+            let reason = format!(
+                "{} {} a restart",
+                restart.join(", "),
+                if restart.len() == 1 { "needs" } else { "need" }
+            );
+            s.add(
+                RESTART,
+                "restart",
+                Action::RestartInstance { settings: restart },
+                reason,
+            );
+        }
+    }
+    for e in &db.extensions {
+        let installed = i.and_then(|i| i.extensions.iter().find(|x| x.name == e.name));
+        match installed {
+            None => s.add(
+                EXTENSIONS,
+                &format!("extension/{}", e.name),
+                Action::CreateExtension {
+                    name: e.name.clone(),
+                    version: e.version.clone(),
+                },
+                if fresh {
+                    format!("extension {} of the spec", e.name)
+                } else {
+                    format!(
+                        "extension {} is not installed (new in the spec, or dropped by hand: drift)",
+                        e.name
+                    )
+                },
+            ),
+            Some(x) => {
+                if let Some(v) = e.version.as_ref().filter(|v| **v != x.version) {
+                    s.add(
+                        EXTENSIONS,
+                        &format!("extension/{}/update", e.name),
+                        Action::UpdateExtension {
+                            name: e.name.clone(),
+                            from: x.version.clone(),
+                            to: v.clone(),
+                        },
+                        format!("extension {} is at {}, the spec says {v}", e.name, x.version),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Plans the removal of a database with `state: absent`: every reported
+/// instance, standbys and unknown hosts included, once deletion is confirmed.
+pub(super) fn remove(db: &Database, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let instances = index.of_database(name);
+    if db.confirm_delete.as_deref() != Some(name) {
+        if !instances.is_empty() {
+            out.notes.push(Note {
+                kind: NoteKind::DeleteNotConfirmed,
+                database: name.to_string(),
+                message: format!(
+                    "state: absent without `confirm_delete: {name}`; nothing is removed"
+                ),
+            });
+        }
+        return;
+    }
+    let keep_data = db.delete_data != Some(true);
+    for i in instances {
+        if !(i.container_exists || (!keep_data && i.data_dir_exists)) {
+            continue;
+        }
+        if !host_ready(name, &i.host, index, out) {
+            continue;
+        }
+        let mut s = Steps {
+            db: name,
+            node: &i.node,
+            host: &i.host,
+            phases: Default::default(),
+        };
+        let reason = if keep_data {
+            format!(
+                "state: absent, confirmed; the data directory of {name}/{} on {} is kept",
+                i.node, i.host
+            )
+        } else {
+            "state: absent, confirmed, with delete_data: true".to_string()
+        };
+        s.add(
+            CREATE,
+            "remove",
+            Action::RemoveInstance { keep_data },
+            reason,
+        );
+        s.finish(out);
+    }
+}
