@@ -2,10 +2,10 @@
 //! and its steps in fixed phases chained by dependencies. Pure; this file
 //! must not do I/O.
 
-use super::actual::{held_attributes, InstanceActual, InstanceRole, ROLE_FLAGS};
+use super::actual::{InstanceActual, InstanceRole};
 use super::settings;
-use super::steps::{Action, Note, NoteKind, Plan, SettingChange, Step};
-use super::{Index, SUPERUSER};
+use super::steps::{Action, Note, NoteKind, Plan, Step};
+use super::Index;
 use crate::spec::database::{NodeSpec, NodeState};
 use crate::spec::Database;
 
@@ -14,23 +14,23 @@ use crate::spec::Database;
 const PHASES: usize = 8;
 const CREATE: usize = 0;
 const START: usize = 1;
-const ROLES: usize = 2;
-const DATABASE: usize = 3;
-const GRANTS: usize = 4;
-const SETTINGS: usize = 5;
-const RESTART: usize = 6;
-const EXTENSIONS: usize = 7;
+pub(super) const ROLES: usize = 2;
+pub(super) const DATABASE: usize = 3;
+pub(super) const GRANTS: usize = 4;
+pub(super) const SETTINGS: usize = 5;
+pub(super) const RESTART: usize = 6;
+pub(super) const EXTENSIONS: usize = 7;
 
 /// Steps of one instance, collected by phase.
-struct Steps<'a> {
-    db: &'a str,
+pub(super) struct Steps<'a> {
+    pub(super) db: &'a str,
     node: &'a str,
     host: &'a str,
     phases: [Vec<Step>; PHASES],
 }
 
 impl<'a> Steps<'a> {
-    fn add(&mut self, phase: usize, what: &str, action: Action, reason: String) {
+    pub(super) fn add(&mut self, phase: usize, what: &str, action: Action, reason: String) {
         let disruptive = matches!(
             action,
             Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
@@ -208,7 +208,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     if let Some(i) = catalog {
         check_version(db, &at, version, i, out);
     }
-    catalog_steps(db, &mut s, catalog, &wanted, port);
+    super::catalog::steps(db, &mut s, catalog, &wanted, port);
     s.finish(out);
 }
 
@@ -234,230 +234,6 @@ fn check_version(
                 "{at} runs PostgreSQL {have}, the spec says {want}; upgrades are their own procedure and are not planned here"
             ),
         });
-    }
-}
-
-/// Roles, database, memberships, settings, restart and extensions of a
-/// running instance (`i`), or of one about to be created (`None`).
-fn catalog_steps(
-    db: &Database,
-    s: &mut Steps,
-    i: Option<&InstanceActual>,
-    wanted: &std::collections::BTreeMap<String, String>,
-    port: u16,
-) {
-    let fresh = i.is_none();
-    let name = db.database_name.as_str();
-    let role_of = |n: &str| i.and_then(|i| i.roles.iter().find(|r| r.name == n));
-    for u in &db.database_users {
-        let user = u.username.as_str();
-        let held = held_attributes(u.attributes.as_deref().unwrap_or_default());
-        match role_of(user) {
-            None => s.add(
-                ROLES,
-                &format!("role/{user}"),
-                Action::CreateRole {
-                    name: user.to_string(),
-                    attributes: held,
-                    password_ref: u.password.clone(),
-                },
-                if fresh {
-                    format!("user {user} of the spec")
-                } else {
-                    format!("role {user} is missing (new in the spec, or dropped by hand: drift)")
-                },
-            ),
-            Some(r) => {
-                let (mut from, mut to) = (Vec::new(), Vec::new());
-                for flag in ROLE_FLAGS {
-                    let want = held.iter().any(|h| h == flag);
-                    let has = r.attributes.iter().any(|a| a.eq_ignore_ascii_case(flag));
-                    if want != has {
-                        let clause = |on: bool| {
-                            if on {
-                                flag.to_string()
-                            } else {
-                                format!("NO{flag}")
-                            }
-                        };
-                        from.push(clause(has));
-                        to.push(clause(want));
-                    }
-                }
-                if !to.is_empty() {
-                    let reason = format!(
-                        "role {user} has {}, the spec says {}",
-                        from.join(" "),
-                        to.join(" ")
-                    );
-                    s.add(
-                        ROLES,
-                        &format!("role/{user}/attributes"),
-                        Action::AlterRole {
-                            name: user.to_string(),
-                            from,
-                            to,
-                        },
-                        reason,
-                    );
-                }
-            }
-        }
-    }
-    let owner = db
-        .database_users
-        .iter()
-        .find(|u| u.db_owner == Some(true))
-        .map(|u| u.username.as_str());
-    match i {
-        Some(i) if i.database_exists => {
-            let have = i.owner.as_deref().unwrap_or(SUPERUSER);
-            if let Some(want) = owner.filter(|w| *w != have) {
-                s.add(
-                    DATABASE,
-                    "database/owner",
-                    Action::AlterDatabaseOwner {
-                        from: have.to_string(),
-                        to: want.to_string(),
-                    },
-                    format!("database {name} is owned by {have}, the spec says {want}"),
-                );
-            }
-        }
-        _ => s.add(
-            DATABASE,
-            "database",
-            Action::CreateDatabase {
-                owner: owner.unwrap_or(SUPERUSER).to_string(),
-            },
-            if fresh {
-                format!("database {name} of the spec")
-            } else {
-                format!("drift: database {name} is missing on the instance")
-            },
-        ),
-    }
-    for u in &db.database_users {
-        let user = u.username.as_str();
-        let member_of = role_of(user).map_or(&[][..], |r| r.member_of.as_slice());
-        for role in &u.roles {
-            if !member_of.contains(role) {
-                s.add(
-                    GRANTS,
-                    &format!("grant/{role}/{user}"),
-                    Action::GrantRole {
-                        role: role.clone(),
-                        member: user.to_string(),
-                    },
-                    if role_of(user).is_some() {
-                        format!("{user} is not a member of {role}; the spec says it is")
-                    } else {
-                        format!("user {user} is a member of {role} in the spec")
-                    },
-                );
-            }
-        }
-    }
-    let mut restart: Vec<String> = Vec::new();
-    if let Some(i) = i {
-        let mut changes = Vec::new();
-        if i.port != port {
-            changes.push(SettingChange {
-                name: "port".into(),
-                old: Some(i.port.to_string()),
-                new: port.to_string(),
-                needs_restart: true,
-            });
-        }
-        for (k, v) in wanted {
-            let old = i.settings.get(k);
-            if old.is_some_and(|o| settings::same(o, v)) {
-                continue;
-            }
-            changes.push(SettingChange {
-                name: k.clone(),
-                old: old.cloned(),
-                new: v.clone(),
-                needs_restart: settings::needs_restart(k),
-            });
-        }
-        restart.extend(
-            changes
-                .iter()
-                .filter(|c| c.needs_restart)
-                .map(|c| c.name.clone()),
-        );
-        if !changes.is_empty() {
-            let said: Vec<String> = changes
-                .iter()
-                .map(|c| {
-                    let old = c.old.as_deref().unwrap_or("at its default");
-                    format!("{} is {old}, the spec says {}", c.name, c.new)
-                })
-                .collect();
-            let reason = said.join("; ");
-            let needs_restart = !restart.is_empty();
-            s.add(
-                SETTINGS,
-                "settings",
-                Action::SetSettings {
-                    changes,
-                    needs_restart,
-                },
-                reason,
-            );
-        }
-        restart.extend(i.pending_restart.iter().cloned());
-        restart.sort();
-        restart.dedup();
-        if !restart.is_empty() {
-            let reason = format!(
-                "{} {} a restart",
-                restart.join(", "),
-                if restart.len() == 1 { "needs" } else { "need" }
-            );
-            s.add(
-                RESTART,
-                "restart",
-                Action::RestartInstance { settings: restart },
-                reason,
-            );
-        }
-    }
-    for e in &db.extensions {
-        let installed = i.and_then(|i| i.extensions.iter().find(|x| x.name == e.name));
-        match installed {
-            None => s.add(
-                EXTENSIONS,
-                &format!("extension/{}", e.name),
-                Action::CreateExtension {
-                    name: e.name.clone(),
-                    version: e.version.clone(),
-                },
-                if fresh {
-                    format!("extension {} of the spec", e.name)
-                } else {
-                    format!(
-                        "extension {} is not installed (new in the spec, or dropped by hand: drift)",
-                        e.name
-                    )
-                },
-            ),
-            Some(x) => {
-                if let Some(v) = e.version.as_ref().filter(|v| **v != x.version) {
-                    s.add(
-                        EXTENSIONS,
-                        &format!("extension/{}/update", e.name),
-                        Action::UpdateExtension {
-                            name: e.name.clone(),
-                            from: x.version.clone(),
-                            to: v.clone(),
-                        },
-                        format!("extension {} is at {}, the spec says {v}", e.name, x.version),
-                    );
-                }
-            }
-        }
     }
 }
 

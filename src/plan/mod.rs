@@ -11,6 +11,7 @@
 //! library only loads at the restart).
 
 pub mod actual;
+mod catalog;
 mod instance;
 mod render;
 pub mod settings;
