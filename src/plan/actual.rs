@@ -100,6 +100,17 @@ pub struct ExtActual {
     pub version: String,
 }
 
+/// The extensions pgcd's images ship besides contrib (issue 5's image list);
+/// [`Actual::converged`] reports them as available.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "vector",
+    "postgis",
+    "postgis_topology",
+    "postgis_raster",
+    "pg_cron",
+    "pgaudit",
+];
+
 /// The attributes PostgreSQL tracks per role, in the order plans print them.
 pub const ROLE_FLAGS: &[&str] = &[
     "SUPERUSER",
@@ -192,9 +203,18 @@ impl Actual {
                 name: e.name.clone(),
                 version: e.version.clone().unwrap_or_else(|| "1.0".into()),
             }));
-            let available: Vec<String> = extensions.iter().map(|e| e.name.clone()).collect();
+            let mut available: Vec<String> = IMAGE_EXTENSIONS
+                .iter()
+                .chain(crate::spec::extensions::CONTRIB)
+                .map(|e| e.to_string())
+                .collect();
+            for e in &extensions {
+                if !available.contains(&e.name) {
+                    available.push(e.name.clone());
+                }
+            }
             for node in &db.nodes {
-                let settings = super::settings::desired(db, node);
+                let settings = super::settings::desired(db, node, &|_| true);
                 let running = node.state != Some(crate::spec::database::NodeState::Stopped);
                 let version = node.postgres_version.unwrap_or(db.postgres_version);
                 for (i, host) in node.host_ids.iter().enumerate() {

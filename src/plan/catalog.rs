@@ -5,7 +5,7 @@
 use super::actual::{held_attributes, InstanceActual, ROLE_FLAGS};
 use super::instance::{Steps, DATABASE, EXTENSIONS, GRANTS, RESTART, ROLES, SETTINGS};
 use super::settings;
-use super::steps::{Action, SettingChange};
+use super::steps::{Action, Note, NoteKind, SettingChange};
 use super::SUPERUSER;
 use crate::spec::Database;
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ pub(super) fn steps(
     i: Option<&InstanceActual>,
     wanted: &BTreeMap<String, String>,
     port: u16,
+    notes: &mut Vec<Note>,
 ) {
     let fresh = i.is_none();
     let name = db.database_name.as_str();
@@ -199,7 +200,16 @@ pub(super) fn steps(
     }
     for e in &db.extensions {
         let installed = i.and_then(|i| i.extensions.iter().find(|x| x.name == e.name));
+        let offered = i.is_none_or(|i| i.available_extensions.contains(&e.name));
         match installed {
+            None if !offered => notes.push(Note {
+                kind: NoteKind::Unavailable,
+                database: name.to_string(),
+                message: format!(
+                    "extension {} is not available in the image of {name}/{} on {}; not created",
+                    e.name, s.node, s.host
+                ),
+            }),
             None => s.add(
                 EXTENSIONS,
                 &format!("extension/{}", e.name),

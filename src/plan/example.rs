@@ -3,7 +3,9 @@
 //! changed, and `simulate`, which carries a plan's effects out on an actual
 //! state as the agents would. Test-only; no I/O except reading `sample-repo/`.
 
-use super::actual::{ExtActual, InstanceActual, InstanceRole, RoleActual, ROLE_FLAGS};
+use super::actual::{
+    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, ROLE_FLAGS,
+};
 use super::steps::{Action, Plan};
 use super::{Actual, SUPERUSER};
 use crate::spec::{self, Desired, SourceFile};
@@ -114,7 +116,11 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
             name: "plpgsql".into(),
             version: "1.0".into(),
         }],
-        available_extensions: vec!["plpgsql".into(), "vector".into(), "pg_cron".into()],
+        available_extensions: IMAGE_EXTENSIONS
+            .iter()
+            .chain(crate::spec::extensions::CONTRIB)
+            .map(|e| e.to_string())
+            .collect(),
         data_dir_exists: false,
     }
 }

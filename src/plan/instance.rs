@@ -24,8 +24,8 @@ pub(super) const EXTENSIONS: usize = 7;
 /// Steps of one instance, collected by phase.
 pub(super) struct Steps<'a> {
     pub(super) db: &'a str,
-    node: &'a str,
-    host: &'a str,
+    pub(super) node: &'a str,
+    pub(super) host: &'a str,
     phases: [Vec<Step>; PHASES],
 }
 
@@ -91,27 +91,33 @@ fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
     }
 }
 
-/// Plans one node of a database that should exist: its primary only (the
-/// reported primary, else the first host); standbys are noted.
-pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
+/// Notes the reported instances of a database the spec has no place for
+/// (a node removed, a host taken out of `host_ids`): they are kept as they are.
+pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
     let name = db.database_name.as_str();
-    let node_name = node.name.as_str();
     for i in index.of_database(name) {
         let known = db
             .nodes
             .iter()
             .any(|n| n.name.as_str() == i.node && n.host_ids.iter().any(|h| h.as_str() == i.host));
-        if !known && i.node == node_name {
+        if !known {
             out.notes.push(Note {
                 kind: NoteKind::Orphaned,
                 database: name.to_string(),
                 message: format!(
-                    "instance {}/{} on {} is not in the spec's host_ids; it is kept as it is",
+                    "instance {}/{} on {} has no place in the spec (node or host removed); it is kept as it is (pgcd removes an instance only with its database, by `state: absent`); put it back in the spec to manage it again",
                     i.database, i.node, i.host
                 ),
             });
         }
     }
+}
+
+/// Plans one node of a database that should exist: its primary only (the
+/// reported primary, else the first host); standbys are noted.
+pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
     let primary = node
         .host_ids
         .iter()
@@ -154,7 +160,11 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         .port
         .or(db.port)
         .unwrap_or(crate::spec::defaults::DEFAULT_PORT);
-    let wanted = settings::desired(db, node);
+    let offered = |e: &str| {
+        inst.filter(|i| i.running)
+            .is_none_or(|i| i.available_extensions.iter().any(|a| a == e))
+    };
+    let wanted = settings::desired(db, node, &offered);
     let stopped = node.state == Some(NodeState::Stopped);
     let new = !inst.is_some_and(|i| i.container_exists);
     if new {
@@ -208,7 +218,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     if let Some(i) = catalog {
         check_version(db, &at, version, i, out);
     }
-    super::catalog::steps(db, &mut s, catalog, &wanted, port);
+    super::catalog::steps(db, &mut s, catalog, &wanted, port, &mut out.notes);
     s.finish(out);
 }
 

@@ -84,6 +84,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             for node in &db.nodes {
                 instance::node(db, node, &index, &mut out);
             }
+            instance::strays(db, &index, &mut out);
         }
     }
     let named: BTreeSet<&str> = dbs.iter().map(|d| d.database_name.as_str()).collect();

@@ -39,8 +39,14 @@ pub fn needs_restart(name: &str) -> bool {
 
 /// The settings a node's instances should have: the database's
 /// `postgresql_conf`, the node's merged over it, and the preload libraries
-/// of the declared extensions appended to `shared_preload_libraries`.
-pub fn desired(db: &Database, node: &NodeSpec) -> BTreeMap<String, String> {
+/// of the declared extensions appended to `shared_preload_libraries` —
+/// only those `offered` by the image, because a server does not start with
+/// a library it cannot load.
+pub fn desired(
+    db: &Database,
+    node: &NodeSpec,
+    offered: &dyn Fn(&str) -> bool,
+) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = db
         .postgresql_conf
         .iter()
@@ -50,7 +56,7 @@ pub fn desired(db: &Database, node: &NodeSpec) -> BTreeMap<String, String> {
     let preload: Vec<&str> = db
         .extensions
         .iter()
-        .filter(|e| extensions::known(&e.name).is_some_and(|k| k.preload))
+        .filter(|e| extensions::known(&e.name).is_some_and(|k| k.preload) && offered(&e.name))
         .map(|e| e.name.as_str())
         .collect();
     if !preload.is_empty() {

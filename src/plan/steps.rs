@@ -1,16 +1,16 @@
 //! The values a plan is made of: steps (what to do on which instance, why,
 //! after what) and notes (what the planner saw but will not act on).
 //!
-//! Plain data, serialised as JSON for the API and task queue; this file must
+//! Plain data, JSON both ways for the API and the task queue; this file must
 //! not do I/O and holds no secrets: a password travels as its reference.
 
 use crate::spec::secret::SecretRef;
 use crate::spec::values::PgVersion;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
 /// An ordered list of steps and the notes of one planning pass.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Steps in an order that respects every `depends_on`.
     pub steps: Vec<Step>,
@@ -31,7 +31,7 @@ impl Plan {
 }
 
 /// One thing to do to one instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Stable id, `<database>/<node>/<host>/<what>`: the same change gets the
     /// same id on every pass, so the task queue can deduplicate.
@@ -53,7 +53,7 @@ pub struct Step {
 }
 
 /// One setting to change: name, value now (`None`: the default), value wanted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettingChange {
     /// The setting.
     pub name: String,
@@ -66,12 +66,13 @@ pub struct SettingChange {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Create the container (initdb unless the data directory exists).
     CreateInstance {
         /// The PostgreSQL version of the image.
+        #[serde(deserialize_with = "version")]
         version: PgVersion,
         /// The port it listens on.
         port: u16,
@@ -164,6 +165,12 @@ pub enum Action {
     },
 }
 
+/// Reads a version as plans write it (`"17"`, `"17.6"`).
+fn version<'de, D: Deserializer<'de>>(d: D) -> Result<PgVersion, D::Error> {
+    let text = String::deserialize(d)?;
+    PgVersion::parse(&text).map_err(serde::de::Error::custom)
+}
+
 /// How a step counts in the summary line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -199,7 +206,7 @@ impl Action {
 }
 
 /// Something the planner saw and does not act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
     /// What kind of finding.
     pub kind: NoteKind,
@@ -210,7 +217,7 @@ pub struct Note {
 }
 
 /// The kinds of note.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteKind {
     /// Running without a spec (its file was removed): kept as it is.
