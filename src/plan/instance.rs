@@ -195,7 +195,12 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     let running = inst.is_some_and(|i| i.container_exists && i.running);
     if stopped {
         if running {
-            s.add(START, "stop", Action::StopInstance, "state: stopped".into());
+            s.add(
+                START,
+                "stop",
+                Action::StopInstance,
+                format!("{at} runs; the spec says state: stopped"),
+            );
         }
         return s.finish(out);
     }

@@ -241,6 +241,19 @@ fn unhealthy_host_is_noted_not_planned() {
 }
 
 #[test]
+fn the_reported_primary_is_planned_not_the_first_host() {
+    let d = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2]\n");
+    let mut a = Actual::converged(&d);
+    instance(&mut a, "orders", "n1", "h1").role = InstanceRole::Standby;
+    let h2 = instance(&mut a, "orders", "n1", "h2");
+    h2.role = InstanceRole::Primary;
+    h2.roles.retain(|r| r.name != "app");
+    let p = checked(&d, &a);
+    assert!(p.steps.iter().all(|s| s.host == "h2"));
+    insta::assert_snapshot!(p.to_string());
+}
+
+#[test]
 fn plan_is_deterministic() {
     let d = example::sample_repo();
     let a = Actual::empty(&["h1", "h2", "h3"]);
