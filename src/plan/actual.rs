@@ -18,6 +18,19 @@ pub struct Actual {
     pub hosts: Vec<HostActual>,
     /// The instances pgcd manages (containers labelled as its own).
     pub instances: Vec<InstanceActual>,
+    /// What the apply loop last carried out in full, per database.
+    #[serde(default)]
+    pub databases: Vec<DatabaseActual>,
+}
+
+/// The spec of a database as last carried out in full: when it equals the
+/// spec now, any difference the planner finds was made by hand (drift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseActual {
+    /// The database.
+    pub name: String,
+    /// [`super::spec_digest`] of its spec when every step had succeeded.
+    pub applied_spec: String,
 }
 
 /// A registered host and whether it can run steps.
@@ -165,12 +178,14 @@ impl Actual {
                 })
                 .collect(),
             instances: Vec::new(),
+            databases: Vec::new(),
         }
     }
 
     /// The state in which `desired` is fully carried out: every node's
     /// instances exist and run (the first host primary, the others
-    /// standbys), with the spec's settings, roles and extensions. Tests and
+    /// standbys), with the spec's settings, roles and extensions, each
+    /// database's spec recorded as applied. Tests and
     /// benchmarks start from it and change what they study.
     pub fn converged(desired: &Desired) -> Self {
         let mut hosts: Vec<String> = Vec::new();
@@ -249,8 +264,17 @@ impl Actual {
         }
         hosts.sort();
         let ids: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let databases = desired
+            .databases
+            .iter()
+            .map(|db| DatabaseActual {
+                name: db.database_name.to_string(),
+                applied_spec: super::spec_digest(db),
+            })
+            .collect();
         Self {
             instances,
+            databases,
             ..Self::empty(&ids)
         }
     }

@@ -38,7 +38,7 @@ pub(super) fn steps(
                 if fresh {
                     format!("user {user} of the spec")
                 } else {
-                    format!("role {user} is missing (new in the spec, or dropped by hand: drift)")
+                    format!("role {user} is missing")
                 },
             ),
             Some(r) => {
@@ -107,7 +107,7 @@ pub(super) fn steps(
             if fresh {
                 format!("database {name} of the spec")
             } else {
-                format!("drift: database {name} is missing on the instance")
+                format!("database {name} is missing on the instance")
             },
         ),
     }
@@ -123,10 +123,10 @@ pub(super) fn steps(
                         role: role.clone(),
                         member: user.to_string(),
                     },
-                    if role_of(user).is_some() {
-                        format!("{user} is not a member of {role}; the spec says it is")
-                    } else {
+                    if fresh {
                         format!("user {user} is a member of {role} in the spec")
+                    } else {
+                        format!("{user} is not a member of {role}; the spec says it is")
                     },
                 );
             }
@@ -220,10 +220,7 @@ pub(super) fn steps(
                 if fresh {
                     format!("extension {} of the spec", e.name)
                 } else {
-                    format!(
-                        "extension {} is not installed (new in the spec, or dropped by hand: drift)",
-                        e.name
-                    )
+                    format!("extension {} is not installed", e.name)
                 },
             ),
             Some(x) => {
@@ -236,7 +233,10 @@ pub(super) fn steps(
                             from: x.version.clone(),
                             to: v.clone(),
                         },
-                        format!("extension {} is at {}, the spec says {v}", e.name, x.version),
+                        format!(
+                            "extension {} is at {}, the spec says {v}",
+                            e.name, x.version
+                        ),
                     );
                 }
             }

@@ -43,6 +43,7 @@ impl<'a> Steps<'a> {
             action,
             reason,
             disruptive,
+            drift: false,
             depends_on: Vec::new(),
         });
     }
@@ -171,7 +172,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         let reuse_data = inst.is_some_and(|i| i.data_dir_exists);
         let reason = match (reuse_data, stopped) {
             (true, _) => format!(
-                "drift: the container of {at} is missing; recreated on its existing data directory"
+                "the container of {at} is missing; recreated on its existing data directory"
             ),
             (false, false) => format!("{at} is in the spec and does not exist"),
             (false, true) => format!(
@@ -205,10 +206,12 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         return s.finish(out);
     }
     if !running {
-        let reason = if new {
+        let reason = if new && inst.is_some_and(|i| i.data_dir_exists) {
+            format!("start {at} on its existing data")
+        } else if new {
             format!("start the new instance {at}")
         } else {
-            format!("drift: {at} is stopped; the spec says running")
+            format!("{at} is stopped; the spec says running")
         };
         s.add(START, "start", Action::StartInstance, reason);
     }

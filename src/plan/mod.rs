@@ -22,7 +22,7 @@ mod example;
 #[cfg(test)]
 mod tests;
 
-pub use actual::{Actual, InstanceActual, InstanceRole};
+pub use actual::{Actual, DatabaseActual, InstanceActual, InstanceRole};
 pub use steps::{Action, Effect, Note, NoteKind, Plan, SettingChange, Step};
 
 use crate::spec::database::DatabaseState;
@@ -66,10 +66,31 @@ impl<'a> Index<'a> {
     }
 }
 
+/// A digest of a database's spec (SHA-256 of its JSON), recorded by the
+/// apply loop once the spec is carried out in full.
+pub fn spec_digest(db: &Database) -> String {
+    use sha2::{Digest, Sha256};
+    // Serialising plain spec values cannot fail; an empty digest would only
+    // make drift look like a spec change.
+    let json = serde_json::to_vec(db).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
+}
+
+/// Whether `db`'s spec is the one last carried out in full.
+fn applied(actual: &Actual, db: &Database) -> bool {
+    actual
+        .databases
+        .iter()
+        .find(|a| a.name == db.database_name.as_str())
+        .is_some_and(|a| a.applied_spec == spec_digest(db))
+}
+
 /// Plans the steps that take `actual` to `desired`.
 ///
 /// Deterministic: databases by name, nodes and hosts in spec order, steps
-/// of one instance in phase order. A database the spec no longer names is
+/// of one instance in phase order. When a database's spec is the one last
+/// carried out in full (`Actual::databases`), its steps correct drift and
+/// say so. A database the spec no longer names is
 /// never touched, only noted; removal needs `state: absent` with
 /// `confirm_delete`.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
@@ -78,6 +99,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     dbs.sort_by(|a, b| a.database_name.cmp(&b.database_name));
     let mut out = Plan::default();
     for db in &dbs {
+        let first = out.steps.len();
         if db.state == Some(DatabaseState::Absent) {
             instance::remove(db, &index, &mut out);
         } else {
@@ -85,6 +107,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 instance::node(db, node, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);
+            if out.steps.len() > first && applied(actual, db) {
+                for s in &mut out.steps[first..] {
+                    s.drift = true;
+                    s.reason.insert_str(0, "drift: ");
+                }
+            }
         }
     }
     let named: BTreeSet<&str> = dbs.iter().map(|d| d.database_name.as_str()).collect();

@@ -48,6 +48,9 @@ pub struct Step {
     pub reason: String,
     /// Clients lose connections while it runs.
     pub disruptive: bool,
+    /// It corrects drift: the database's spec is the one last carried out in
+    /// full, so the difference was made by hand (see `Actual::databases`).
+    pub drift: bool,
     /// Ids of the steps that must succeed first.
     pub depends_on: Vec<String>,
 }

@@ -254,6 +254,25 @@ fn the_reported_primary_is_planned_not_the_first_host() {
 }
 
 #[test]
+fn drift_is_told_from_a_spec_change() {
+    let d = orders();
+    let mut by_hand = Actual::converged(&d);
+    instance(&mut by_hand, "orders", "n1", "h1")
+        .settings
+        .insert("work_mem".into(), "4MB".into());
+    let p = plan(&d, &by_hand);
+    assert!(!p.is_empty() && p.steps.iter().all(|s| s.drift));
+    let edited = orders_with("work_mem: 16MB", "work_mem: 64MB");
+    let p = plan(&edited, &Actual::converged(&d));
+    assert!(!p.is_empty() && p.steps.iter().all(|s| !s.drift));
+    let unknown = Actual {
+        databases: Vec::new(),
+        ..by_hand
+    };
+    assert!(plan(&d, &unknown).steps.iter().all(|s| !s.drift));
+}
+
+#[test]
 fn plan_is_deterministic() {
     let d = example::sample_repo();
     let a = Actual::empty(&["h1", "h2", "h3"]);
