@@ -2,11 +2,13 @@
 //!
 //! The crate is laid out as the boxes of `ARCHITECTURE.md`: `spec` (desired
 //! state, validation, schema), `source` (Git mirror, webhooks, commit
-//! statuses), `cluster` (etcd, election, host registry, task queue) and `api`
-//! (the read-only HTTP surface). `cli` holds the command-line verbs.
+//! statuses), `cluster` (etcd, election, host registry, task queue), `plan`
+//! (the pure planner) and `api` (the read-only HTTP surface). `cli` holds the
+//! command-line verbs.
 
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod plan;
 pub mod source;
 pub mod spec;

@@ -1,0 +1,281 @@
+//! The observed state the planner compares the spec with: hosts and the
+//! PostgreSQL instances on them, as agents report them.
+//!
+//! These are plain values (serde both ways, so they travel through etcd) and
+//! this file must not do I/O: `observe` fills them, `plan` reads them.
+//! Instances are keyed by (database, node, host), so a node's standbys sit
+//! beside its primary and which one is primary is a reported fact.
+
+use crate::spec::database::{DatabaseState, RoleAttribute};
+use crate::spec::Desired;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything the agents reported: hosts and instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Actual {
+    /// The registered hosts.
+    pub hosts: Vec<HostActual>,
+    /// The instances pgcd manages (containers labelled as its own).
+    pub instances: Vec<InstanceActual>,
+    /// What the apply loop last carried out in full, per database.
+    #[serde(default)]
+    pub databases: Vec<DatabaseActual>,
+}
+
+/// The spec of a database as last carried out in full: when it equals the
+/// spec now, any difference the planner finds was made by hand (drift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseActual {
+    /// The database.
+    pub name: String,
+    /// [`super::spec_digest`] of its spec when every step had succeeded.
+    pub applied_spec: String,
+}
+
+/// A registered host and whether it can run steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostActual {
+    /// The host id (`h1`).
+    pub id: String,
+    /// Its agent holds its lease and answers.
+    pub healthy: bool,
+    /// Docker answers on the host.
+    pub docker: bool,
+}
+
+/// The replication role an instance reports (`pg_is_in_recovery()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceRole {
+    /// Accepts writes.
+    Primary,
+    /// In recovery, following a primary.
+    Standby,
+    /// Not running, or not answering.
+    Unknown,
+}
+
+/// One instance: container, server and the catalog of its database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceActual {
+    /// The database (container label).
+    pub database: String,
+    /// The node (container label).
+    pub node: String,
+    /// The host the container runs on.
+    pub host: String,
+    /// The container `pgcd-<database>-<node>-<host>` exists.
+    pub container_exists: bool,
+    /// The container runs and `pg_isready` answers.
+    pub running: bool,
+    /// `server_version`, e.g. `17.6`; unknown when not running.
+    pub version: Option<String>,
+    /// The port PostgreSQL listens on.
+    pub port: u16,
+    /// Primary or standby.
+    pub role: InstanceRole,
+    /// Settings whose source is not `default`, as `current_setting()` shows them.
+    pub settings: BTreeMap<String, String>,
+    /// Settings changed but waiting for a restart (`pg_settings.pending_restart`).
+    pub pending_restart: Vec<String>,
+    /// The database named after the spec exists.
+    pub database_exists: bool,
+    /// Its owner.
+    pub owner: Option<String>,
+    /// Roles of the server.
+    pub roles: Vec<RoleActual>,
+    /// Extensions installed in the database.
+    pub extensions: Vec<ExtActual>,
+    /// Extensions the image offers (`pg_available_extensions`).
+    pub available_extensions: Vec<String>,
+    /// The instance's host data directory exists.
+    pub data_dir_exists: bool,
+}
+
+/// A role as `pg_roles` and `pg_auth_members` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleActual {
+    /// Role name.
+    pub name: String,
+    /// The attributes it holds, positively: `LOGIN`, `CREATEDB`, `INHERIT`, ...
+    pub attributes: Vec<String>,
+    /// Roles it is a member of.
+    pub member_of: Vec<String>,
+}
+
+/// An installed extension.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtActual {
+    /// SQL name.
+    pub name: String,
+    /// Installed version.
+    pub version: String,
+}
+
+/// The extensions pgcd's images ship besides contrib (issue 5's image list);
+/// [`Actual::converged`] reports them as available.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "vector",
+    "postgis",
+    "postgis_topology",
+    "postgis_raster",
+    "pg_cron",
+    "pgaudit",
+];
+
+/// The attributes PostgreSQL tracks per role, in the order plans print them.
+pub const ROLE_FLAGS: &[&str] = &[
+    "SUPERUSER",
+    "CREATEDB",
+    "CREATEROLE",
+    "INHERIT",
+    "LOGIN",
+    "REPLICATION",
+    "BYPASSRLS",
+];
+
+/// The attributes a role created with `attrs` holds, positively, in
+/// [`ROLE_FLAGS`] order (PostgreSQL's defaults: `INHERIT`, nothing else).
+pub fn held_attributes(attrs: &[RoleAttribute]) -> Vec<String> {
+    let mut held: Vec<&str> = vec!["INHERIT"];
+    for a in attrs {
+        match a {
+            RoleAttribute::NoLogin => held.retain(|h| *h != "LOGIN"),
+            RoleAttribute::NoInherit => held.retain(|h| *h != "INHERIT"),
+            other => held.push(other.as_str()),
+        }
+    }
+    ROLE_FLAGS
+        .iter()
+        .filter(|f| held.contains(f))
+        .map(|f| f.to_string())
+        .collect()
+}
+
+impl Actual {
+    /// The host `id`, when registered.
+    pub fn host(&self, id: &str) -> Option<&HostActual> {
+        self.hosts.iter().find(|h| h.id == id)
+    }
+
+    /// The instance of `database`/`node` on `host`, when reported.
+    pub fn instance(&self, database: &str, node: &str, host: &str) -> Option<&InstanceActual> {
+        self.instances
+            .iter()
+            .find(|i| i.database == database && i.node == node && i.host == host)
+    }
+
+    /// Healthy hosts with these ids and no instances: a new cluster.
+    pub fn empty(host_ids: &[&str]) -> Self {
+        Self {
+            hosts: host_ids
+                .iter()
+                .map(|id| HostActual {
+                    id: id.to_string(),
+                    healthy: true,
+                    docker: true,
+                })
+                .collect(),
+            instances: Vec::new(),
+            databases: Vec::new(),
+        }
+    }
+
+    /// The state in which `desired` is fully carried out: every node's
+    /// instances exist and run (the first host primary, the others
+    /// standbys), with the spec's settings, roles and extensions, each
+    /// database's spec recorded as applied. Tests and
+    /// benchmarks start from it and change what they study.
+    pub fn converged(desired: &Desired) -> Self {
+        let mut hosts: Vec<String> = Vec::new();
+        let mut instances = Vec::new();
+        for db in &desired.databases {
+            if db.state == Some(DatabaseState::Absent) {
+                continue;
+            }
+            let owner = db
+                .database_users
+                .iter()
+                .find(|u| u.db_owner == Some(true))
+                .map(|u| u.username.to_string())
+                .unwrap_or_else(|| super::SUPERUSER.to_string());
+            let mut roles = vec![RoleActual {
+                name: super::SUPERUSER.to_string(),
+                attributes: ROLE_FLAGS.iter().map(|f| f.to_string()).collect(),
+                member_of: Vec::new(),
+            }];
+            roles.extend(db.database_users.iter().map(|u| RoleActual {
+                name: u.username.to_string(),
+                attributes: held_attributes(u.attributes.as_deref().unwrap_or_default()),
+                member_of: u.roles.clone(),
+            }));
+            let mut extensions = vec![ExtActual {
+                name: "plpgsql".into(),
+                version: "1.0".into(),
+            }];
+            extensions.extend(db.extensions.iter().map(|e| ExtActual {
+                name: e.name.clone(),
+                version: e.version.clone().unwrap_or_else(|| "1.0".into()),
+            }));
+            let mut available: Vec<String> = IMAGE_EXTENSIONS
+                .iter()
+                .chain(crate::spec::extensions::CONTRIB)
+                .map(|e| e.to_string())
+                .collect();
+            for e in &extensions {
+                if !available.contains(&e.name) {
+                    available.push(e.name.clone());
+                }
+            }
+            for node in &db.nodes {
+                let settings = super::settings::desired(db, node, &|_| true);
+                let running = node.state != Some(crate::spec::database::NodeState::Stopped);
+                let version = node.postgres_version.unwrap_or(db.postgres_version);
+                for (i, host) in node.host_ids.iter().enumerate() {
+                    if !hosts.iter().any(|h| h == host.as_str()) {
+                        hosts.push(host.to_string());
+                    }
+                    instances.push(InstanceActual {
+                        database: db.database_name.to_string(),
+                        node: node.name.to_string(),
+                        host: host.to_string(),
+                        container_exists: true,
+                        running,
+                        version: running
+                            .then(|| format!("{}.{}", version.major, version.minor.unwrap_or(6))),
+                        port: node.port.or(db.port).unwrap_or(5432),
+                        role: match (running, i) {
+                            (false, _) => InstanceRole::Unknown,
+                            (true, 0) => InstanceRole::Primary,
+                            (true, _) => InstanceRole::Standby,
+                        },
+                        settings: settings.clone(),
+                        pending_restart: Vec::new(),
+                        database_exists: true,
+                        owner: Some(owner.clone()),
+                        roles: roles.clone(),
+                        extensions: extensions.clone(),
+                        available_extensions: available.clone(),
+                        data_dir_exists: true,
+                    });
+                }
+            }
+        }
+        hosts.sort();
+        let ids: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let databases = desired
+            .databases
+            .iter()
+            .map(|db| DatabaseActual {
+                name: db.database_name.to_string(),
+                applied_spec: super::spec_digest(db),
+            })
+            .collect();
+        Self {
+            instances,
+            databases,
+            ..Self::empty(&ids)
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Example systems for the planner's tests: desired states read from YAML
+//! through `spec::load`, actual states built from `Actual::converged` and
+//! changed, and `simulate`, which carries a plan's effects out on an actual
+//! state as the agents would. Test-only; no I/O except reading `sample-repo/`.
+
+use super::actual::{
+    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, ROLE_FLAGS,
+};
+use super::steps::{Action, Plan};
+use super::{Actual, SUPERUSER};
+use crate::spec::{self, Desired, SourceFile};
+use std::collections::BTreeMap;
+
+/// One database, PostgreSQL 17, on h1: a user, an owner, pgvector and settings.
+pub const ORDERS: &str = r#"
+database_name: orders
+postgres_version: "17"
+port: 6432
+nodes:
+  - name: n1
+    host_ids: [h1]
+database_users:
+  - username: orders_owner
+    password: {env: ORDERS_OWNER_PASSWORD}
+    db_owner: true
+  - username: app
+    password: {file: /etc/pgcd/secrets/app}
+    attributes: [LOGIN, CREATEDB]
+    roles: [pg_read_all_data]
+extensions:
+  - pgvector
+postgresql_conf:
+  work_mem: 16MB
+  shared_buffers: 1GB
+  jit: false
+"#;
+
+/// A second database on the same host, on another port.
+pub const INVENTORY: &str = r#"
+database_name: inventory
+postgres_version: "16"
+port: 5433
+nodes:
+  - name: n1
+    host_ids: [h1]
+database_users:
+  - username: inventory
+    password: {env: INVENTORY_PASSWORD}
+    db_owner: true
+"#;
+
+/// A desired state from `(name, yaml)` database files; panics with the
+/// diagnostics when they do not load.
+pub fn desired(databases: &[(&str, &str)]) -> Desired {
+    let files: Vec<SourceFile> = databases
+        .iter()
+        .map(|(name, text)| SourceFile {
+            path: format!("databases/{name}.yaml"),
+            text: text.to_string(),
+        })
+        .collect();
+    match spec::load(&files) {
+        Ok(d) => d,
+        Err(diags) => panic!(
+            "example spec does not load:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// `ORDERS` with `from` replaced by `to` (the replaced text must be there).
+pub fn orders_with(from: &str, to: &str) -> Desired {
+    assert!(ORDERS.contains(from), "{from:?} is not in ORDERS");
+    desired(&[("orders", &ORDERS.replace(from, to))])
+}
+
+/// The spec of `sample-repo/`.
+pub fn sample_repo() -> Desired {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo");
+    let files = spec::read_dir(&root).expect("sample-repo is readable");
+    spec::load(&files).expect("sample-repo is valid")
+}
+
+/// The instance of `db`/`node` on `host`, to change it.
+pub fn instance<'a>(a: &'a mut Actual, db: &str, node: &str, host: &str) -> &'a mut InstanceActual {
+    a.instances
+        .iter_mut()
+        .find(|i| i.database == db && i.node == node && i.host == host)
+        .expect("the example has this instance")
+}
+
+fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
+    InstanceActual {
+        database: database.into(),
+        node: node.into(),
+        host: host.into(),
+        container_exists: false,
+        running: false,
+        version: None,
+        port: 5432,
+        role: InstanceRole::Unknown,
+        settings: BTreeMap::new(),
+        pending_restart: Vec::new(),
+        database_exists: false,
+        owner: None,
+        roles: vec![RoleActual {
+            name: SUPERUSER.into(),
+            attributes: ROLE_FLAGS.iter().map(|f| f.to_string()).collect(),
+            member_of: Vec::new(),
+        }],
+        extensions: vec![ExtActual {
+            name: "plpgsql".into(),
+            version: "1.0".into(),
+        }],
+        available_extensions: IMAGE_EXTENSIONS
+            .iter()
+            .chain(crate::spec::extensions::CONTRIB)
+            .map(|e| e.to_string())
+            .collect(),
+        data_dir_exists: false,
+    }
+}
+
+/// Carries out a plan's steps on `actual` the way the agents would, and
+/// returns the state they would report afterwards.
+pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
+    let mut a = actual.clone();
+    for s in &plan.steps {
+        let pos = a
+            .instances
+            .iter()
+            .position(|i| i.database == s.database && i.node == s.node && i.host == s.host);
+        let pos = pos.unwrap_or_else(|| {
+            a.instances.push(fresh(&s.database, &s.node, &s.host));
+            a.instances.len() - 1
+        });
+        let i = &mut a.instances[pos];
+        match &s.action {
+            Action::CreateInstance {
+                version,
+                port,
+                settings,
+                reuse_data,
+                ..
+            } => {
+                if !reuse_data {
+                    let keep = i.available_extensions.clone();
+                    *i = fresh(&s.database, &s.node, &s.host);
+                    i.available_extensions = keep;
+                }
+                i.container_exists = true;
+                i.data_dir_exists = true;
+                i.port = *port;
+                i.settings = settings.clone();
+                i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
+            }
+            Action::StartInstance => {
+                i.running = true;
+                i.role = InstanceRole::Primary;
+            }
+            Action::StopInstance => {
+                i.running = false;
+                i.role = InstanceRole::Unknown;
+            }
+            Action::RestartInstance { .. } => i.pending_restart.clear(),
+            Action::RemoveInstance { keep_data } => {
+                i.container_exists = false;
+                i.running = false;
+                i.data_dir_exists = *keep_data;
+                if !keep_data {
+                    a.instances.remove(pos);
+                }
+            }
+            Action::CreateDatabase { owner } => {
+                i.database_exists = true;
+                i.owner = Some(owner.clone());
+            }
+            Action::AlterDatabaseOwner { to, .. } => i.owner = Some(to.clone()),
+            Action::CreateRole {
+                name, attributes, ..
+            } => i.roles.push(RoleActual {
+                name: name.clone(),
+                attributes: attributes.clone(),
+                member_of: Vec::new(),
+            }),
+            Action::AlterRole { name, to, .. } => {
+                let r = i
+                    .roles
+                    .iter_mut()
+                    .find(|r| &r.name == name)
+                    .expect("role exists");
+                for clause in to {
+                    match clause.strip_prefix("NO").filter(|f| ROLE_FLAGS.contains(f)) {
+                        Some(flag) => r.attributes.retain(|a| a != flag),
+                        None => r.attributes.push(clause.clone()),
+                    }
+                }
+            }
+            Action::GrantRole { role, member } => {
+                let r = i
+                    .roles
+                    .iter_mut()
+                    .find(|r| &r.name == member)
+                    .expect("member exists");
+                r.member_of.push(role.clone());
+            }
+            Action::CreateExtension { name, version } => i.extensions.push(ExtActual {
+                name: name.clone(),
+                version: version.clone().unwrap_or_else(|| "1.0".into()),
+            }),
+            Action::UpdateExtension { name, to, .. } => {
+                if let Some(e) = i.extensions.iter_mut().find(|e| &e.name == name) {
+                    e.version = to.clone();
+                }
+            }
+            Action::SetSettings { changes, .. } => {
+                for c in changes {
+                    if c.name == "port" {
+                        i.port = c.new.parse().expect("a port");
+                    } else {
+                        i.settings.insert(c.name.clone(), c.new.clone());
+                    }
+                    if c.needs_restart {
+                        i.pending_restart.push(c.name.clone());
+                    }
+                }
+            }
+        }
+    }
+    a
+}

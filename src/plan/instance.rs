@@ -1,0 +1,305 @@
+//! Planning one node or one deleted database: which instance is acted on,
+//! and its steps in fixed phases chained by dependencies. Pure; this file
+//! must not do I/O.
+
+use super::actual::{InstanceActual, InstanceRole};
+use super::settings;
+use super::steps::{Action, Note, NoteKind, Plan, Step};
+use super::Index;
+use crate::spec::database::{NodeSpec, NodeState};
+use crate::spec::Database;
+
+/// The phases of one instance, in order; each step waits for the steps of
+/// the last non-empty phase before its own.
+const PHASES: usize = 8;
+const CREATE: usize = 0;
+const START: usize = 1;
+pub(super) const ROLES: usize = 2;
+pub(super) const DATABASE: usize = 3;
+pub(super) const GRANTS: usize = 4;
+pub(super) const SETTINGS: usize = 5;
+pub(super) const RESTART: usize = 6;
+pub(super) const EXTENSIONS: usize = 7;
+
+/// Steps of one instance, collected by phase.
+pub(super) struct Steps<'a> {
+    pub(super) db: &'a str,
+    pub(super) node: &'a str,
+    pub(super) host: &'a str,
+    phases: [Vec<Step>; PHASES],
+}
+
+impl<'a> Steps<'a> {
+    pub(super) fn add(&mut self, phase: usize, what: &str, action: Action, reason: String) {
+        let disruptive = matches!(
+            action,
+            Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
+        );
+        self.phases[phase].push(Step {
+            id: format!("{}/{}/{}/{what}", self.db, self.node, self.host),
+            database: self.db.to_string(),
+            node: self.node.to_string(),
+            host: self.host.to_string(),
+            action,
+            reason,
+            disruptive,
+            drift: false,
+            depends_on: Vec::new(),
+        });
+    }
+
+    fn finish(self, out: &mut Plan) {
+        let mut before: Vec<String> = Vec::new();
+        for phase in self.phases {
+            if phase.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = phase.iter().map(|s| s.id.clone()).collect();
+            for mut step in phase {
+                step.depends_on.clone_from(&before);
+                out.steps.push(step);
+            }
+            before = ids;
+        }
+    }
+}
+
+/// Whether the host can run steps; notes why not.
+fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
+    match index.actual.host(host) {
+        Some(h) if !h.healthy || !h.docker => {
+            let why = if h.healthy {
+                "Docker does not answer"
+            } else {
+                "its agent does not answer"
+            };
+            out.notes.push(Note {
+                kind: NoteKind::HostUnavailable,
+                database: db.to_string(),
+                message: format!("host {host}: {why}; steps on it are planned when it is back"),
+            });
+            false
+        }
+        Some(_) => true,
+        None => {
+            out.notes.push(Note {
+                kind: NoteKind::HostUnavailable,
+                database: db.to_string(),
+                message: format!("host {host} has not registered; its steps wait for its agent"),
+            });
+            true
+        }
+    }
+}
+
+/// Notes the reported instances of a database the spec has no place for
+/// (a node removed, a host taken out of `host_ids`): they are kept as they are.
+pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    for i in index.of_database(name) {
+        let known = db
+            .nodes
+            .iter()
+            .any(|n| n.name.as_str() == i.node && n.host_ids.iter().any(|h| h.as_str() == i.host));
+        if !known {
+            out.notes.push(Note {
+                kind: NoteKind::Orphaned,
+                database: name.to_string(),
+                message: format!(
+                    "instance {}/{} on {} has no place in the spec (node or host removed); it is kept as it is (pgcd removes an instance only with its database, by `state: absent`); put it back in the spec to manage it again",
+                    i.database, i.node, i.host
+                ),
+            });
+        }
+    }
+}
+
+/// Plans one node of a database that should exist: its primary only (the
+/// reported primary, else the first host); standbys are noted.
+pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
+    let primary = node
+        .host_ids
+        .iter()
+        .find(|h| {
+            index
+                .instance(name, node_name, h.as_str())
+                .is_some_and(|i| i.role == InstanceRole::Primary)
+        })
+        .or(node.host_ids.first());
+    let Some(primary) = primary else { return };
+    let standbys: Vec<&str> = node
+        .host_ids
+        .iter()
+        .map(|h| h.as_str())
+        .filter(|h| *h != primary.as_str())
+        .collect();
+    if !standbys.is_empty() {
+        out.notes.push(Note {
+            kind: NoteKind::Standby,
+            database: name.to_string(),
+            message: format!(
+                "{name}/{node_name}: standbys on {} come with replication; not planned yet",
+                standbys.join(", ")
+            ),
+        });
+    }
+    if !host_ready(name, primary.as_str(), index, out) {
+        return;
+    }
+    let inst = index.instance(name, node_name, primary.as_str());
+    let mut s = Steps {
+        db: name,
+        node: node_name,
+        host: primary.as_str(),
+        phases: Default::default(),
+    };
+    let at = format!("{name}/{node_name} on {primary}");
+    let version = node.postgres_version.unwrap_or(db.postgres_version);
+    let port = node
+        .port
+        .or(db.port)
+        .unwrap_or(crate::spec::defaults::DEFAULT_PORT);
+    let offered = |e: &str| {
+        inst.filter(|i| i.running)
+            .is_none_or(|i| i.available_extensions.iter().any(|a| a == e))
+    };
+    let wanted = settings::desired(db, node, &offered);
+    let stopped = node.state == Some(NodeState::Stopped);
+    let new = !inst.is_some_and(|i| i.container_exists);
+    if new {
+        let reuse_data = inst.is_some_and(|i| i.data_dir_exists);
+        let reason = match (reuse_data, stopped) {
+            (true, _) => format!(
+                "the container of {at} is missing; recreated on its existing data directory"
+            ),
+            (false, false) => format!("{at} is in the spec and does not exist"),
+            (false, true) => format!(
+                "{at} is in the spec (state: stopped) and does not exist; created, not started"
+            ),
+        };
+        s.add(
+            CREATE,
+            "create-instance",
+            Action::CreateInstance {
+                version,
+                port,
+                settings: wanted.clone(),
+                cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+                memory: node.memory.as_ref().map(|m| m.0.clone()),
+                reuse_data,
+            },
+            reason,
+        );
+    }
+    let running = inst.is_some_and(|i| i.container_exists && i.running);
+    if stopped {
+        if running {
+            s.add(
+                START,
+                "stop",
+                Action::StopInstance,
+                format!("{at} runs; the spec says state: stopped"),
+            );
+        }
+        return s.finish(out);
+    }
+    if !running {
+        let reason = if new && inst.is_some_and(|i| i.data_dir_exists) {
+            format!("start {at} on its existing data")
+        } else if new {
+            format!("start the new instance {at}")
+        } else {
+            format!("{at} is stopped; the spec says running")
+        };
+        s.add(START, "start", Action::StartInstance, reason);
+    }
+    // The catalog is known for a running instance, or empty for one created
+    // by initdb now. Otherwise (stopped, or recreated on old data) the next
+    // pass plans it once the instance runs and reports.
+    let catalog = match inst {
+        Some(i) if running => Some(i),
+        _ if new && !inst.is_some_and(|i| i.data_dir_exists) => None,
+        _ => return s.finish(out),
+    };
+    if let Some(i) = catalog {
+        check_version(db, &at, version, i, out);
+    }
+    super::catalog::steps(db, &mut s, catalog, &wanted, port, &mut out.notes);
+    s.finish(out);
+}
+
+fn check_version(
+    db: &Database,
+    at: &str,
+    want: crate::spec::values::PgVersion,
+    i: &InstanceActual,
+    out: &mut Plan,
+) {
+    let Some(have) = i.version.as_deref() else {
+        return;
+    };
+    let mut parts = have.split('.');
+    let major = parts.next().and_then(|m| m.parse::<u16>().ok());
+    let minor = parts.next().and_then(|m| m.parse::<u16>().ok());
+    let ok = major == Some(want.major) && (want.minor.is_none() || want.minor == minor);
+    if !ok {
+        out.notes.push(Note {
+            kind: NoteKind::Version,
+            database: db.database_name.to_string(),
+            message: format!(
+                "{at} runs PostgreSQL {have}, the spec says {want}; upgrades are their own procedure and are not planned here"
+            ),
+        });
+    }
+}
+
+/// Plans the removal of a database with `state: absent`: every reported
+/// instance, standbys and unknown hosts included, once deletion is confirmed.
+pub(super) fn remove(db: &Database, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let instances = index.of_database(name);
+    if db.confirm_delete.as_deref() != Some(name) {
+        if !instances.is_empty() {
+            out.notes.push(Note {
+                kind: NoteKind::DeleteNotConfirmed,
+                database: name.to_string(),
+                message: format!(
+                    "state: absent without `confirm_delete: {name}`; nothing is removed"
+                ),
+            });
+        }
+        return;
+    }
+    let keep_data = db.delete_data != Some(true);
+    for i in instances {
+        if !(i.container_exists || (!keep_data && i.data_dir_exists)) {
+            continue;
+        }
+        if !host_ready(name, &i.host, index, out) {
+            continue;
+        }
+        let mut s = Steps {
+            db: name,
+            node: &i.node,
+            host: &i.host,
+            phases: Default::default(),
+        };
+        let reason = if keep_data {
+            format!(
+                "state: absent, confirmed; the data directory of {name}/{} on {} is kept",
+                i.node, i.host
+            )
+        } else {
+            "state: absent, confirmed, with delete_data: true".to_string()
+        };
+        s.add(
+            CREATE,
+            "remove",
+            Action::RemoveInstance { keep_data },
+            reason,
+        );
+        s.finish(out);
+    }
+}

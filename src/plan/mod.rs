@@ -1,0 +1,137 @@
+//! The planner: `plan(&Desired, &Actual) -> Plan`, the ordered steps that
+//! take the observed state to the spec, each with its host, its reason,
+//! whether it disrupts clients and what it waits for.
+//!
+//! A pure, deterministic function over plain values: this module must not
+//! do I/O, read clocks or import a client library. The apply loop carries
+//! a plan out; tests compare printed plans with reviewed snapshots. Phases
+//! per instance follow neon's compute_ctl: instance, start, roles,
+//! database, memberships, settings, restart, extensions (roles first because
+//! the database's owner must exist; extensions last because a preloaded
+//! library only loads at the restart).
+
+pub mod actual;
+mod catalog;
+mod instance;
+mod render;
+pub mod settings;
+pub mod steps;
+
+#[cfg(test)]
+mod example;
+#[cfg(test)]
+mod tests;
+
+pub use actual::{Actual, DatabaseActual, InstanceActual, InstanceRole};
+pub use steps::{Action, Effect, Note, NoteKind, Plan, SettingChange, Step};
+
+use crate::spec::database::DatabaseState;
+use crate::spec::{Database, Desired};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The superuser every instance has; owner of databases whose spec names none.
+pub const SUPERUSER: &str = "postgres";
+
+/// Reported instances by (database, node, host), and by database.
+pub(crate) struct Index<'a> {
+    pub(crate) actual: &'a Actual,
+    by_key: HashMap<(&'a str, &'a str, &'a str), &'a InstanceActual>,
+    by_db: BTreeMap<&'a str, Vec<&'a InstanceActual>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(actual: &'a Actual) -> Self {
+        let mut by_key = HashMap::with_capacity(actual.instances.len());
+        let mut by_db: BTreeMap<&str, Vec<&InstanceActual>> = BTreeMap::new();
+        for i in &actual.instances {
+            by_key.insert((i.database.as_str(), i.node.as_str(), i.host.as_str()), i);
+            by_db.entry(i.database.as_str()).or_default().push(i);
+        }
+        for list in by_db.values_mut() {
+            list.sort_by(|a, b| (&a.node, &a.host).cmp(&(&b.node, &b.host)));
+        }
+        Self {
+            actual,
+            by_key,
+            by_db,
+        }
+    }
+
+    pub(crate) fn instance(&self, db: &str, node: &str, host: &str) -> Option<&'a InstanceActual> {
+        self.by_key.get(&(db, node, host)).copied()
+    }
+
+    pub(crate) fn of_database(&self, db: &str) -> &[&'a InstanceActual] {
+        self.by_db.get(db).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A digest of a database's spec (SHA-256 of its JSON), recorded by the
+/// apply loop once the spec is carried out in full.
+pub fn spec_digest(db: &Database) -> String {
+    use sha2::{Digest, Sha256};
+    // Serialising plain spec values cannot fail; an empty digest would only
+    // make drift look like a spec change.
+    let json = serde_json::to_vec(db).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
+}
+
+/// Whether `db`'s spec is the one last carried out in full.
+fn applied(actual: &Actual, db: &Database) -> bool {
+    actual
+        .databases
+        .iter()
+        .find(|a| a.name == db.database_name.as_str())
+        .is_some_and(|a| a.applied_spec == spec_digest(db))
+}
+
+/// Plans the steps that take `actual` to `desired`.
+///
+/// Deterministic: databases by name, nodes and hosts in spec order, steps
+/// of one instance in phase order. When a database's spec is the one last
+/// carried out in full (`Actual::databases`), its steps correct drift and
+/// say so. A database the spec no longer names is
+/// never touched, only noted; removal needs `state: absent` with
+/// `confirm_delete`.
+pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    let index = Index::new(actual);
+    let mut dbs: Vec<&Database> = desired.databases.iter().collect();
+    dbs.sort_by(|a, b| a.database_name.cmp(&b.database_name));
+    let mut out = Plan::default();
+    for db in &dbs {
+        let first = out.steps.len();
+        if db.state == Some(DatabaseState::Absent) {
+            instance::remove(db, &index, &mut out);
+        } else {
+            for node in &db.nodes {
+                instance::node(db, node, &index, &mut out);
+            }
+            instance::strays(db, &index, &mut out);
+            if out.steps.len() > first && applied(actual, db) {
+                for s in &mut out.steps[first..] {
+                    s.drift = true;
+                    s.reason.insert_str(0, "drift: ");
+                }
+            }
+        }
+    }
+    let named: BTreeSet<&str> = dbs.iter().map(|d| d.database_name.as_str()).collect();
+    for (name, instances) in &index.by_db {
+        if named.contains(name) {
+            continue;
+        }
+        let places: Vec<String> = instances
+            .iter()
+            .map(|i| format!("{}/{} on {}", i.database, i.node, i.host))
+            .collect();
+        out.notes.push(Note {
+            kind: NoteKind::Orphaned,
+            database: name.to_string(),
+            message: format!(
+                "database {name} has no file under databases/ but still has instances ({}); they are kept as they are. To delete it, commit databases/{name}.yaml with `state: absent` and `confirm_delete: {name}` (add `delete_data: true` to drop its data too)",
+                places.join(", ")
+            ),
+        });
+    }
+    out
+}

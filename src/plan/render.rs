@@ -1,0 +1,145 @@
+//! Printing a plan the way Terraform prints one: a line per change with its
+//! sign (`+` add, `~` change, `!` restart, `-` remove), the reason beneath,
+//! then the notes and a summary line. Formatting only; this file must not
+//! do I/O.
+
+use super::steps::{Action, Effect, Plan, Step};
+use crate::spec::secret::SecretRef;
+use std::fmt;
+
+fn sign(effect: Effect) -> char {
+    match effect {
+        Effect::Add => '+',
+        Effect::Change => '~',
+        Effect::Restart => '!',
+        Effect::Remove => '-',
+    }
+}
+
+fn password(p: &SecretRef) -> String {
+    match p {
+        SecretRef::Env(name) => format!("password from env {name}"),
+        SecretRef::File(path) => format!("password from file {path}"),
+        SecretRef::Age(_) => "password age-encrypted".into(),
+    }
+}
+
+/// The lines of one step, without the reason (several for a settings step).
+fn lines(s: &Step) -> Vec<String> {
+    let at = format!("{}/{}", s.database, s.node);
+    let on = format!("{at} on {}", s.host);
+    match &s.action {
+        Action::CreateInstance {
+            version,
+            port,
+            reuse_data,
+            ..
+        } => vec![format!(
+            "create instance {on} (PostgreSQL {version}, port {port}{})",
+            if *reuse_data { ", existing data" } else { "" }
+        )],
+        Action::StartInstance => vec![format!("start {on}")],
+        Action::StopInstance => vec![format!("stop {on} (disrupts clients)")],
+        Action::RestartInstance { settings } => vec![format!(
+            "restart {on}: {} {} a restart",
+            settings.join(", "),
+            if settings.len() == 1 { "needs" } else { "need" }
+        )],
+        Action::RemoveInstance { keep_data } => vec![format!(
+            "remove instance {on} ({})",
+            if *keep_data {
+                "data kept"
+            } else {
+                "data deleted"
+            }
+        )],
+        Action::CreateDatabase { owner } => {
+            vec![format!(
+                "create database {} on {at} (owner {owner})",
+                s.database
+            )]
+        }
+        Action::AlterDatabaseOwner { from, to } => {
+            vec![format!(
+                "alter database {} on {at}: OWNER {from} → {to}",
+                s.database
+            )]
+        }
+        Action::CreateRole {
+            name,
+            attributes,
+            password_ref,
+        } => {
+            let mut what = attributes.join(" ");
+            if let Some(p) = password_ref {
+                what.push_str(", ");
+                what.push_str(&password(p));
+            }
+            vec![format!("create role {name} on {at} ({what})")]
+        }
+        Action::AlterRole { name, from, to } => vec![format!(
+            "alter role {name} on {at}: {} → {}",
+            from.join(" "),
+            to.join(" ")
+        )],
+        Action::GrantRole { role, member } => vec![format!("grant {role} to {member} on {at}")],
+        Action::CreateExtension { name, version } => vec![match version {
+            Some(v) => format!("create extension {name} {v} on {at}"),
+            None => format!("create extension {name} on {at}"),
+        }],
+        Action::UpdateExtension { name, from, to } => {
+            vec![format!("update extension {name} on {at}: {from} → {to}")]
+        }
+        Action::SetSettings { changes, .. } => changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "set {} {} → {} on {at} ({})",
+                    c.name,
+                    c.old.as_deref().unwrap_or("(default)"),
+                    c.new,
+                    if c.needs_restart { "restart" } else { "reload" }
+                )
+            })
+            .collect(),
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mut add, mut change, mut restart, mut remove) = (0, 0, 0, 0);
+        for s in &self.steps {
+            let effect = s.action.effect();
+            match effect {
+                Effect::Add => add += 1,
+                Effect::Change => change += 1,
+                Effect::Restart => restart += 1,
+                Effect::Remove => remove += 1,
+            }
+            for line in lines(s) {
+                writeln!(f, "{} {line}", sign(effect))?;
+            }
+            writeln!(f, "    # {}", s.reason)?;
+        }
+        if !self.notes.is_empty() {
+            if !self.steps.is_empty() {
+                writeln!(f)?;
+            }
+            for n in &self.notes {
+                writeln!(f, "note ({}): {}", n.kind.as_str(), n.message)?;
+            }
+        }
+        if !self.steps.is_empty() || !self.notes.is_empty() {
+            writeln!(f)?;
+        }
+        if self.steps.is_empty() {
+            writeln!(f, "No changes.")
+        } else {
+            writeln!(
+                f,
+                "Plan: {add} to add, {change} to change, {restart} restart{}, {remove} to remove.",
+                if restart == 1 { "" } else { "s" }
+            )
+        }
+    }
+}

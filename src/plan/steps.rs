@@ -1,0 +1,252 @@
+//! The values a plan is made of: steps (what to do on which instance, why,
+//! after what) and notes (what the planner saw but will not act on).
+//!
+//! Plain data, JSON both ways for the API and the task queue; this file must
+//! not do I/O and holds no secrets: a password travels as its reference.
+
+use crate::spec::secret::SecretRef;
+use crate::spec::values::PgVersion;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// An ordered list of steps and the notes of one planning pass.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Steps in an order that respects every `depends_on`.
+    pub steps: Vec<Step>,
+    /// What the planner noticed and left alone, with what to do about it.
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    /// Nothing to do (notes may remain).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// One thing to do to one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Stable id, `<database>/<node>/<host>/<what>`: the same change gets the
+    /// same id on every pass, so the task queue can deduplicate.
+    pub id: String,
+    /// The database.
+    pub database: String,
+    /// The node.
+    pub node: String,
+    /// The host whose agent runs the step.
+    pub host: String,
+    /// What to do.
+    pub action: Action,
+    /// Why, in words a person reviewing the plan understands.
+    pub reason: String,
+    /// Clients lose connections while it runs.
+    pub disruptive: bool,
+    /// It corrects drift: the database's spec is the one last carried out in
+    /// full, so the difference was made by hand (see `Actual::databases`).
+    pub drift: bool,
+    /// Ids of the steps that must succeed first.
+    pub depends_on: Vec<String>,
+}
+
+/// One setting to change: name, value now (`None`: the default), value wanted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingChange {
+    /// The setting.
+    pub name: String,
+    /// The value the instance has, `None` when it is at its default.
+    pub old: Option<String>,
+    /// The value the spec asks for.
+    pub new: String,
+    /// Takes effect only after a restart.
+    pub needs_restart: bool,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the container (initdb unless the data directory exists).
+    CreateInstance {
+        /// The PostgreSQL version of the image.
+        #[serde(deserialize_with = "version")]
+        version: PgVersion,
+        /// The port it listens on.
+        port: u16,
+        /// `postgresql.conf` written before the first start.
+        settings: BTreeMap<String, String>,
+        /// CPU limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cpus: Option<String>,
+        /// Memory limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        memory: Option<String>,
+        /// The data directory exists and is used as it is (no initdb).
+        reuse_data: bool,
+    },
+    /// Start the container.
+    StartInstance,
+    /// Stop the container (fast shutdown).
+    StopInstance,
+    /// Restart the server so these settings take effect.
+    RestartInstance {
+        /// The settings waiting for the restart.
+        settings: Vec<String>,
+    },
+    /// Remove the container, and the data directory unless kept.
+    RemoveInstance {
+        /// Keep the data directory (the default of `state: absent`).
+        keep_data: bool,
+    },
+    /// `CREATE DATABASE ... OWNER`.
+    CreateDatabase {
+        /// The owner; the superuser when the spec names none.
+        owner: String,
+    },
+    /// `ALTER DATABASE ... OWNER TO`.
+    AlterDatabaseOwner {
+        /// The owner now.
+        from: String,
+        /// The owner the spec names.
+        to: String,
+    },
+    /// `CREATE ROLE ... WITH <attributes> PASSWORD <resolved on the host>`.
+    CreateRole {
+        /// Role name.
+        name: String,
+        /// Attributes to hold, positively (`LOGIN`, `INHERIT`, ...).
+        attributes: Vec<String>,
+        /// Where the host reads the password; never the password.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password_ref: Option<SecretRef>,
+    },
+    /// `ALTER ROLE ... WITH <to>`.
+    AlterRole {
+        /// Role name.
+        name: String,
+        /// The clauses that describe the role now (`NOCREATEDB`).
+        from: Vec<String>,
+        /// The clauses that make it as the spec says (`CREATEDB`).
+        to: Vec<String>,
+    },
+    /// `GRANT role TO member`.
+    GrantRole {
+        /// The role granted.
+        role: String,
+        /// The role receiving it.
+        member: String,
+    },
+    /// `CREATE EXTENSION ... VERSION`.
+    CreateExtension {
+        /// SQL name.
+        name: String,
+        /// The version; the image's default when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+    /// `ALTER EXTENSION ... UPDATE TO`.
+    UpdateExtension {
+        /// SQL name.
+        name: String,
+        /// Installed version.
+        from: String,
+        /// Declared version.
+        to: String,
+    },
+    /// `ALTER SYSTEM SET` each setting, then reload.
+    SetSettings {
+        /// The changes.
+        changes: Vec<SettingChange>,
+        /// Some change needs a restart (planned as its own step).
+        needs_restart: bool,
+    },
+}
+
+/// Reads a version as plans write it (`"17"`, `"17.6"`).
+fn version<'de, D: Deserializer<'de>>(d: D) -> Result<PgVersion, D::Error> {
+    let text = String::deserialize(d)?;
+    PgVersion::parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// How a step counts in the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Creates something.
+    Add,
+    /// Changes something that exists.
+    Change,
+    /// Restarts a server.
+    Restart,
+    /// Removes something.
+    Remove,
+}
+
+impl Action {
+    /// How the step counts in the summary.
+    pub fn effect(&self) -> Effect {
+        match self {
+            Action::CreateInstance { .. }
+            | Action::CreateDatabase { .. }
+            | Action::CreateRole { .. }
+            | Action::GrantRole { .. }
+            | Action::CreateExtension { .. } => Effect::Add,
+            Action::StartInstance
+            | Action::StopInstance
+            | Action::AlterDatabaseOwner { .. }
+            | Action::AlterRole { .. }
+            | Action::UpdateExtension { .. }
+            | Action::SetSettings { .. } => Effect::Change,
+            Action::RestartInstance { .. } => Effect::Restart,
+            Action::RemoveInstance { .. } => Effect::Remove,
+        }
+    }
+}
+
+/// Something the planner saw and does not act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// What kind of finding.
+    pub kind: NoteKind,
+    /// The database it concerns.
+    pub database: String,
+    /// What was seen and what a person can do.
+    pub message: String,
+}
+
+/// The kinds of note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// Running without a spec (its file was removed): kept as it is.
+    Orphaned,
+    /// Standbys are not planned yet.
+    Standby,
+    /// A host cannot run steps now; its instances wait.
+    HostUnavailable,
+    /// The instance runs another version than the spec; upgrades are separate.
+    Version,
+    /// The spec asks for something the image does not offer.
+    Unavailable,
+    /// `state: absent` without a matching `confirm_delete`.
+    DeleteNotConfirmed,
+}
+
+impl NoteKind {
+    /// The label plans print.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NoteKind::Orphaned => "orphaned",
+            NoteKind::Standby => "standby",
+            NoteKind::HostUnavailable => "host unavailable",
+            NoteKind::Version => "version",
+            NoteKind::Unavailable => "unavailable",
+            NoteKind::DeleteNotConfirmed => "delete not confirmed",
+        }
+    }
+}
