@@ -204,3 +204,28 @@ fn a_missing_directory_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pgcd-repo is not a directory")
     );
 }
+
+#[test]
+fn offline_plan_of_the_sample_creates_every_instance() {
+    let out = pgcd()
+        .args(["plan", "--offline"])
+        .arg(root().join("sample-repo"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("plan: add inventory, orders"), "{text}");
+    assert!(
+        text.contains("+ create instance orders/n3 on h3 (PostgreSQL 17, port 6432)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ create extension vector on inventory/n1"),
+        "{text}"
+    );
+}

@@ -57,8 +57,24 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     let diff = spec::diff::diff(&desired, old.as_ref());
+    // Offline, the planner's steps against a new cluster of the spec's hosts;
+    // against a live cluster they need observed state (not collected yet).
+    let steps = args.offline.then(|| {
+        let mut hosts: Vec<&str> = desired
+            .databases
+            .iter()
+            .flat_map(|d| {
+                d.nodes
+                    .iter()
+                    .flat_map(|n| n.host_ids.iter().map(|h| h.as_str()))
+            })
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        crate::plan::plan(&desired, &crate::plan::actual::Actual::empty(&hosts))
+    });
     if args.output == Output::Json {
-        let v = serde_json::json!({ "against": revision, "plan": diff });
+        let v = serde_json::json!({ "against": revision, "plan": diff, "steps": steps });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let against = revision.map_or_else(
@@ -71,6 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             desired.operations.len()
         );
         println!("(against {against})");
+        if let Some(steps) = &steps {
+            println!();
+            print!("{steps}");
+        }
     }
     Ok(if diff.is_empty() { 0 } else { 2 })
 }
