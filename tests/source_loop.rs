@@ -364,23 +364,18 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
     );
     assert_eq!(applied(&api).unwrap(), head1);
 
-    std::fs::write(repo.work.join("databases/notes.txt"), "signed\n").unwrap();
-    git(&repo.work, &["add", "-A"]);
-    git(
-        &repo.work,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &format!("user.signingkey={}", key.display()),
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            "Signed change",
-        ],
-    );
-    let signed = git(&repo.work, &["rev-parse", "HEAD"]);
+    let signing_key = format!("user.signingkey={}", key.display());
+    let sign = [
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        signing_key.as_str(),
+        "-c",
+        "commit.gpgsign=true",
+    ];
+    let signed = repo.commit_with(&sign, "Signed change", |w| {
+        std::fs::write(w.join("databases/notes.txt"), "signed\n").unwrap()
+    });
     repo.push("main");
     wait_for("signed revision applied", WAIT, || {
         (applied(&api)? == signed).then_some(())
@@ -388,23 +383,9 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
 
     // `pgcd source set` moves the leader to another branch.
     git(&repo.work, &["checkout", "-q", "-b", "prod"]);
-    std::fs::write(repo.work.join("databases/notes.txt"), "prod\n").unwrap();
-    git(&repo.work, &["add", "-A"]);
-    git(
-        &repo.work,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &format!("user.signingkey={}", key.display()),
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            "Prod",
-        ],
-    );
-    let prod = git(&repo.work, &["rev-parse", "HEAD"]);
+    let prod = repo.commit_with(&sign, "Prod", |w| {
+        std::fs::write(w.join("databases/notes.txt"), "prod\n").unwrap()
+    });
     repo.push("prod");
     let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
         .args([
