@@ -190,18 +190,19 @@ fn seed_repository(sample: &Path, bare: &Path, work: &Path) -> Result<()> {
         &["init", "--quiet", "--bare", "--initial-branch=main"],
         Some(bare),
     )?;
+    // A new working copy pushed to the empty bare one (cloning an empty
+    // repository only earns a warning).
     git(
         None,
-        &[
-            "clone",
-            "--quiet",
-            &bare.display().to_string(),
-            &work.display().to_string(),
-        ],
+        &["init", "--quiet", "--initial-branch=main"],
+        Some(work),
+    )?;
+    git(
+        Some(work),
+        &["remote", "add", "origin", &bare.display().to_string()],
         None,
     )?;
     copy_tree(sample, work)?;
-    git(Some(work), &["checkout", "--quiet", "-B", "main"], None)?;
     git(Some(work), &["add", "-A"], None)?;
     git(
         Some(work),
@@ -217,7 +218,11 @@ fn seed_repository(sample: &Path, bare: &Path, work: &Path) -> Result<()> {
         ],
         None,
     )?;
-    git(Some(work), &["push", "--quiet", "origin", "main"], None)?;
+    git(
+        Some(work),
+        &["push", "--quiet", "-u", "origin", "main"],
+        None,
+    )?;
     Ok(())
 }
 
