@@ -111,9 +111,18 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
         Some(3),
         "{status}"
     );
-    let out = pgcd(&["host", "remove", "h1", "--api", &api]);
-    assert!(!out.status.success(), "a live host is refused");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("h1 is alive"));
+    // Retried for the same reason; it must never succeed for a live host.
+    wait_for(
+        "host remove h1 refused as alive",
+        Duration::from_secs(20),
+        || {
+            let out = pgcd(&["host", "remove", "h1", "--api", &api]);
+            assert!(!out.status.success(), "a live host is refused");
+            String::from_utf8_lossy(&out.stderr)
+                .contains("h1 is alive")
+                .then_some(())
+        },
+    );
     wait_for("pgcd host remove h2", Duration::from_secs(20), || {
         Some(pgcd(&["host", "remove", "h2", "--api", &api])).filter(|o| o.status.success())
     });
