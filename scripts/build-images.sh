@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds pgcd's PostgreSQL images locally from Debian packages (no registry
+# is reachable): PostgreSQL 17 from trixie, 18 from sid, 16 from the binaries
+# of the `pgserver` wheel on a bookworm base. Each image carries pgBackRest
+# (where packaged), the packaged extensions, and /etc/pgcd/manifest.json
+# listing the extensions it really has; the same manifest is written to
+# $PGCD_CACHE/manifests/<major>.json for the validator and planner.
+# An image is rebuilt only when its recipe (this file) changes.
+#   scripts/build-images.sh            all of 16 17 18
+#   scripts/build-images.sh 17         one major
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${PGCD_CACHE:-/var/cache/pgcd}"
+mirror="${PGCD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+majors=("$@")
+[ ${#majors[@]} -gt 0 ] || majors=(16 17 18)
+mkdir -p "$cache/manifests" "$cache/wheels"
+
+command -v debootstrap >/dev/null || { echo "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
+command -v docker >/dev/null || { echo "docker is needed" >&2; exit 1; }
+
+suite_of() { case "$1" in 16) echo bookworm ;; 17) echo trixie ;; 18) echo sid ;; *) echo "unsupported major $1" >&2; exit 1 ;; esac; }
+
+# Packaged extensions per major; a missing one is skipped and left out of the manifest.
+extension_packages() {
+  local m=$1
+  echo "postgresql-$m-pgvector postgresql-$m-postgis-3 postgresql-$m-cron postgresql-$m-pgaudit"
+}
+
+build() {
+  local major=$1 suite rootfs hash tag
+  suite=$(suite_of "$major")
+  hash=$( { cat "$0"; echo "$major"; } | sha256sum | cut -c1-12)
+  tag="pgcd/postgres:$major"
+  if [ "$(docker image inspect --format '{{ index .Config.Labels "pgcd.recipe" }}' "$tag" 2>/dev/null || true)" = "$hash" ] \
+     && [ -s "$cache/manifests/$major.json" ]; then
+    echo "== $tag is current (recipe $hash)"
+    return
+  fi
+  echo "== building $tag from Debian $suite (recipe $hash)"
+  rootfs="$cache/rootfs-$major"
+  umount "$rootfs/proc" 2>/dev/null || true
+  rm -rf "$rootfs"
+  local t0=$SECONDS
+  debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >/dev/null
+  mount -t proc proc "$rootfs/proc"
+  trap 'umount "'"$rootfs"'/proc" 2>/dev/null || true' RETURN
+  local apt=(chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false -o Dpkg::Options::=--force-confold -qq)
+  # pgcd makes its own data directories: no default cluster in the image.
+  mkdir -p "$rootfs/etc/postgresql-common"
+  echo "create_main_cluster = false" > "$rootfs/etc/postgresql-common/createcluster.conf"
+  "${apt[@]}" update >/dev/null
+  if [ "$major" = 16 ]; then
+    # No Debian suite has 16: the pgserver wheel's binaries on a bookworm base.
+    "${apt[@]}" install -y --no-install-recommends pgbackrest libssl3 libicu72 libxml2 liblz4-1 libzstd1 libreadline8 ca-certificates >/dev/null
+    python3 -m pip download --quiet --no-deps --dest "$cache/wheels" pgserver==0.1.4
+    local wheel
+    wheel=$(ls "$cache"/wheels/pgserver-0.1.4-*.whl | head -n1)
+    rm -rf "$cache/pgserver" && mkdir -p "$cache/pgserver"
+    unzip -q "$wheel" 'pgserver/pginstall/*' 'pgserver.libs/*' -d "$cache/pgserver"
+    mkdir -p "$rootfs/usr/lib/postgresql/16"
+    cp -a "$cache/pgserver/pgserver/pginstall/." "$rootfs/usr/lib/postgresql/16/"
+    # The binaries' RPATH is $ORIGIN/../../../pgserver.libs (/usr/pgserver.libs);
+    # ld.so.conf covers the modules under lib/ as well.
+    cp -a "$cache/pgserver/pgserver.libs" "$rootfs/usr/pgserver.libs"
+    echo /usr/pgserver.libs > "$rootfs/etc/ld.so.conf.d/pgserver.conf"
+    chroot "$rootfs" ldconfig
+    chroot "$rootfs" sh -c 'id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --create-home --shell /bin/bash postgres'
+  else
+    "${apt[@]}" install -y --no-install-recommends "postgresql-$major" pgbackrest ca-certificates >/dev/null
+    for pkg in $(extension_packages "$major"); do
+      if ! "${apt[@]}" install -y --no-install-recommends "$pkg" >/dev/null 2>&1; then
+        echo "   $pkg is not packaged for $suite: skipped"
+      fi
+    done
+  fi
+  "${apt[@]}" clean
+  rm -rf "$rootfs/var/lib/apt/lists/"*
+
+  # The manifest: what this image really has.
+  local bindir share version exts pgbr
+  if [ "$major" = 16 ]; then bindir=/usr/lib/postgresql/16/bin; share=/usr/lib/postgresql/16/share/postgresql; else bindir=/usr/lib/postgresql/$major/bin; share=/usr/share/postgresql/$major; fi
+  version=$(chroot "$rootfs" "$bindir/postgres" --version | awk '{print $3}')
+  exts=$(find "$rootfs$share/extension" -name '*.control' -printf '%f\n' | sed 's/\.control$//' | sort | sed 's/.*/"&"/' | paste -sd, -)
+  pgbr=$(chroot "$rootfs" sh -c 'pgbackrest version 2>/dev/null | awk "{print \$2}"' || true)
+  mkdir -p "$rootfs/etc/pgcd"
+  printf '{"major":%s,"version":"%s","suite":"%s","recipe":"%s","bindir":"%s","pgbackrest":"%s","extensions":[%s]}\n' \
+    "$major" "$version" "$suite" "$hash" "$bindir" "$pgbr" "$exts" | tee "$rootfs/etc/pgcd/manifest.json" > "$cache/manifests/$major.json"
+  umount "$rootfs/proc"
+
+  tar -C "$rootfs" -c . | docker import \
+    --change "LABEL pgcd.recipe=$hash pgcd.major=$major pgcd.version=$version" \
+    --change "ENV PATH=$bindir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    - "$tag" >/dev/null
+  rm -rf "$rootfs"
+  echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $((SECONDS - t0)) s"
+}
+
+for m in "${majors[@]}"; do build "$m"; done
