@@ -1,21 +1,28 @@
 //! Signed commits: when `pgcd.yaml` of the revision in force requires them,
-//! a new revision is applied only if `git verify-commit` accepts its SSH
-//! signature against the allowed signers. The setting is taken from the
-//! state in force, never from the candidate commit, so an unsigned commit
-//! cannot switch the check off for itself.
+//! a new revision is applied only if `git verify-commit` accepts its
+//! signature and the signer is allowed — an SSH key listed in
+//! `allowed_signers` (ssh-keygen's allowed-signers lines), or a GPG key whose
+//! fingerprint is listed there (its public key in the agent's GnuPG keyring,
+//! `GNUPGHOME`). The setting is taken from the state in force, never from the
+//! candidate commit, so an unsigned commit cannot switch the check off for
+//! itself.
 
 use std::path::Path;
 use std::process::Command;
 
-/// Verifies the signature of `sha` in the repository at `git_dir` against
-/// `allowed_signers` (lines of ssh-keygen's allowed-signers format).
+/// Verifies the signature of `sha` in the repository at `git_dir`.
 pub fn verify(git_dir: &Path, sha: &str, allowed_signers: &[String]) -> Result<(), String> {
     if allowed_signers.is_empty() {
         return Err("signed commits are required but no allowed signers are configured".into());
     }
     // Kept inside the mirror: only the leader's loop writes it.
     let file = git_dir.join("pgcd-allowed-signers");
-    std::fs::write(&file, allowed_signers.join("\n") + "\n")
+    let ssh_lines: Vec<&str> = allowed_signers
+        .iter()
+        .map(String::as_str)
+        .filter(|l| fingerprint(l).is_none())
+        .collect();
+    std::fs::write(&file, ssh_lines.join("\n") + "\n")
         .map_err(|e| format!("cannot write allowed signers: {e}"))?;
     let out = Command::new("git")
         .arg("--git-dir")
@@ -25,18 +32,81 @@ pub fn verify(git_dir: &Path, sha: &str, allowed_signers: &[String]) -> Result<(
         .args(["verify-commit", "--raw", sha])
         .output()
         .map_err(|e| format!("cannot run git verify-commit: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let why = String::from_utf8_lossy(&out.stderr);
-        let line = why
+    let short = &sha[..sha.len().min(12)];
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let line = stderr
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no signature");
-        Err(format!(
-            "commit {} is not signed by an allowed key ({})",
-            &sha[..sha.len().min(12)],
+        return Err(format!(
+            "commit {short} is not signed by an allowed key ({})",
             line.trim()
+        ));
+    }
+    // GnuPG accepts a good signature by any key in the keyring: the signer
+    // must also be one of the allowed fingerprints. (SSH signatures were
+    // already checked against the allowed-signers file by git.)
+    let gpg_signers = valid_gpg_signers(&stderr);
+    if gpg_signers.is_empty() {
+        return Ok(());
+    }
+    let allowed: Vec<String> = allowed_signers
+        .iter()
+        .filter_map(|l| fingerprint(l))
+        .collect();
+    if gpg_signers.iter().any(|f| allowed.contains(f)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "commit {short} is signed by GPG key {} which is not in allowed_signers",
+            gpg_signers[0]
         ))
+    }
+}
+
+/// A GPG fingerprint entry (40 or 64 hex digits, spaces allowed), normalised.
+fn fingerprint(line: &str) -> Option<String> {
+    let hex: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+    ((hex.len() == 40 || hex.len() == 64) && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_uppercase())
+}
+
+/// Fingerprints (signing key and primary key) from GnuPG's `VALIDSIG` status lines.
+fn valid_gpg_signers(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+        .flat_map(|rest| {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let mut f = vec![fields.first().copied().unwrap_or("").to_ascii_uppercase()];
+            if let Some(primary) = fields.get(9) {
+                f.push(primary.to_ascii_uppercase());
+            }
+            f
+        })
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpg_status_lines_name_the_signer() {
+        let status = "[GNUPG:] NEWSIG\n[GNUPG:] VALIDSIG 1111111111111111111111111111111111111111 2026-11-25 1 0 4 0 22 10 00 2222222222222222222222222222222222222222\n";
+        assert_eq!(
+            valid_gpg_signers(status),
+            [
+                "1111111111111111111111111111111111111111",
+                "2222222222222222222222222222222222222222"
+            ]
+        );
+        assert_eq!(
+            fingerprint("2222 2222 2222 2222 2222  2222 2222 2222 2222 2222").as_deref(),
+            Some("2222222222222222222222222222222222222222")
+        );
+        assert_eq!(fingerprint("ada@example.com ssh-ed25519 AAAA"), None);
     }
 }
