@@ -4,45 +4,12 @@
 //! bench/plan.md).
 
 use pgcd::plan::{plan, Actual};
+#[path = "support/mod.rs"]
+mod support;
+
 use pgcd::spec::{load, SourceFile};
 use std::time::Instant;
-
-fn database(i: usize) -> SourceFile {
-    let host = |k: usize| format!("h{}", (i + k) % 50);
-    let text = format!(
-        r#"database_name: db_{i}
-postgres_version: "17"
-port: {port}
-nodes:
-  - name: n1
-    host_ids: [{h0}, {h1}]
-  - name: n2
-    host_ids: [{h2}]
-    postgresql_conf:
-      work_mem: 32MB
-database_users:
-  - username: owner_{i}
-    password: {{env: OWNER_{i}_PASSWORD}}
-    db_owner: true
-  - username: app_{i}
-    password: {{file: /etc/pgcd/app_{i}}}
-    roles: [pg_read_all_data]
-extensions: [vector, pg_cron, {{name: postgis, version: "3.5"}}]
-postgresql_conf:
-  max_connections: 200
-  shared_buffers: 1GB
-  work_mem: 16MB
-"#,
-        port = 10000 + i,
-        h0 = host(0),
-        h1 = host(1),
-        h2 = host(2),
-    );
-    SourceFile {
-        path: format!("databases/db_{i}.yaml"),
-        text,
-    }
-}
+use support::database;
 
 /// Best and median milliseconds of 21 runs after a warm-up, and the plan's step count.
 fn time(desired: &pgcd::spec::Desired, actual: &Actual) -> (f64, f64, usize) {
