@@ -7,29 +7,17 @@
 //! Uses a real agent with embedded etcd on 127.0.60.11 and a repository served
 //! by git-daemon (so no file watcher shortcuts the webhook).
 
+// The tests' Git helper; only `git` is used here.
+#[allow(dead_code)]
+#[path = "../tests/common/gitrepo.rs"]
+mod gitrepo;
+
+use gitrepo::git;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-secret";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn database(i: usize, max_connections: usize) -> String {
     format!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::gitrepo::{copy_dir, git, sample_repo};
+use common::gitrepo::Repo;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -65,27 +65,12 @@ fn leader_killed_between_fetch_and_record_is_replaced_without_skips_or_repeats()
         (c.leader_seen_by(1).as_deref() == Some("h1")).then_some(())
     });
 
-    let work = tmp.path().join("work");
-    git(
-        tmp.path(),
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    let yaml = format!(
+        "reporters:\n  http:\n    base_url: {statuses}\n    repository: acme/config\n    token: {{env: PGCD_TEST_STATUS_TOKEN}}\n"
     );
-    git(
-        tmp.path(),
-        &["init", "-q", "-b", "main", work.to_str().unwrap()],
-    );
-    copy_dir(&sample_repo(), &work);
-    std::fs::write(
-        work.join("pgcd.yaml"),
-        format!(
-            "reporters:\n  http:\n    base_url: {statuses}\n    repository: acme/config\n    token: {{env: PGCD_TEST_STATUS_TOKEN}}\n"
-        ),
-    )
-    .unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "Sample"]);
-    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
-    let head = git(&work, &["rev-parse", "HEAD"]);
+    let repo = Repo::new(tmp.path(), ".", Some(&yaml));
+    assert_eq!(repo.bare, bare);
+    let head = repo.head();
 
     // Wake h1 now: it fetches and aborts before recording.
     let body = b"{}".to_vec();
