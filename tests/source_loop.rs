@@ -278,8 +278,22 @@ fn webhooks_are_verified_and_wake_the_leader() {
     let big = vec![b' '; 1024 * 1024 + 1];
     let (code, _) = post(&url, &[("X-Hub-Signature-256", sig(&big))], big);
     assert_eq!(code, 413);
-    // None of those woke the leader: the push is still not fetched.
-    std::thread::sleep(Duration::from_millis(1500));
+    // None of those woke the leader: no wake key was written (read straight
+    // from etcd), and the push is still not fetched.
+    let wake = Command::new("etcdctl")
+        .args(["--endpoints", &agent.etcd(), "get", "/pgcd/v1/source/wake"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("etcdctl");
+    assert!(
+        wake.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wake.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&wake.stdout).trim().is_empty(),
+        "refused webhooks woke the leader"
+    );
     assert_eq!(
         applied(&api).unwrap(),
         head1,
