@@ -10,5 +10,6 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod plan;
+pub mod reconcile;
 pub mod source;
 pub mod spec;

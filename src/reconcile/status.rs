@@ -1,0 +1,205 @@
+//! The status of each database as the reconciler last saw it, stored under
+//! `status/databases/<name>` and served by `GET /v1/databases[/{name}]`.
+//!
+//! Conditions follow kstatus: `Ready`, `Reconciling`, `Stalled`, `Degraded`
+//! and `Orphaned`, each `true` or `false` with a machine reason and a message
+//! a person reads. Plain values: no I/O here.
+
+use crate::plan::{InstanceRole, Note, Step};
+use serde::{Deserialize, Serialize};
+
+/// The etcd key prefix of database statuses (relative to the namespace).
+pub const PREFIX: &str = "status/databases/";
+
+/// The key of one database's status.
+pub fn key(database: &str) -> String {
+    format!("{PREFIX}{database}")
+}
+
+/// The kinds of condition, as kstatus names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConditionType {
+    /// Every instance runs as the spec says and the last plan was empty.
+    Ready,
+    /// Steps are being carried out.
+    Reconciling,
+    /// A step failed; later passes retry. The message names the step and error.
+    Stalled,
+    /// Running, but something is wrong that pgcd cannot fix now (a host down,
+    /// an extension the image lacks, a standby not planned).
+    Degraded,
+    /// The database's file was removed; its instances are kept running.
+    Orphaned,
+}
+
+impl ConditionType {
+    /// The name as JSON and the status page show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
+            Self::Degraded => "Degraded",
+            Self::Orphaned => "Orphaned",
+        }
+    }
+}
+
+/// One condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Which condition.
+    #[serde(rename = "type")]
+    pub kind: ConditionType,
+    /// Whether it holds.
+    pub status: bool,
+    /// A CamelCase machine reason (`StepFailed`, `Applied`, `FileRemoved`).
+    pub reason: String,
+    /// What a person reads.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// One instance as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// The node.
+    pub node: String,
+    /// The host.
+    pub host: String,
+    /// `address:port` clients connect to.
+    pub endpoint: String,
+    /// Primary or standby (unknown when not running).
+    pub role: InstanceRole,
+    /// `running`, `stopped` or `missing`.
+    pub state: String,
+    /// `server_version` when running.
+    pub version: Option<String>,
+}
+
+/// The plan of the last pass over a database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The revision (commit sha) planned from.
+    pub revision: Option<String>,
+    /// When it was planned (RFC 3339).
+    pub planned_at: String,
+    /// The plan as `pgcd plan` prints it.
+    pub text: String,
+    /// Its steps.
+    pub steps: Vec<Step>,
+    /// Its notes.
+    pub notes: Vec<Note>,
+}
+
+/// The status of one database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    /// The database name.
+    pub name: String,
+    /// The revision whose spec this status describes.
+    pub observed_revision: Option<String>,
+    /// The conditions, in [`ConditionType`] order.
+    pub conditions: Vec<Condition>,
+    /// Its instances.
+    pub instances: Vec<InstanceStatus>,
+    /// The plan of the last pass that had steps or notes.
+    pub last_plan: Option<PlanRecord>,
+    /// Drift corrections carried out for this database since it was created.
+    pub drift_corrections: u64,
+    /// The last drift corrected, in words (`role app was missing`).
+    #[serde(default)]
+    pub last_drift: Vec<String>,
+    /// Ids of the tasks of the last pass that ran steps.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// When this record was written (RFC 3339).
+    pub updated_at: String,
+}
+
+impl DatabaseStatus {
+    /// The condition of this kind, when set.
+    pub fn condition(&self, kind: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// Whether the condition of this kind holds.
+    pub fn is(&self, kind: ConditionType) -> bool {
+        self.condition(kind).is_some_and(|c| c.status)
+    }
+
+    /// Sets a condition, keeping its transition time when `status` did not change.
+    pub fn set(
+        &mut self,
+        kind: ConditionType,
+        status: bool,
+        reason: &str,
+        message: String,
+        now: &str,
+    ) {
+        let transition = match self.condition(kind) {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.to_string(),
+        };
+        self.conditions.retain(|c| c.kind != kind);
+        self.conditions.push(Condition {
+            kind,
+            status,
+            reason: reason.to_string(),
+            message,
+            last_transition_time: transition,
+        });
+        self.conditions.sort_by_key(|c| c.kind);
+    }
+
+    /// A new status with no conditions yet.
+    pub fn new(name: &str, now: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            observed_revision: None,
+            conditions: Vec::new(),
+            instances: Vec::new(),
+            last_plan: None,
+            drift_corrections: 0,
+            last_drift: Vec::new(),
+            tasks: Vec::new(),
+            updated_at: now.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_unchanged() {
+        let mut s = DatabaseStatus::new("orders", "t0");
+        s.set(ConditionType::Ready, false, "Pending", "new".into(), "t1");
+        s.set(ConditionType::Ready, false, "Pending", "still".into(), "t2");
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
+            "t1"
+        );
+        s.set(ConditionType::Ready, true, "Applied", "done".into(), "t3");
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
+            "t3"
+        );
+        assert!(s.is(ConditionType::Ready));
+        s.set(
+            ConditionType::Orphaned,
+            false,
+            "InSpec",
+            String::new(),
+            "t3",
+        );
+        let kinds: Vec<_> = s.conditions.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, vec![ConditionType::Ready, ConditionType::Orphaned]);
+    }
+}
