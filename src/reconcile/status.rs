@@ -203,3 +203,30 @@ mod tests {
         assert_eq!(kinds, vec![ConditionType::Ready, ConditionType::Orphaned]);
     }
 }
+
+/// The etcd key of the reconciler's counters (relative to the namespace).
+pub const STATS_KEY: &str = "status/reconciler";
+
+/// The reconciler's counters, kept in etcd by the leader so that they
+/// survive a change of leader and every agent's `/metrics` can show them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcilerStats {
+    /// The host of the leader that wrote this.
+    pub leader: String,
+    /// Passes run.
+    pub passes: u64,
+    /// The last pass's duration, seconds (observe + plan + apply).
+    pub last_pass_seconds: f64,
+    /// Sum of every pass's duration, seconds (with `passes`, a mean).
+    pub pass_seconds_sum: f64,
+    /// Steps in the last pass's plan.
+    pub last_plan_steps: u64,
+    /// Steps carried out that corrected drift.
+    pub drift_corrections_total: u64,
+    /// Steps that failed.
+    pub apply_failures_total: u64,
+    /// Steps carried out in all.
+    pub steps_total: u64,
+    /// When it was written (RFC 3339).
+    pub updated_at: String,
+}
