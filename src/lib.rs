@@ -11,5 +11,6 @@ pub mod cli;
 pub mod cluster;
 pub mod plan;
 pub mod reconcile;
+pub mod runtime;
 pub mod source;
 pub mod spec;

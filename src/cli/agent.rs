@@ -2,8 +2,12 @@
 
 use crate::cluster::agent::{self, AgentConfig, EtcdMode};
 use crate::cluster::election::LeaderService;
-use crate::cluster::services::{FactsDispatcher, Heartbeat, RaftLeaderAway};
+use crate::cluster::services::{FactsDispatcher, Heartbeat, HostService, RaftLeaderAway};
 use crate::cluster::{executors, HostId};
+use crate::reconcile::Reconciler;
+use crate::runtime::docker::Runtime;
+use crate::runtime::exec::{self, StepExecutor};
+use crate::runtime::observe::{ObserveLoop, Observer};
 use crate::source::follow::Follower;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -20,6 +24,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Where PostgreSQL instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Docker on this host.
+    Docker,
+    /// None: this host runs no instances.
+    None,
 }
 
 /// Arguments of `pgcd agent`.
@@ -68,6 +81,16 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// How often the agent observes its PostgreSQL instances, e.g. 5s or 500ms.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    observe_interval: Duration,
+    /// How often the leader plans even when nothing changed (finds drift), e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    resync_interval: Duration,
+    /// Where PostgreSQL instances run: `docker`, or `none` for a host that
+    /// runs none (a cluster member only).
+    #[arg(long, env = "PGCD_RUNTIME", value_enum, default_value = "docker")]
+    runtime: RuntimeKind,
     /// The etcd server binary.
     #[arg(long, env = "PGCD_ETCD_BINARY", default_value = "etcd")]
     etcd_binary: PathBuf,
@@ -79,6 +102,24 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         Ok(n) if n >= 1 => Ok(Duration::from_secs(n)),
         _ => Err(format!("invalid TTL {s:?}: use whole seconds such as 2s")),
     }
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid interval {s:?}: use e.g. 500ms or 5s");
+    let d = if let Some(ms) = s.strip_suffix("ms") {
+        Duration::from_millis(ms.parse().map_err(|_| bad())?)
+    } else {
+        Duration::from_secs(
+            s.strip_suffix('s')
+                .unwrap_or(s)
+                .parse()
+                .map_err(|_| bad())?,
+        )
+    };
+    if d.is_zero() {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
@@ -174,7 +215,32 @@ pub fn run(args: Args) -> Result<i32> {
             config.data_dir.clone(),
             format!("http://{}:{}", config.advertise, config.api_port),
         )));
-        agent::run(config, executors::builtin(), services, shutdown).await
+        services.push(Arc::new(Reconciler::new(args.resync_interval)));
+        let mut executors = executors::builtin();
+        let mut host_services: Vec<Arc<dyn HostService>> = Vec::new();
+        let rt = match args.runtime {
+            RuntimeKind::None => None,
+            RuntimeKind::Docker => {
+                match Runtime::connect(config.host_id.as_str(), config.advertise, &config.data_dir)
+                    .await
+                {
+                    Ok(rt) => Some(rt),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Docker is not reachable: this host runs no PostgreSQL instances");
+                        None
+                    }
+                }
+            }
+        };
+        match rt {
+            Some(rt) => {
+                let observer = Observer::new(rt);
+                executors.insert(exec::KIND, Box::new(StepExecutor::new(observer.clone())));
+                host_services.push(Arc::new(ObserveLoop::new(observer, args.observe_interval)));
+            }
+            None => tracing::info!("no container runtime: this host runs no PostgreSQL instances"),
+        }
+        agent::run(config, executors, services, host_services, shutdown).await
     })?;
     Ok(0)
 }
@@ -186,6 +252,9 @@ mod tests {
     #[test]
     fn ttl_and_labels_parse() {
         assert_eq!(parse_ttl("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_interval("0s").is_err());
         assert!(parse_ttl("0s").is_err());
         assert_eq!(parse_labels(&["zone=a".into()]).unwrap()["zone"], "a");
         assert!(parse_labels(&["zone".into()]).is_err());

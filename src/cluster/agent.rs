@@ -9,6 +9,7 @@ use super::identity::{random_hex, HostIdentity, IdentityError};
 use super::metrics::Metrics;
 use super::registry::{check_host_id_free, HostRecord, Registry};
 use super::runner::TaskRunner;
+use super::services::HostService;
 use super::store::{to_json, Store};
 use super::tasks::Executors;
 use super::{keys, now_rfc3339, ClusterError, HostId};
@@ -100,6 +101,7 @@ pub async fn run(
     cfg: AgentConfig,
     executors: Executors,
     services: Vec<Arc<dyn LeaderService>>,
+    host_services: Vec<Arc<dyn HostService>>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
@@ -203,6 +205,13 @@ pub async fn run(
         tokio::spawn(async move { registry.keep_alive(cancel).await })
     };
     let tasks = tokio::spawn(runner.run(work.clone()));
+    let host_jobs: Vec<_> = host_services
+        .iter()
+        .map(|s| {
+            tracing::info!(service = s.name(), "host service started");
+            tokio::spawn(s.run(store.clone(), work.clone()))
+        })
+        .collect();
     let (leader_tx, _leader_rx) = tokio::sync::watch::channel(None);
     let observer = tokio::spawn(observe_leader(store.clone(), leader_tx, work.clone()));
     let election = tokio::spawn(run_election(
@@ -217,7 +226,11 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down: stepping down, revoking the host lease, stopping etcd");
     work.cancel();
-    let all = futures::future::join_all([election, observer, tasks, keepalive, api]);
+    let all = futures::future::join_all(
+        [election, observer, tasks, keepalive, api]
+            .into_iter()
+            .chain(host_jobs),
+    );
     let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), registry.revoke()).await;
     if let Some(mut p) = etcd_process.take() {

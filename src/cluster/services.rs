@@ -14,6 +14,19 @@ use futures::FutureExt;
 use std::collections::HashSet;
 use std::time::Duration;
 
+/// A service every agent runs (not only the leader), from registration
+/// until shutdown: observing the host's instances, for one.
+pub trait HostService: Send + Sync {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// Runs until `cancel`.
+    fn run(
+        &self,
+        store: super::store::Store,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()>;
+}
+
 /// Writes `status/leader` every second through the guard.
 pub struct Heartbeat;
 

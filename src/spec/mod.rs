@@ -106,3 +106,66 @@ pub fn read_dir(root: &Path) -> std::io::Result<Vec<SourceFile>> {
     }
     Ok(files)
 }
+
+impl Desired {
+    /// Reads back a desired state stored as JSON (as `Serialize` wrote it)
+    /// by decoding it again: JSON is YAML, so every rule and default runs
+    /// exactly as for the repository's files.
+    pub fn from_json(value: &serde_json::Value) -> Result<Desired, String> {
+        let mut files = Vec::new();
+        let text = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        if let Some(config) = value.get("config") {
+            files.push(SourceFile {
+                path: "pgcd.yaml".into(),
+                text: text(config),
+            });
+        }
+        let list = |key: &str| {
+            value
+                .get(key)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        for db in list("databases") {
+            let name = db
+                .get("database_name")
+                .and_then(|n| n.as_str())
+                .ok_or("a stored database has no database_name")?;
+            files.push(SourceFile {
+                path: format!("databases/{name}.yaml"),
+                text: text(&db),
+            });
+        }
+        for op in list("operations") {
+            let id = op
+                .get("id")
+                .and_then(|n| n.as_str())
+                .ok_or("a stored operation has no id")?;
+            files.push(SourceFile {
+                path: format!("operations/{id}.yaml"),
+                text: text(&op),
+            });
+        }
+        load(&files).map_err(|diags| {
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+
+    #[test]
+    fn a_stored_desired_state_reads_back_equal() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo");
+        let desired = load(&read_dir(&root).unwrap()).unwrap();
+        let json = serde_json::to_value(&desired).unwrap();
+        assert_eq!(Desired::from_json(&json).unwrap(), desired);
+    }
+}

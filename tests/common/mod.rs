@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod gitrepo;
+pub mod pg;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,8 @@ impl Agent {
             .arg(&self.data_dir)
             .args(&self.mode)
             .env("RUST_LOG", "info")
+            // Only tests that ask for it (`--runtime docker`) run PostgreSQL.
+            .env("PGCD_RUNTIME", "none")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log)
@@ -199,6 +202,12 @@ impl std::ops::Deref for AgentGuard {
     type Target = Agent;
     fn deref(&self) -> &Agent {
         &self.0
+    }
+}
+
+impl std::ops::DerefMut for AgentGuard {
+    fn deref_mut(&mut self) -> &mut Agent {
+        &mut self.0
     }
 }
 

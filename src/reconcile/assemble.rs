@@ -1,0 +1,49 @@
+//! Assembling `Actual` from etcd: the registered hosts and their health,
+//! each host's last observation, and the specs last carried out in full.
+
+use crate::cluster::registry::list_hosts;
+use crate::cluster::store::Store;
+use crate::cluster::ClusterError;
+use crate::plan::actual::HostActual;
+use crate::plan::{Actual, DatabaseActual};
+use crate::runtime::observe::{self, HostObservation};
+
+/// The key prefix of the spec digests last carried out in full.
+pub const APPLIED_PREFIX: &str = "reconcile/applied/";
+
+/// The key of one database's applied digest.
+pub fn applied_key(database: &str) -> String {
+    format!("{APPLIED_PREFIX}{database}")
+}
+
+/// Reads hosts, observations and applied digests into an `Actual`.
+pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
+    let hosts = list_hosts(store).await?;
+    let (entries, _) = store.get_prefix(observe::PREFIX).await?;
+    let observations: Vec<HostObservation> = entries.iter().filter_map(|e| e.json().ok()).collect();
+    let mut out = Actual::default();
+    for h in &hosts {
+        let obs = observations.iter().find(|o| o.host == h.id.as_str());
+        out.hosts.push(HostActual {
+            id: h.id.to_string(),
+            healthy: h.healthy,
+            docker: obs.is_some_and(|o| o.docker),
+        });
+        if let Some(o) = obs {
+            out.instances.extend(o.instances.iter().cloned());
+        }
+    }
+    let (applied, _) = store.get_prefix(APPLIED_PREFIX).await?;
+    for e in applied {
+        if let (Some(name), Ok(digest)) = (
+            e.key.strip_prefix(APPLIED_PREFIX),
+            String::from_utf8(e.value.clone()),
+        ) {
+            out.databases.push(DatabaseActual {
+                name: name.to_string(),
+                applied_spec: digest,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,505 @@
+//! The container runtime (bollard): one container per instance, named
+//! `pgcd-<database>-<node>-<host>` and labelled so pgcd finds its own and
+//! ignores every other container. Host networking; PostgreSQL listens on the
+//! host's advertise address and the database's port; the data directory is
+//! a host directory under the agent's data dir that outlives the container.
+//! Health is `pg_isready`, run by Docker's health check.
+
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy};
+use bollard::models::{HealthStatusEnum, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The label every pgcd container carries (`true`).
+pub const LABEL_MANAGED: &str = "io.pgcd.managed";
+/// The database label.
+pub const LABEL_DATABASE: &str = "io.pgcd.database";
+/// The node label.
+pub const LABEL_NODE: &str = "io.pgcd.node";
+/// The host label.
+pub const LABEL_HOST: &str = "io.pgcd.host";
+/// The port label.
+pub const LABEL_PORT: &str = "io.pgcd.port";
+
+/// Where the instance directory is mounted in the container.
+const MOUNT: &str = "/var/lib/pgcd";
+
+/// Why a runtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Docker refused or is unreachable.
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    /// The image is not on this host.
+    #[error("image {image} is not on host {host}; build it with scripts/build-images.sh")]
+    NoImage {
+        /// The image tag.
+        image: String,
+        /// The host.
+        host: String,
+    },
+    /// A file of the instance directory.
+    #[error("{path}: {error}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The server did not become ready in time.
+    #[error("{0}")]
+    NotReady(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |error| RuntimeError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+/// Which instance: database, node and host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId {
+    /// The database.
+    pub database: String,
+    /// The node.
+    pub node: String,
+    /// The host.
+    pub host: String,
+}
+
+impl InstanceId {
+    /// Makes an id.
+    pub fn new(database: &str, node: &str, host: &str) -> Self {
+        Self {
+            database: database.into(),
+            node: node.into(),
+            host: host.into(),
+        }
+    }
+
+    /// The container name, `pgcd-<database>-<node>-<host>`.
+    pub fn container(&self) -> String {
+        format!("pgcd-{}-{}-{}", self.database, self.node, self.host)
+    }
+}
+
+/// A container pgcd owns, as Docker reports it.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    /// Its instance.
+    pub id: InstanceId,
+    /// The port from its label.
+    pub port: u16,
+    /// The container runs.
+    pub running: bool,
+    /// Docker's health check (`pg_isready`) passed last.
+    pub healthy: bool,
+}
+
+/// What a new container needs.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// The image tag.
+    pub image: String,
+    /// The port.
+    pub port: u16,
+    /// `postgresql.auto.conf` lines written after initdb (already quoted).
+    pub conf_lines: Vec<String>,
+    /// CPU limit (`2`, `1.5`, `500m`).
+    pub cpus: Option<String>,
+    /// Memory limit (`4GiB`).
+    pub memory: Option<String>,
+}
+
+/// The container runtime of one host.
+#[derive(Clone)]
+pub struct Runtime {
+    docker: Docker,
+    host: String,
+    advertise: IpAddr,
+    root: PathBuf,
+}
+
+/// Runs as root in the container: makes the data directory on first start
+/// (initdb with the superuser password, pgcd's pg_hba.conf, the initial
+/// settings), then becomes `postgres` and execs the server, which thus gets
+/// Docker's stop signal itself.
+const START_SCRIPT: &str = r##"set -eu
+D=/var/lib/pgcd/data
+mkdir -p "$D"
+chown postgres:postgres /var/lib/pgcd "$D"
+chmod 700 "$D"
+if [ ! -s "$D/PG_VERSION" ]; then
+  install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
+  setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
+  rm -f /tmp/pw
+  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password" \
+    "local all all trust" \
+    "host all all 0.0.0.0/0 scram-sha-256" \
+    "host all all ::/0 scram-sha-256" \
+    "host replication all 0.0.0.0/0 scram-sha-256" > "$D/pg_hba.conf"
+  printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
+  chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/tmp
+"##;
+
+fn nano_cpus(cpus: &str) -> Option<i64> {
+    let cores = match cpus.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
+        None => cpus.parse::<f64>().ok()?,
+    };
+    Some((cores * 1e9) as i64)
+}
+
+impl Runtime {
+    /// Connects to the local Docker daemon (negotiating the API version).
+    pub async fn connect(
+        host: &str,
+        advertise: IpAddr,
+        data_dir: &Path,
+    ) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults()?
+            .negotiate_version()
+            .await?;
+        Ok(Self {
+            docker,
+            host: host.to_string(),
+            advertise,
+            root: data_dir.join("instances"),
+        })
+    }
+
+    /// The host this runtime serves.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The address PostgreSQL listens on.
+    pub fn advertise(&self) -> IpAddr {
+        self.advertise
+    }
+
+    /// The host directory of an instance (its data is `data/` below it).
+    pub fn instance_dir(&self, id: &InstanceId) -> PathBuf {
+        self.root.join(format!("{}-{}", id.database, id.node))
+    }
+
+    /// Whether the instance's data directory holds a cluster.
+    pub fn has_data(&self, id: &InstanceId) -> bool {
+        self.instance_dir(id).join("data/PG_VERSION").exists()
+    }
+
+    /// The instance's superuser password (made at creation).
+    pub fn superuser_password(&self, id: &InstanceId) -> Result<String, RuntimeError> {
+        let path = self.instance_dir(id).join("superuser.pw");
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(io(&path))
+    }
+
+    /// Docker answers.
+    pub async fn ping(&self) -> bool {
+        self.docker.ping().await.is_ok()
+    }
+
+    /// The containers of this host that pgcd owns.
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_HOST}={}", self.host),
+            ],
+        )]);
+        let summaries = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await?;
+        let mut out = Vec::new();
+        for s in summaries {
+            let labels = s.labels.unwrap_or_default();
+            let (Some(db), Some(node)) = (labels.get(LABEL_DATABASE), labels.get(LABEL_NODE))
+            else {
+                continue;
+            };
+            let id = InstanceId::new(db, node, &self.host);
+            if let Some(info) = self.inspect(&id).await? {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The container of an instance, when it exists.
+    pub async fn inspect(&self, id: &InstanceId) -> Result<Option<ContainerInfo>, RuntimeError> {
+        let c = match self
+            .docker
+            .inspect_container(&id.container(), None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let labels = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+            return Ok(None); // not ours, whatever its name
+        }
+        let state = c.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let healthy = state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY);
+        Ok(Some(ContainerInfo {
+            id: id.clone(),
+            port: labels
+                .get(LABEL_PORT)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5432),
+            running,
+            healthy: running && healthy,
+        }))
+    }
+
+    /// Creates the container (not started). The instance directory and the
+    /// superuser password are made when missing; an existing data directory
+    /// is used as it is. Creating an existing container is a no-op.
+    pub async fn create(&self, id: &InstanceId, spec: &CreateSpec) -> Result<bool, RuntimeError> {
+        if self.inspect(id).await?.is_some() {
+            return Ok(false);
+        }
+        if self.docker.inspect_image(&spec.image).await.is_err() {
+            return Err(RuntimeError::NoImage {
+                image: spec.image.clone(),
+                host: self.host.clone(),
+            });
+        }
+        let dir = self.instance_dir(id);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let pw = dir.join("superuser.pw");
+        if !pw.exists() {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let secret = crate::cluster::identity::random_hex(16);
+            let mut f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&pw)
+                .map_err(io(&pw))?;
+            f.write_all(secret.as_bytes()).map_err(io(&pw))?;
+        }
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_DATABASE.to_string(), id.database.clone()),
+            (LABEL_NODE.to_string(), id.node.clone()),
+            (LABEL_HOST.to_string(), id.host.clone()),
+            (LABEL_PORT.to_string(), spec.port.to_string()),
+        ]);
+        let second = 1_000_000_000;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["bash".into(), "-c".into(), START_SCRIPT.into()]),
+            env: Some(vec![
+                format!("PGCD_LISTEN={}", self.advertise),
+                format!("PGCD_PORT={}", spec.port),
+                format!("PGCD_CONF={}", spec.conf_lines.join("\n")),
+            ]),
+            labels: Some(labels),
+            stop_signal: Some("SIGINT".into()), // fast shutdown
+            stop_timeout: Some(60),
+            healthcheck: Some(HealthConfig {
+                test: Some(vec![
+                    "CMD".into(),
+                    "pg_isready".into(),
+                    "-q".into(),
+                    "-h".into(),
+                    self.advertise.to_string(),
+                    "-p".into(),
+                    spec.port.to_string(),
+                ]),
+                interval: Some(second),
+                timeout: Some(5 * second),
+                retries: Some(3),
+                start_period: Some(0),
+                start_interval: None,
+            }),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                binds: Some(vec![format!("{}:{MOUNT}", dir.display())]),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                shm_size: Some(256 << 20),
+                nano_cpus: spec.cpus.as_deref().and_then(nano_cpus),
+                memory: spec
+                    .memory
+                    .as_deref()
+                    .and_then(crate::spec::values::memory_bytes)
+                    .and_then(|b| i64::try_from(b).ok()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(id.container()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// Starts the container (a no-op when it runs).
+    pub async fn start(&self, id: &InstanceId) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .start_container(&id.container(), None::<StartContainerOptions>)
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops the container with a fast shutdown (a no-op when stopped).
+    pub async fn stop(&self, id: &InstanceId) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .stop_container(
+                &id.container(),
+                Some(StopContainerOptions {
+                    t: Some(60),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Restarts the container.
+    pub async fn restart(&self, id: &InstanceId) -> Result<(), RuntimeError> {
+        self.docker
+            .restart_container(
+                &id.container(),
+                Some(RestartContainerOptions {
+                    t: Some(60),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the container; the data directory too unless `keep_data`.
+    pub async fn remove(&self, id: &InstanceId, keep_data: bool) -> Result<(), RuntimeError> {
+        if self.inspect(id).await?.is_some() {
+            self.stop(id).await?;
+            self.docker
+                .remove_container(
+                    &id.container(),
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await?;
+        }
+        if !keep_data {
+            let dir = self.instance_dir(id);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until Docker's health check passes, or `timeout` passes.
+    pub async fn wait_healthy(
+        &self,
+        id: &InstanceId,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let until = started + timeout;
+        loop {
+            match self.inspect(id).await? {
+                Some(c) if c.healthy => return Ok(()),
+                Some(c) if !c.running && started.elapsed() > Duration::from_secs(3) => {
+                    let log = std::fs::read_to_string(self.instance_dir(id).join("initdb.log"))
+                        .unwrap_or_default();
+                    return Err(RuntimeError::NotReady(format!(
+                        "container {} exited{}",
+                        id.container(),
+                        if log.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; initdb said: {}", log.trim())
+                        }
+                    )));
+                }
+                _ => {}
+            }
+            if Instant::now() >= until {
+                return Err(RuntimeError::NotReady(format!(
+                    "{} did not answer pg_isready within {}s",
+                    id.container(),
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quantities_become_nano_cpus() {
+        assert_eq!(nano_cpus("2"), Some(2_000_000_000));
+        assert_eq!(nano_cpus("500m"), Some(500_000_000));
+        assert_eq!(nano_cpus("x"), None);
+    }
+
+    #[test]
+    fn container_names_follow_the_convention() {
+        assert_eq!(
+            InstanceId::new("orders", "n1", "h1").container(),
+            "pgcd-orders-n1-h1"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The `pg.step` task: carries out one plan step on this host — a container
+//! operation through the runtime or SQL through one superuser connection —
+//! logging what ran (passwords masked) and how long it took, then reports a
+//! fresh observation so the leader's next plan sees the result. Every step
+//! is idempotent: running it again after a success changes nothing.
+
+use super::docker::{CreateSpec, InstanceId};
+use super::observe::{self, Observer};
+use super::sql::{self, Statement};
+use crate::cluster::tasks::{Executor, TaskContext};
+use crate::plan::{Action, Step};
+use crate::source::report::resolve_secret;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The task kind.
+pub const KIND: &str = "pg.step";
+
+/// How long a started server may take to answer `pg_isready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The arguments of a `pg.step` task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepArgs {
+    /// The step.
+    pub step: Step,
+    /// The image of the instance's PostgreSQL version.
+    pub image: String,
+}
+
+/// The executor; it owns the host's observer.
+pub struct StepExecutor {
+    observer: Observer,
+}
+
+impl StepExecutor {
+    /// Makes the executor.
+    pub fn new(observer: Observer) -> Self {
+        Self { observer }
+    }
+}
+
+impl Executor for StepExecutor {
+    fn run(&self, ctx: TaskContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+        let observer = self.observer.clone();
+        async move {
+            let args: StepArgs =
+                serde_json::from_value(args).map_err(|e| format!("invalid step arguments: {e}"))?;
+            let step = &args.step;
+            ctx.log(format!("step {}: {}", step.id, step.reason));
+            let started = Instant::now();
+            let outcome = carry_out(&observer, &ctx, &args).await;
+            let took = started.elapsed();
+            ctx.log(format!("step took {:.2}s", took.as_secs_f64()));
+            if let Err(e) = observer.report(&ctx.store).await {
+                ctx.log(format!("observation after the step not stored: {e}"));
+            }
+            outcome.map(|()| json!({ "step": step.id, "seconds": took.as_secs_f64() }))
+        }
+        .boxed()
+    }
+}
+
+async fn run_sql(
+    client: &tokio_postgres::Client,
+    ctx: &TaskContext,
+    stmts: &[Statement],
+) -> Result<(), String> {
+    for s in stmts {
+        let t = Instant::now();
+        client
+            .batch_execute(&s.sql)
+            .await
+            .map_err(|e| format!("{}: {}", s.shown, db_error(&e)))?;
+        ctx.log(format!("sql: {} ({} ms)", s.shown, t.elapsed().as_millis()));
+    }
+    Ok(())
+}
+
+/// The server's message when there is one (tokio-postgres's Display hides it).
+fn db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.severity(), d.message()),
+        None => e.to_string(),
+    }
+}
+
+fn sql_err(e: sql::SqlError) -> String {
+    e.to_string()
+}
+
+async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> Result<(), String> {
+    let rt = observer.runtime();
+    let step = &args.step;
+    let id = InstanceId::new(&step.database, &step.node, &step.host);
+    if step.host != rt.host() {
+        return Err(format!("step for host {} sent to {}", step.host, rt.host()));
+    }
+    let id = &id;
+    let superuser = |dbname: String| async move {
+        let port = rt
+            .inspect(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|c| c.port)
+            .ok_or_else(|| format!("container {} does not exist", id.container()))?;
+        observe::connect(rt, id, port, &dbname).await
+    };
+    match &step.action {
+        Action::CreateInstance {
+            version,
+            port,
+            settings,
+            cpus,
+            memory,
+            reuse_data,
+        } => {
+            let conf_lines = settings
+                .iter()
+                .map(|(k, v)| sql::conf_line(k, v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_err)?;
+            let spec = CreateSpec {
+                image: args.image.clone(),
+                port: *port,
+                conf_lines,
+                cpus: cpus.clone(),
+                memory: memory.clone(),
+            };
+            let created = rt.create(id, &spec).await.map_err(|e| e.to_string())?;
+            ctx.log(format!(
+                "container {} {} (image {}, PostgreSQL {version}, port {port}{})",
+                id.container(),
+                if created { "created" } else { "already exists" },
+                args.image,
+                if *reuse_data {
+                    ", existing data directory"
+                } else {
+                    ""
+                }
+            ));
+            Ok(())
+        }
+        Action::StartInstance => {
+            rt.start(id).await.map_err(|e| e.to_string())?;
+            ctx.log(format!("container {} started", id.container()));
+            rt.wait_healthy(id, READY_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.log("pg_isready: accepting connections");
+            Ok(())
+        }
+        Action::StopInstance => {
+            rt.stop(id).await.map_err(|e| e.to_string())?;
+            ctx.log(format!(
+                "container {} stopped (fast shutdown)",
+                id.container()
+            ));
+            Ok(())
+        }
+        Action::RestartInstance { settings } => {
+            rt.restart(id).await.map_err(|e| e.to_string())?;
+            ctx.log(format!(
+                "container {} restarted{}",
+                id.container(),
+                if settings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {}", settings.join(", "))
+                }
+            ));
+            rt.wait_healthy(id, READY_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.log("pg_isready: accepting connections");
+            Ok(())
+        }
+        Action::RemoveInstance { keep_data } => {
+            rt.remove(id, *keep_data).await.map_err(|e| e.to_string())?;
+            ctx.log(format!(
+                "container {} removed; data directory {}",
+                id.container(),
+                if *keep_data { "kept" } else { "deleted" }
+            ));
+            Ok(())
+        }
+        Action::CreateDatabase { owner } => {
+            let c = superuser("postgres".into()).await?;
+            let exists = c
+                .query_opt(
+                    "SELECT 1 FROM pg_database WHERE datname = $1",
+                    &[&step.database],
+                )
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            if exists {
+                ctx.log(format!("database {} exists", step.database));
+                let s = sql::alter_database_owner(&step.database, owner).map_err(sql_err)?;
+                return run_sql(&c, ctx, &[s]).await;
+            }
+            let s = sql::create_database(&step.database, owner).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::AlterDatabaseOwner { to, .. } => {
+            let c = superuser("postgres".into()).await?;
+            let s = sql::alter_database_owner(&step.database, to).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::CreateRole {
+            name,
+            attributes,
+            password_ref,
+        } => {
+            let password = match password_ref {
+                Some(r) => {
+                    Some(resolve_secret(r).map_err(|e| format!("password of role {name}: {e}"))?)
+                }
+                None => None,
+            };
+            let c = superuser("postgres".into()).await?;
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            let mut stmts = Vec::new();
+            if exists {
+                ctx.log(format!("role {name} exists; setting its attributes"));
+                stmts.push(sql::alter_role(name, attributes).map_err(sql_err)?);
+                if let Some(p) = &password {
+                    stmts.push(sql::set_password(name, p).map_err(sql_err)?);
+                }
+            } else {
+                stmts.push(
+                    sql::create_role(name, attributes, password.as_deref()).map_err(sql_err)?,
+                );
+            }
+            run_sql(&c, ctx, &stmts).await
+        }
+        Action::AlterRole { name, to, .. } => {
+            let c = superuser("postgres".into()).await?;
+            let s = sql::alter_role(name, to).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::GrantRole { role, member } => {
+            let c = superuser("postgres".into()).await?;
+            let s = sql::grant(role, member).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::CreateExtension { name, version } => {
+            let c = superuser(step.database.clone()).await?;
+            let s = sql::create_extension(name, version.as_deref()).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::UpdateExtension { name, to, .. } => {
+            let c = superuser(step.database.clone()).await?;
+            let s = sql::update_extension(name, to).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::SetSettings {
+            changes,
+            needs_restart,
+        } => {
+            let c = superuser("postgres".into()).await?;
+            let mut stmts = changes
+                .iter()
+                .map(|ch| sql::alter_system(&ch.name, &ch.new))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_err)?;
+            stmts.push(sql::reload());
+            run_sql(&c, ctx, &stmts).await?;
+            if *needs_restart {
+                ctx.log("some settings wait for the restart step");
+            }
+            Ok(())
+        }
+    }
+}

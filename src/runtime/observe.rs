@@ -1,0 +1,295 @@
+//! Observing: each agent reads its instances' real state (container, server,
+//! settings, roles, the database, extensions) and reports it to etcd under
+//! `observed/<host>`, on an interval and after every step it runs. The
+//! leader assembles `Actual` from these records.
+
+use super::docker::{ContainerInfo, InstanceId, Runtime, RuntimeError};
+use crate::cluster::now_rfc3339;
+use crate::cluster::store::Store;
+use crate::plan::actual::{ExtActual, InstanceActual, InstanceRole, RoleActual, ROLE_FLAGS};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+/// The etcd key prefix of host observations.
+pub const PREFIX: &str = "observed/";
+
+/// The key of one host's observation.
+pub fn key(host: &str) -> String {
+    format!("{PREFIX}{host}")
+}
+
+/// What one host reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostObservation {
+    /// The host.
+    pub host: String,
+    /// Docker answered.
+    pub docker: bool,
+    /// Its instances.
+    pub instances: Vec<InstanceActual>,
+    /// When it was observed (RFC 3339).
+    pub at: String,
+}
+
+/// Connects to an instance as its superuser.
+pub async fn connect(
+    rt: &Runtime,
+    id: &InstanceId,
+    port: u16,
+    dbname: &str,
+) -> Result<Client, String> {
+    let password = rt.superuser_password(id).map_err(|e| e.to_string())?;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(rt.advertise().to_string())
+        .port(port)
+        .user(crate::plan::SUPERUSER)
+        .password(password)
+        .dbname(dbname)
+        .application_name("pgcd")
+        .connect_timeout(Duration::from_secs(5));
+    let (client, conn) = cfg
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", id.container()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Reads one instance; a server that does not answer is reported as not
+/// running (with no catalog).
+pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
+    let mut out = InstanceActual {
+        database: c.id.database.clone(),
+        node: c.id.node.clone(),
+        host: c.id.host.clone(),
+        container_exists: true,
+        running: false,
+        version: None,
+        port: c.port,
+        role: InstanceRole::Unknown,
+        settings: Default::default(),
+        pending_restart: Vec::new(),
+        database_exists: false,
+        owner: None,
+        roles: Vec::new(),
+        extensions: Vec::new(),
+        available_extensions: Vec::new(),
+        data_dir_exists: rt.has_data(&c.id),
+    };
+    if !c.running {
+        return out;
+    }
+    match catalog(rt, c, &mut out).await {
+        Ok(()) => out.running = true,
+        Err(e) => {
+            tracing::debug!(instance = %c.id.container(), error = %e, "instance not answering")
+        }
+    }
+    out
+}
+
+async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> Result<(), String> {
+    let err = |e: tokio_postgres::Error| e.to_string();
+    let pg = connect(rt, &c.id, c.port, "postgres").await?;
+    let row = pg
+        .query_one(
+            "SELECT current_setting('server_version'), pg_is_in_recovery()",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    out.version = Some(
+        row.get::<_, String>(0)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    );
+    out.role = if row.get::<_, bool>(1) {
+        InstanceRole::Standby
+    } else {
+        InstanceRole::Primary
+    };
+    // Settings set anywhere but PostgreSQL's defaults and pgcd's own command line.
+    for r in pg
+        .query(
+            "SELECT name, current_setting(name), pending_restart FROM pg_settings \
+             WHERE source NOT IN ('default', 'override', 'command line', 'environment variable', 'client') \
+             OR pending_restart",
+            &[],
+        )
+        .await
+        .map_err(err)?
+    {
+        let name: String = r.get(0);
+        if r.get::<_, bool>(2) {
+            out.pending_restart.push(name.clone());
+        }
+        out.settings.insert(name, r.get(1));
+    }
+    let roles = pg
+        .query(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolinherit, rolcanlogin, \
+             rolreplication, rolbypassrls, \
+             ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+                   WHERE m.member = r.oid ORDER BY 1) \
+             FROM pg_roles r WHERE rolname !~ '^pg_' ORDER BY rolname",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    for r in roles {
+        let attributes = ROLE_FLAGS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| r.get::<_, bool>(i + 1))
+            .map(|(_, f)| f.to_string())
+            .collect();
+        out.roles.push(RoleActual {
+            name: r.get(0),
+            attributes,
+            member_of: r.get(8),
+        });
+    }
+    out.available_extensions = pg
+        .query(
+            "SELECT name FROM pg_available_extensions ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let owner = pg
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&c.id.database],
+        )
+        .await
+        .map_err(err)?;
+    if let Some(owner) = owner {
+        out.database_exists = true;
+        out.owner = Some(owner.get(0));
+        let db = connect(rt, &c.id, c.port, &c.id.database).await?;
+        out.extensions = db
+            .query(
+                "SELECT extname::text, extversion FROM pg_extension ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| ExtActual {
+                name: r.get(0),
+                version: r.get(1),
+            })
+            .collect();
+    }
+    Ok(())
+}
+
+/// Observes a host and writes the record; one at a time, so a later write
+/// always carries a later observation.
+#[derive(Clone)]
+pub struct Observer {
+    rt: Runtime,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Observer {
+    /// Makes the observer of this host.
+    pub fn new(rt: Runtime) -> Self {
+        Self {
+            rt,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The runtime it observes.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Observes every instance of the host and stores the record.
+    pub async fn report(&self, store: &Store) -> Result<HostObservation, String> {
+        let _turn = self.lock.lock().await;
+        let obs = self.observe().await;
+        store
+            .put_json(&key(self.rt.host()), &obs)
+            .await
+            .map_err(|e| format!("storing the observation: {e}"))?;
+        Ok(obs)
+    }
+
+    async fn observe(&self) -> HostObservation {
+        let containers: Result<Vec<ContainerInfo>, RuntimeError> = self.rt.list().await;
+        let (docker, containers) = match containers {
+            Ok(c) => (true, c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers");
+                (false, Vec::new())
+            }
+        };
+        let instances =
+            futures::future::join_all(containers.iter().map(|c| instance(&self.rt, c))).await;
+        HostObservation {
+            host: self.rt.host().to_string(),
+            docker,
+            instances,
+            at: now_rfc3339(),
+        }
+    }
+
+    /// Reports every `interval` until `cancel`.
+    pub async fn run(self, store: Store, interval: Duration, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.report(&store).await {
+                tracing::warn!(error = %e, "observation not stored");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// The observation loop as a service of every agent.
+pub struct ObserveLoop {
+    observer: Observer,
+    interval: Duration,
+}
+
+impl ObserveLoop {
+    /// Observes with `observer` every `interval`.
+    pub fn new(observer: Observer, interval: Duration) -> Self {
+        Self { observer, interval }
+    }
+}
+
+impl crate::cluster::services::HostService for ObserveLoop {
+    fn name(&self) -> &'static str {
+        "observer"
+    }
+
+    fn run(
+        &self,
+        store: Store,
+        cancel: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        use futures::FutureExt;
+        self.observer
+            .clone()
+            .run(store, self.interval, cancel)
+            .boxed()
+    }
+}

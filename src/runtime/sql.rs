@@ -1,0 +1,306 @@
+//! Every SQL statement pgcd builds from a spec, built here and nowhere
+//! else: identifiers go through [`ident`], literals through [`literal`],
+//! role attributes and setting names are checked against a closed
+//! vocabulary. A [`Statement`] carries the text to run and the text to log,
+//! in which a password is masked.
+
+use crate::plan::actual::ROLE_FLAGS;
+
+/// One statement: what runs, and what the task log shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The SQL sent to the server.
+    pub sql: String,
+    /// The SQL as logged (secrets masked).
+    pub shown: String,
+}
+
+impl Statement {
+    fn plain(sql: String) -> Self {
+        Self {
+            shown: sql.clone(),
+            sql,
+        }
+    }
+}
+
+/// Why a statement cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    /// A role attribute outside PostgreSQL's vocabulary.
+    #[error("unknown role attribute {0:?}")]
+    Attribute(String),
+    /// A setting name that is not a PostgreSQL parameter name.
+    #[error("invalid setting name {0:?}")]
+    SettingName(String),
+    /// A NUL byte, which no PostgreSQL string may hold.
+    #[error("a name or value holds a NUL byte")]
+    Nul,
+}
+
+/// A quoted identifier: `"a""b"` for `a"b`.
+pub fn ident(name: &str) -> Result<String, SqlError> {
+    if name.contains('\0') {
+        return Err(SqlError::Nul);
+    }
+    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// A quoted literal: `'it''s'` for `it's` (standard_conforming_strings is on
+/// in every supported version, so a backslash is an ordinary character).
+pub fn literal(value: &str) -> Result<String, SqlError> {
+    if value.contains('\0') {
+        return Err(SqlError::Nul);
+    }
+    Ok(format!("'{}'", value.replace('\'', "''")))
+}
+
+/// A role attribute clause (`LOGIN`, `NOCREATEDB`), checked against the
+/// attributes PostgreSQL knows.
+fn attribute(clause: &str) -> Result<&str, SqlError> {
+    let bare = clause.strip_prefix("NO").unwrap_or(clause);
+    if ROLE_FLAGS.contains(&bare) {
+        Ok(clause)
+    } else {
+        Err(SqlError::Attribute(clause.to_string()))
+    }
+}
+
+fn attributes(clauses: &[String]) -> Result<String, SqlError> {
+    let checked: Result<Vec<&str>, _> = clauses.iter().map(|c| attribute(c)).collect();
+    Ok(checked?.join(" "))
+}
+
+/// `CREATE ROLE name WITH attrs [PASSWORD '...']`; the log shows `'********'`.
+pub fn create_role(
+    name: &str,
+    attrs: &[String],
+    password: Option<&str>,
+) -> Result<Statement, SqlError> {
+    let head = format!("CREATE ROLE {} WITH {}", ident(name)?, attributes(attrs)?);
+    let head = head.trim_end().to_string();
+    Ok(match password {
+        Some(p) => Statement {
+            sql: format!("{head} PASSWORD {}", literal(p)?),
+            shown: format!("{head} PASSWORD '********'"),
+        },
+        None => Statement::plain(head),
+    })
+}
+
+/// `ALTER ROLE name WITH PASSWORD '...'`; the log shows `'********'`.
+pub fn set_password(name: &str, password: &str) -> Result<Statement, SqlError> {
+    let head = format!("ALTER ROLE {} WITH", ident(name)?);
+    Ok(Statement {
+        sql: format!("{head} PASSWORD {}", literal(password)?),
+        shown: format!("{head} PASSWORD '********'"),
+    })
+}
+
+/// `ALTER ROLE name WITH clauses`.
+pub fn alter_role(name: &str, clauses: &[String]) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER ROLE {} WITH {}",
+        ident(name)?,
+        attributes(clauses)?
+    )))
+}
+
+/// `GRANT role TO member`.
+pub fn grant(role: &str, member: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "GRANT {} TO {}",
+        ident(role)?,
+        ident(member)?
+    )))
+}
+
+/// `CREATE DATABASE name OWNER owner`.
+pub fn create_database(name: &str, owner: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "CREATE DATABASE {} OWNER {}",
+        ident(name)?,
+        ident(owner)?
+    )))
+}
+
+/// `ALTER DATABASE name OWNER TO owner`.
+pub fn alter_database_owner(name: &str, owner: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER DATABASE {} OWNER TO {}",
+        ident(name)?,
+        ident(owner)?
+    )))
+}
+
+/// `CREATE EXTENSION IF NOT EXISTS name [VERSION 'v'] CASCADE`.
+pub fn create_extension(name: &str, version: Option<&str>) -> Result<Statement, SqlError> {
+    let version = match version {
+        Some(v) => format!(" VERSION {}", literal(v)?),
+        None => String::new(),
+    };
+    Ok(Statement::plain(format!(
+        "CREATE EXTENSION IF NOT EXISTS {}{version} CASCADE",
+        ident(name)?
+    )))
+}
+
+/// `ALTER EXTENSION name UPDATE TO 'v'`.
+pub fn update_extension(name: &str, version: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER EXTENSION {} UPDATE TO {}",
+        ident(name)?,
+        literal(version)?
+    )))
+}
+
+/// Settings whose value is a list: each element is its own literal, or
+/// PostgreSQL would take `'a,b'` for one element named `a,b`.
+const LIST_SETTINGS: &[&str] = &[
+    "shared_preload_libraries",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "search_path",
+    "temp_tablespaces",
+    "log_destination",
+];
+
+/// A parameter name: `work_mem`, `pg_stat_statements.max` (each part quoted).
+fn setting_name(name: &str) -> Result<String, SqlError> {
+    let valid = !name.is_empty()
+        && name.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !valid {
+        return Err(SqlError::SettingName(name.to_string()));
+    }
+    let parts: Result<Vec<String>, _> = name.split('.').map(ident).collect();
+    Ok(parts?.join("."))
+}
+
+/// `ALTER SYSTEM SET name = value` (a list setting's elements each quoted).
+pub fn alter_system(name: &str, value: &str) -> Result<Statement, SqlError> {
+    let rendered = if LIST_SETTINGS.contains(&name) {
+        let items: Result<Vec<String>, _> = value
+            .split(',')
+            .map(|s| s.trim().trim_matches('"'))
+            .filter(|s| !s.is_empty())
+            .map(literal)
+            .collect();
+        let items = items?;
+        if items.is_empty() {
+            "''".to_string()
+        } else {
+            items.join(", ")
+        }
+    } else {
+        literal(value)?
+    };
+    Ok(Statement::plain(format!(
+        "ALTER SYSTEM SET {} = {rendered}",
+        setting_name(name)?
+    )))
+}
+
+/// `SELECT pg_reload_conf()`.
+pub fn reload() -> Statement {
+    Statement::plain("SELECT pg_reload_conf()".into())
+}
+
+/// A line of `postgresql.auto.conf` (written before the first start).
+pub fn conf_line(name: &str, value: &str) -> Result<String, SqlError> {
+    setting_name(name)?;
+    if value.contains('\0') || value.contains('\n') {
+        return Err(SqlError::Nul);
+    }
+    let value = if LIST_SETTINGS.contains(&name) {
+        value
+            .split(',')
+            .map(|s| s.trim().trim_matches('"'))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        value.to_string()
+    };
+    Ok(format!(
+        "{name} = '{}'",
+        value.replace('\\', "\\\\").replace('\'', "''")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_cannot_break_out() {
+        assert_eq!(
+            ident(r#"a"; DROP TABLE x; --"#).unwrap(),
+            r#""a""; DROP TABLE x; --""#
+        );
+        assert_eq!(literal("it's").unwrap(), "'it''s'");
+        assert_eq!(literal(r"a\'b").unwrap(), r"'a\''b'");
+        assert_eq!(ident("a\0b"), Err(SqlError::Nul));
+    }
+
+    #[test]
+    fn passwords_are_masked_in_the_log_only() {
+        let s = create_role("app", &["LOGIN".into(), "INHERIT".into()], Some("s3'cret")).unwrap();
+        assert_eq!(
+            s.sql,
+            r#"CREATE ROLE "app" WITH LOGIN INHERIT PASSWORD 's3''cret'"#
+        );
+        assert_eq!(
+            s.shown,
+            r#"CREATE ROLE "app" WITH LOGIN INHERIT PASSWORD '********'"#
+        );
+        assert!(!s.shown.contains("s3"));
+        let p = set_password("app", "x").unwrap();
+        assert!(!p.shown.contains("'x'"));
+    }
+
+    #[test]
+    fn attributes_outside_the_vocabulary_are_refused() {
+        assert_eq!(
+            alter_role("app", &["NOCREATEDB".into()]).unwrap().sql,
+            r#"ALTER ROLE "app" WITH NOCREATEDB"#
+        );
+        assert!(matches!(
+            alter_role("app", &["LOGIN PASSWORD 'x'".into()]),
+            Err(SqlError::Attribute(_))
+        ));
+    }
+
+    #[test]
+    fn list_settings_quote_each_element() {
+        assert_eq!(
+            alter_system("shared_preload_libraries", "pg_cron, pgaudit")
+                .unwrap()
+                .sql,
+            r#"ALTER SYSTEM SET "shared_preload_libraries" = 'pg_cron', 'pgaudit'"#
+        );
+        assert_eq!(
+            alter_system("pg_stat_statements.max", "1000").unwrap().sql,
+            r#"ALTER SYSTEM SET "pg_stat_statements"."max" = '1000'"#
+        );
+        assert!(alter_system("work_mem = 1; DROP", "1").is_err());
+        assert_eq!(conf_line("work_mem", "16MB").unwrap(), "work_mem = '16MB'");
+        assert_eq!(
+            conf_line("shared_preload_libraries", "a, b").unwrap(),
+            "shared_preload_libraries = 'a,b'"
+        );
+    }
+
+    #[test]
+    fn extension_statements() {
+        assert_eq!(
+            create_extension("vector", Some("0.8.0")).unwrap().sql,
+            r#"CREATE EXTENSION IF NOT EXISTS "vector" VERSION '0.8.0' CASCADE"#
+        );
+        assert_eq!(
+            update_extension("vector", "0.8.1").unwrap().sql,
+            r#"ALTER EXTENSION "vector" UPDATE TO '0.8.1'"#
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Harness for tests that run real PostgreSQL: agents with the Docker
+//! runtime and short observe/resync intervals, host ids unique to the test
+//! (container names are machine-wide), containers removed before and after,
+//! `psql` run inside an instance's container over TCP with a password.
+
+use super::*;
+use std::process::Command;
+
+/// The PostgreSQL image of a major must be built (scripts/build-images.sh).
+pub fn require_image(major: u16) {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", &format!("pgcd/postgres:{major}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "image pgcd/postgres:{major} is missing: run scripts/build-images.sh (scripts/test.sh does)"
+    );
+}
+
+/// Host ids for a test block: unique on this machine while the test runs.
+pub fn host_id(block: u8, i: usize) -> String {
+    format!("t{}-{block}-h{}", net(), i + 1)
+}
+
+/// Removes every container of these hosts (on drop too).
+pub struct Containers(pub Vec<String>);
+
+impl Containers {
+    /// Removes the hosts' leftovers now and again on drop.
+    pub fn new(hosts: Vec<String>) -> Self {
+        let c = Self(hosts);
+        c.remove_all();
+        c
+    }
+
+    fn remove_all(&self) {
+        for h in &self.0 {
+            let out = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &format!("label=io.pgcd.host={h}")])
+                .output();
+            if let Ok(out) = out {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
+/// An agent of host `i` in `block` running PostgreSQL through Docker.
+pub fn pg_agent(block: u8, i: usize, dir: &Path, mode: Vec<String>) -> Agent {
+    let id = host_id(block, i);
+    let mut mode = mode;
+    mode.extend(
+        [
+            "--runtime",
+            "docker",
+            "--observe-interval",
+            "1s",
+            "--resync-interval",
+            "2s",
+        ]
+        .map(String::from),
+    );
+    let mut a = Agent {
+        data_dir: dir.join(&id),
+        id,
+        addr: addr(block, i),
+        mode,
+        child: None,
+    };
+    a.spawn();
+    a
+}
+
+/// A database's status from the API.
+pub fn status(api: &str, db: &str) -> Option<Value> {
+    get_json(&format!("{api}/v1/databases/{db}")).filter(|v| v.get("name").is_some())
+}
+
+/// Whether a condition of a status holds.
+pub fn condition(status: &Value, kind: &str) -> bool {
+    status["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == true))
+}
+
+/// Waits until `db` is Ready at `revision` (when given).
+pub fn wait_ready(api: &str, db: &str, revision: Option<&str>, deadline: Duration) -> Value {
+    wait_for(&format!("{db} Ready at {revision:?}"), deadline, || {
+        let s = status(api, db)?;
+        let at = revision.is_none_or(|r| s["observed_revision"] == r);
+        (at && condition(&s, "Ready")).then_some(s)
+    })
+}
+
+/// Runs SQL in an instance's container as `user` over TCP; `None` on error.
+pub fn psql(
+    container: &str,
+    addr: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    sql: &str,
+) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={password}"),
+            container,
+            "psql",
+            "-X",
+            "-At",
+        ])
+        .args([
+            "-h",
+            addr,
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `docker inspect` of a field, e.g. `{{.State.StartedAt}}`.
+pub fn inspect(container: &str, format: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", format, container])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs a docker command, asserting success.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
