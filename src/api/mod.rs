@@ -1,7 +1,7 @@
-//! The HTTP API (axum): read-only JSON views of the cluster, `/metrics`,
-//! `/healthz`, and the internal `POST /v1/cluster/join`. Every agent answers
-//! from etcd, so any agent's address will do. One route per file under
-//! `routes/`.
+//! The HTTP API (axum): read-only JSON views of the cluster, the HTML status
+//! page at `/`, `/metrics`, `/healthz`, and the internal
+//! `POST /v1/cluster/join`. Every agent answers from etcd, so any agent's
+//! address will do. One route per file under `routes/`.
 
 pub mod routes;
 
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -25,11 +26,15 @@ pub struct ApiState {
     pub cluster_id: String,
     /// This agent's metrics.
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the agent shuts down; long-lived responses (followed
+    /// task logs) end on it so they do not hold up the graceful shutdown.
+    pub shutdown: CancellationToken,
 }
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(routes::page::get))
         .route("/healthz", get(routes::health::get))
         .route("/metrics", get(routes::metrics::get))
         .route("/v1/cluster", get(routes::cluster::get))
@@ -37,7 +42,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/hosts", get(routes::hosts::list))
         .route("/v1/tasks", get(routes::tasks::list))
         .route("/v1/tasks/{id}", get(routes::tasks::get_one))
-        .route("/v1/tasks/{id}/log", get(routes::tasks::log))
+        .route("/v1/tasks/{id}/log", get(routes::task_log::get))
+        .route("/v1/databases", get(routes::databases::list))
+        .route("/v1/databases/{name}", get(routes::databases::get_one))
+        .route("/v1/databases/{name}/plan", get(routes::database_plan::get))
         .route("/v1/revisions", get(routes::revisions::list))
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))
         .route("/v1/source", get(routes::source::get))

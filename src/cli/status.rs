@@ -1,4 +1,5 @@
-//! `pgcd status`: the cluster, its leader, hosts and tasks, from any agent's API.
+//! `pgcd status`: the cluster, its leader, hosts, databases with their
+//! conditions, and tasks, from any agent's API.
 
 use super::Output;
 use anyhow::{Context, Result};
@@ -52,9 +53,16 @@ pub fn run(args: Args) -> Result<i32> {
     let hosts = get_json(&args.api, "/v1/hosts")?;
     let tasks = get_json(&args.api, "/v1/tasks")?;
     let source = get_json(&args.api, "/v1/source")?;
+    let databases = get_json(&args.api, "/v1/databases")?;
     let mut out = String::new();
     if args.output == Output::Json {
-        let all = serde_json::json!({ "cluster": cluster, "hosts": hosts, "tasks": tasks, "source": source });
+        let all = serde_json::json!({
+            "cluster": cluster,
+            "hosts": hosts,
+            "databases": databases,
+            "tasks": tasks,
+            "source": source,
+        });
         outln!(out, "{}", serde_json::to_string_pretty(&all)?);
         return Ok(emit(&out));
     }
@@ -124,6 +132,21 @@ pub fn run(args: Args) -> Result<i32> {
             etcd
         );
     }
+    let databases = databases.as_array().cloned().unwrap_or_default();
+    if !databases.is_empty() {
+        outln!(out);
+        outln!(
+            out,
+            "{:<20} {:<24} {:<20} MESSAGE",
+            "DATABASE",
+            "CONDITIONS",
+            "REASON"
+        );
+        for db in &databases {
+            let (name, conditions, reason, message) = database_line(db);
+            outln!(out, "{name:<20} {conditions:<24} {reason:<20} {message}");
+        }
+    }
     let tasks = tasks.as_array().cloned().unwrap_or_default();
     if !tasks.is_empty() {
         outln!(out);
@@ -142,9 +165,91 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(emit(&out))
 }
 
+/// Which true condition speaks for a database on its line: the one a person
+/// must act on first.
+const PRIORITY: [&str; 5] = ["Stalled", "Degraded", "Orphaned", "Reconciling", "Ready"];
+
+/// One database as `pgcd status` lists it: name, the conditions that hold
+/// (`Ready`, `Stalled,Degraded`, or `NotReady` when none does), and the
+/// reason and message of the most pressing one (of `Ready` when none holds).
+fn database_line(db: &Value) -> (String, String, String, String) {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let conditions = db
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let holds = |c: &&Value| c.get("status").and_then(Value::as_bool) == Some(true);
+    let mut true_now: Vec<&Value> = conditions.iter().filter(holds).collect();
+    let rank = |c: &Value| {
+        let kind = text(c, "type");
+        PRIORITY
+            .iter()
+            .position(|p| *p == kind)
+            .unwrap_or(PRIORITY.len())
+    };
+    true_now.sort_by_key(|c| rank(c));
+    let names = if true_now.is_empty() {
+        "NotReady".to_owned()
+    } else {
+        true_now
+            .iter()
+            .map(|c| text(c, "type"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let speaker = true_now.first().copied().or_else(|| {
+        conditions
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+    });
+    let (reason, message) = speaker.map_or_else(
+        || ("-".to_owned(), String::new()),
+        |c| (text(c, "reason"), text(c, "message")),
+    );
+    let message = message.replace(['\n', '\r'], " ");
+    (text(db, "name"), names, reason, message)
+}
+
 /// Prints the text; a closed pipe (`| head`) is not an error.
 fn emit(text: &str) -> i32 {
     use std::io::Write;
     let _ = std::io::stdout().write_all(text.as_bytes());
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cond(kind: &str, status: bool, reason: &str, message: &str) -> Value {
+        json!({ "type": kind, "status": status, "reason": reason, "message": message,
+                "last_transition_time": "t0" })
+    }
+
+    #[test]
+    fn a_stalled_database_shows_the_failed_step_first() {
+        let db = json!({ "name": "orders", "conditions": [
+            cond("Ready", false, "StepFailed", "not ready"),
+            cond("Reconciling", true, "Applying", "2 steps"),
+            cond("Stalled", true, "StepFailed", "create role app failed:\nboom"),
+        ]});
+        let (name, conditions, reason, message) = database_line(&db);
+        assert_eq!(name, "orders");
+        assert_eq!(conditions, "Stalled,Reconciling");
+        assert_eq!(reason, "StepFailed");
+        assert_eq!(message, "create role app failed: boom");
+    }
+
+    #[test]
+    fn a_database_with_no_true_condition_is_not_ready() {
+        let db =
+            json!({ "name": "new", "conditions": [cond("Ready", false, "Pending", "first pass")] });
+        let (_, conditions, reason, message) = database_line(&db);
+        assert_eq!(
+            (conditions.as_str(), reason.as_str(), message.as_str()),
+            ("NotReady", "Pending", "first pass")
+        );
+    }
 }

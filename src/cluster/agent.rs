@@ -186,6 +186,7 @@ pub async fn run(
         host: cfg.host_id.clone(),
         cluster_id: cluster_id.clone(),
         metrics: metrics.clone(),
+        shutdown: work.clone(),
     };
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|_| AgentError::ApiPort { addr: api_addr })?;

@@ -6,7 +6,8 @@ use super::keys::NAMESPACE;
 use super::metrics::Metrics;
 use super::ClusterError;
 use etcd_client::{
-    Client, Compare, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
+    Client, Compare, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse, WatchOptions,
+    WatchStream,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -142,6 +143,20 @@ impl Store {
         let mut c = self.client.clone();
         self.timed(c.delete(full_key(rel), None)).await?;
         Ok(())
+    }
+
+    /// Watches one key from `start_revision` on (inclusive; pass the
+    /// `mod_revision` of a read plus one to miss no change after it). Only
+    /// setting up the watch is under the request timeout: the stream lives
+    /// until it is dropped.
+    pub async fn watch_key(
+        &self,
+        rel: &str,
+        start_revision: i64,
+    ) -> Result<WatchStream, ClusterError> {
+        let mut c = self.client.clone();
+        let options = WatchOptions::new().with_start_revision(start_revision);
+        self.timed(c.watch(full_key(rel), Some(options))).await
     }
 
     /// Runs a transaction.

@@ -1,14 +1,20 @@
-//! `GET /metrics`: Prometheus text.
+//! `GET /metrics`: Prometheus text. The agent's own metrics, plus what every
+//! agent reads from etcd at scrape time: hosts up, tasks by state, the
+//! reconciler's counters (`status/reconciler`) and each database's conditions.
 
+use super::databases;
 use crate::api::ApiState;
 use crate::cluster::registry::list_hosts;
 use crate::cluster::tasks::list_tasks;
+use crate::reconcile::status::{DatabaseStatus, ReconcilerStats, STATS_KEY};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-/// Renders the agent's metrics plus hosts up and tasks by state from etcd.
+/// Renders the agent's metrics plus the cluster's from etcd. What cannot be
+/// read is left out or zero rather than failing the scrape.
 pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
     let hosts_up = list_hosts(&state.store)
         .await
@@ -24,8 +30,158 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
         }
     }
     let tasks: Vec<(String, usize)> = by_state.into_iter().collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(hosts_up, &tasks),
-    )
+    let stats = match state.store.get_json::<ReconcilerStats>(STATS_KEY).await {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the reconciler's counters; /metrics shows zeros");
+            ReconcilerStats::default()
+        }
+    };
+    let dbs = databases::all(&state.store).await.unwrap_or_default();
+    let mut text = state.metrics.render(hosts_up, &tasks);
+    text.push_str(&render_reconciler(&stats, &dbs));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Renders the reconciler's counters and a `pgcd_database_condition` gauge
+/// per database and condition (1 when it holds).
+pub fn render_reconciler(stats: &ReconcilerStats, dbs: &[DatabaseStatus]) -> String {
+    let mut out = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    one(
+        "pgcd_reconcile_passes_total",
+        "counter",
+        "Reconcile passes run by the leaders.",
+        stats.passes.to_string(),
+    );
+    one(
+        "pgcd_reconcile_last_duration_seconds",
+        "gauge",
+        "Duration of the last reconcile pass (observe, plan, apply).",
+        stats.last_pass_seconds.to_string(),
+    );
+    one(
+        "pgcd_plan_steps",
+        "gauge",
+        "Steps in the last reconcile pass's plan.",
+        stats.last_plan_steps.to_string(),
+    );
+    one(
+        "pgcd_drift_corrections_total",
+        "counter",
+        "Steps carried out that corrected drift made by hand.",
+        stats.drift_corrections_total.to_string(),
+    );
+    one(
+        "pgcd_apply_failures_total",
+        "counter",
+        "Plan steps that failed.",
+        stats.apply_failures_total.to_string(),
+    );
+    one(
+        "pgcd_apply_steps_total",
+        "counter",
+        "Plan steps carried out.",
+        stats.steps_total.to_string(),
+    );
+    // A summary without quantiles: with `_count`, `_sum` gives the mean.
+    let _ = writeln!(
+        out,
+        "# HELP pgcd_reconcile_duration_seconds Duration of reconcile passes."
+    );
+    let _ = writeln!(out, "# TYPE pgcd_reconcile_duration_seconds summary");
+    let _ = writeln!(
+        out,
+        "pgcd_reconcile_duration_seconds_sum {}",
+        stats.pass_seconds_sum
+    );
+    let _ = writeln!(
+        out,
+        "pgcd_reconcile_duration_seconds_count {}",
+        stats.passes
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pgcd_database_condition 1 when the database's condition holds, per its last status."
+    );
+    let _ = writeln!(out, "# TYPE pgcd_database_condition gauge");
+    for db in dbs {
+        for c in &db.conditions {
+            let _ = writeln!(
+                out,
+                "pgcd_database_condition{{database=\"{}\",condition=\"{}\"}} {}",
+                escape_label(&db.name),
+                c.kind.as_str(),
+                u8::from(c.status)
+            );
+        }
+    }
+    out
+}
+
+/// Escapes a label value for the Prometheus text format: backslash, double
+/// quote and line feed.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::status::ConditionType;
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(escape_label("orders"), "orders");
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn absent_stats_render_as_zeros() {
+        let text = render_reconciler(&ReconcilerStats::default(), &[]);
+        for line in [
+            "pgcd_reconcile_passes_total 0",
+            "pgcd_reconcile_last_duration_seconds 0",
+            "pgcd_reconcile_duration_seconds_sum 0",
+            "pgcd_plan_steps 0",
+            "pgcd_drift_corrections_total 0",
+            "pgcd_apply_failures_total 0",
+            "pgcd_apply_steps_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_condition_is_a_gauge_with_escaped_database() {
+        let mut db = DatabaseStatus::new("we\"ird", "t0");
+        db.set(ConditionType::Ready, true, "Applied", String::new(), "t0");
+        db.set(ConditionType::Stalled, false, "Ok", String::new(), "t0");
+        let stats = ReconcilerStats {
+            passes: 4,
+            pass_seconds_sum: 2.5,
+            ..ReconcilerStats::default()
+        };
+        let text = render_reconciler(&stats, &[db]);
+        assert!(text
+            .contains("pgcd_database_condition{database=\"we\\\"ird\",condition=\"Ready\"} 1\n"));
+        assert!(text
+            .contains("pgcd_database_condition{database=\"we\\\"ird\",condition=\"Stalled\"} 0\n"));
+        assert!(text.contains("pgcd_reconcile_duration_seconds_sum 2.5\n"));
+        assert!(text.contains("pgcd_reconcile_duration_seconds_count 4\n"));
+    }
 }

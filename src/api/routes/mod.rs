@@ -1,12 +1,16 @@
 //! One file per route.
 
 pub mod cluster;
+pub mod database_plan;
+pub mod databases;
 pub mod desired;
 pub mod health;
 pub mod hosts;
 pub mod join;
 pub mod metrics;
+pub mod page;
 pub mod revisions;
 pub mod source;
+pub mod task_log;
 pub mod tasks;
 pub mod webhooks;

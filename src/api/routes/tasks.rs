@@ -1,5 +1,5 @@
-//! `GET /v1/tasks` (without logs), `GET /v1/tasks/{id}` (with log) and
-//! `GET /v1/tasks/{id}/log` (the log as text).
+//! `GET /v1/tasks` (without logs) and `GET /v1/tasks/{id}` (with log); the
+//! log alone, as text or followed, is `task_log`.
 
 use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
@@ -31,13 +31,4 @@ pub async fn get_one(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no task {id}")))
-}
-
-/// One task's log as plain text, one line per entry.
-pub async fn log(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<String, ApiError> {
-    let Json(task) = get_one(State(state), Path(id)).await?;
-    Ok(task.log.iter().map(|l| format!("{l}\n")).collect())
 }
