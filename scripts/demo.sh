@@ -2,7 +2,8 @@
 # The demo from a fresh machine: install what is missing, build pgcd, then
 # validate the sample repository and print it fully defaulted, then start
 # three agents (h1-h3 on 127.0.0.11-13) with embedded etcd, following a
-# local bare Git copy of sample-repo/.
+# local bare Git copy of sample-repo/, running its databases as PostgreSQL
+# containers (the PostgreSQL 17 image is built first, once).
 #   scripts/demo.sh        validate, then start the cluster (idempotent)
 #   scripts/demo.sh down   stop the agents (add --purge to delete the demo dir)
 set -euo pipefail
@@ -20,6 +21,9 @@ fi
 echo "== the sample repository, validated and fully defaulted (pgcd validate sample-repo -o json)"
 "$pgcd" validate sample-repo -o json
 "$pgcd" validate sample-repo
+echo
+echo "== PostgreSQL images (built once, then cached by recipe hash)"
+scripts/build-images.sh 17
 echo
 echo "== starting the three-host demo cluster (pgcd demo up)"
 "$pgcd" demo up --sample sample-repo

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: install what is missing, then formatting,
-# lints and every test (unit, integration with real etcd and Git, doc tests).
+# lints and every test (unit, integration with real etcd, Git and PostgreSQL
+# containers of pgcd's images, doc tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "pgcd-test@localhost"
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "pgcd test"
+
+# The PostgreSQL images the reconcile tests run (cached by recipe hash).
+scripts/build-images.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -1,7 +1,9 @@
 //! `pgcd demo up|down`: three agents on 127.0.0.11–13 with embedded etcd,
 //! following a local bare clone of `sample-repo/`, so a person can clone it,
-//! edit, commit, push and watch. Everything lives under one demo directory;
-//! `down` stops the agents and keeps the files for inspection.
+//! edit, commit, push and watch. The agents run the sample's databases as
+//! PostgreSQL containers; the passwords of its `{env: ...}` secrets are
+//! generated into `secrets.env`. Everything lives under one demo directory;
+//! `down` stops the agents and their containers and keeps the files.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -67,6 +69,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         seed_repository(sample, &bare, &work)?;
     }
     let exe = std::env::current_exe().context("locating the pgcd binary")?;
+    let secrets = demo_secrets(dir, &work)?;
     let repo_url = format!("file://{}", bare.display());
     for (index, (host, addr)) in HOSTS.iter().enumerate() {
         if read_pid(&pid_file(dir, host)).is_some_and(|pid| is_demo_agent(pid, dir, host)) {
@@ -76,6 +79,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         let data = dir.join("hosts").join(host);
         fs::create_dir_all(&data)?;
         let mut cmd = Command::new(&exe);
+        cmd.envs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.args(["agent", "--host-id", host, "--advertise", addr])
             .arg("--data-dir")
             .arg(&data)
@@ -97,8 +101,17 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         first = applied_revision(&api);
         first.is_some()
     });
+    println!("waiting for the databases (the first start of an image takes a minute)...");
+    let databases = wait_databases(&api, DATABASES_DEADLINE);
     println!();
     println!("pgcd demo is up: three agents (h1, h2, h3) with embedded etcd.");
+    for line in &databases {
+        println!("  database  {line}");
+    }
+    println!(
+        "  passwords: {} (the agents' environment; user NAME's is NAME_PASSWORD)",
+        dir.join("secrets.env").display()
+    );
     match first {
         Some((sha, summary)) => println!("  in force: {} {summary}", &sha[..sha.len().min(12)]),
         None => println!("  in force: nothing yet; see {}/h1.log", dir.display()),
@@ -109,6 +122,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
             dir.display()
         );
     }
+    println!("  page:     http://{}:7800/", HOSTS[0].1);
     println!("  status:   pgcd status --api http://{}:7800", HOSTS[0].1);
     println!(
         "  config:   {} (push to {})",
@@ -130,6 +144,110 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     );
     println!("  stop:     pgcd demo down");
     Ok(0)
+}
+
+/// How long `up` waits for every database to leave `Reconciling`.
+const DATABASES_DEADLINE: Duration = Duration::from_secs(240);
+
+/// A password for every `{env: NAME}` secret of the config repository's
+/// files, generated once and kept in `secrets.env` (mode 0600); the agents
+/// get them in their environment.
+fn demo_secrets(dir: &Path, work: &Path) -> Result<Vec<(String, String)>> {
+    let file = dir.join("secrets.env");
+    let mut out: Vec<(String, String)> = fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let files =
+        crate::spec::read_dir(work).with_context(|| format!("reading {}", work.display()))?;
+    let mut changed = false;
+    for f in files {
+        for part in f.text.split("{env: ").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if !name.is_empty() && !out.iter().any(|(k, _)| *k == name) {
+                out.push((name, crate::cluster::identity::random_hex(12)));
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("writing {}", file.display()))?;
+        for (k, v) in &out {
+            writeln!(f, "{k}={v}")?;
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until no database is `Reconciling` (or the deadline); returns a
+/// line per database: name, the conditions that hold, and the message of
+/// a Stalled or Degraded one.
+fn wait_databases(api: &str, deadline: Duration) -> Vec<String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
+    let fetch = || -> Option<Vec<serde_json::Value>> {
+        let c = client.as_ref().ok()?;
+        c.get(format!("{api}/v1/databases"))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    };
+    let holds = |d: &serde_json::Value, kind: &str| {
+        d["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == true))
+    };
+    let mut last = Vec::new();
+    let _ = wait_for(deadline, || {
+        last = fetch().unwrap_or_default();
+        !last.is_empty()
+            && last
+                .iter()
+                .all(|d| holds(d, "Ready") || holds(d, "Stalled") || holds(d, "Orphaned"))
+    });
+    last.iter()
+        .map(|d| {
+            let held: Vec<&str> = ["Ready", "Reconciling", "Stalled", "Degraded", "Orphaned"]
+                .into_iter()
+                .filter(|k| holds(d, k))
+                .collect();
+            let why = d["conditions"]
+                .as_array()
+                .and_then(|cs| {
+                    cs.iter().find(|c| {
+                        (c["type"] == "Stalled" || c["type"] == "Degraded") && c["status"] == true
+                    })
+                })
+                .and_then(|c| c["message"].as_str())
+                .map(|m| format!(" — {m}"))
+                .unwrap_or_default();
+            let endpoints: Vec<&str> = d["instances"]
+                .as_array()
+                .map(|is| is.iter().filter_map(|i| i["endpoint"].as_str()).collect())
+                .unwrap_or_default();
+            format!(
+                "{} [{}] at {}{why}",
+                d["name"].as_str().unwrap_or("?"),
+                held.join(", "),
+                endpoints.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The revision in force and its summary, once the leader has applied one.
@@ -169,12 +287,46 @@ fn down(dir: &Path, purge: bool) -> Result<i32> {
             println!("{host}: stopped");
         }
         let _ = fs::remove_file(&file);
+        // The host's PostgreSQL containers stop with it (data kept);
+        // `--purge` removes them too.
+        containers(host, if purge { &["rm", "-f"] } else { &["stop"] });
     }
     if purge && dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         println!("removed {}", dir.display());
     }
     Ok(0)
+}
+
+/// Runs `docker <verb> <container>` on each PostgreSQL container of a demo host.
+fn containers(host: &str, verb: &[&str]) {
+    let Ok(out) = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=io.pgcd.host={host}"))
+        .output()
+    else {
+        return;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(verb)
+            .args(&ids)
+            .stdout(Stdio::null())
+            .status();
+        println!(
+            "{host}: {} PostgreSQL container(s) {}",
+            ids.len(),
+            if verb[0] == "rm" {
+                "removed"
+            } else {
+                "stopped"
+            }
+        );
+    }
 }
 
 /// Makes the bare config repository from the sample, plus a working clone.

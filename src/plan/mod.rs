@@ -103,6 +103,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         if db.state == Some(DatabaseState::Absent) {
             instance::remove(db, &index, &mut out);
         } else {
+            if db.nodes.len() > 1 {
+                let names: Vec<&str> = db.nodes.iter().map(|n| n.name.as_str()).collect();
+                out.notes.push(Note {
+                    kind: NoteKind::Replication,
+                    database: db.database_name.to_string(),
+                    message: format!(
+                        "{}: nodes {} each run on their own; replication between them comes with the replication issue and is not set up yet",
+                        db.database_name,
+                        names.join(", ")
+                    ),
+                });
+            }
             for node in &db.nodes {
                 instance::node(db, node, &index, &mut out);
             }

@@ -227,6 +227,9 @@ pub enum NoteKind {
     Orphaned,
     /// Standbys are not planned yet.
     Standby,
+    /// Replication between a database's nodes is not planned yet: each
+    /// node runs on its own.
+    Replication,
     /// A host cannot run steps now; its instances wait.
     HostUnavailable,
     /// The instance runs another version than the spec; upgrades are separate.
@@ -243,6 +246,7 @@ impl NoteKind {
         match self {
             NoteKind::Orphaned => "orphaned",
             NoteKind::Standby => "standby",
+            NoteKind::Replication => "replication",
             NoteKind::HostUnavailable => "host unavailable",
             NoteKind::Version => "version",
             NoteKind::Unavailable => "unavailable",

@@ -59,7 +59,10 @@ fn sample_repo_converged_has_no_steps_and_notes_standbys() {
     let d = example::sample_repo();
     let p = checked(&d, &Actual::converged(&d));
     assert!(p.steps.is_empty());
-    assert!(p.notes.iter().all(|n| n.kind == NoteKind::Standby));
+    assert!(p
+        .notes
+        .iter()
+        .all(|n| matches!(n.kind, NoteKind::Standby | NoteKind::Replication)));
     insta::assert_snapshot!(p.to_string());
 }
 
