@@ -13,6 +13,7 @@ fn git(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("PGCD", env!("CARGO_BIN_EXE_pgcd"))
+        .env("PGCD_MANIFESTS", "/nonexistent")
         .env("GIT_AUTHOR_NAME", "pgcd test")
         .env("GIT_AUTHOR_EMAIL", "test@pgcd.invalid")
         .env("GIT_COMMITTER_NAME", "pgcd test")

@@ -25,6 +25,10 @@ pub struct Args {
     /// Compare with nothing (as for a new cluster) instead of asking the API.
     #[arg(long)]
     offline: bool,
+    /// Image manifests to check extensions against (written by scripts/build-images.sh;
+    /// default $PGCD_CACHE/manifests or /var/cache/pgcd/manifests; a missing directory checks nothing).
+    #[arg(long, env = "PGCD_MANIFESTS")]
+    manifests: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Output,
@@ -34,7 +38,15 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let dir = super::dir_or_cwd(args.dir);
     let files = spec::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    let desired = match spec::load(&files) {
+    let desired = match spec::load_checked(
+        &files,
+        &spec::images::ImageCatalog::read_dir(
+            &args
+                .manifests
+                .clone()
+                .unwrap_or_else(spec::images::ImageCatalog::default_dir),
+        ),
+    ) {
         Ok(d) => d,
         Err(diags) => {
             for d in &diags {

@@ -12,6 +12,10 @@ use std::path::PathBuf;
 pub struct Args {
     /// The config repository's directory (default: the current one).
     dir: Option<PathBuf>,
+    /// Image manifests to check extensions against (written by scripts/build-images.sh;
+    /// default $PGCD_CACHE/manifests or /var/cache/pgcd/manifests; a missing directory checks nothing).
+    #[arg(long, env = "PGCD_MANIFESTS")]
+    manifests: Option<PathBuf>,
     /// Output format: text (errors, one per line) or json (the defaulted spec, or the errors).
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -21,7 +25,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let dir = super::dir_or_cwd(args.dir);
     let files = spec::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    match (spec::load(&files), args.output) {
+    match (
+        spec::load_checked(
+            &files,
+            &spec::images::ImageCatalog::read_dir(
+                &args
+                    .manifests
+                    .clone()
+                    .unwrap_or_else(spec::images::ImageCatalog::default_dir),
+            ),
+        ),
+        args.output,
+    ) {
         (Ok(desired), Output::Json) => {
             println!("{}", serde_json::to_string_pretty(&desired)?);
             Ok(0)

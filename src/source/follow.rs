@@ -297,7 +297,10 @@ impl Loop {
                 record.state = RevisionState::Rejected;
                 record.summary = short(&format!("not applied: {why}"));
             }
-            (Ok(files), _) => match spec::load(files) {
+            (Ok(files), _) => match spec::load_checked(
+                files,
+                &spec::images::ImageCatalog::read_dir(&spec::images::ImageCatalog::default_dir()),
+            ) {
                 Ok(d) => {
                     record.state = if tracked {
                         RevisionState::Applied

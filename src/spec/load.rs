@@ -6,6 +6,7 @@ use super::config::ClusterConfig;
 use super::database::{Database, DatabaseState};
 use super::decode::{decode, Ctx, Decode};
 use super::diag::{Diagnostic, FieldPath, SpanMap};
+use super::images::ImageCatalog;
 use super::operation::{Action, Operation};
 use super::rules;
 use super::yaml;
@@ -15,6 +16,16 @@ use std::collections::HashMap;
 /// Validates a revision's files and returns the defaulted desired state, or
 /// every error found (sorted by file, line and column).
 pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
+    load_checked(files, &ImageCatalog::default())
+}
+
+/// Like [`load`], and every declared extension must be in the image of its
+/// database's PostgreSQL major, when `images` has that image's manifest and
+/// `pgcd.yaml` does not name another image for the major.
+pub fn load_checked(
+    files: &[SourceFile],
+    images: &ImageCatalog,
+) -> Result<Desired, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut config: Option<ClusterConfig> = None;
     let mut databases: Vec<(Database, SpanMap)> = Vec::new();
@@ -53,6 +64,9 @@ pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
     }
     let config = config.unwrap_or_default();
     check_config(&config, &config_spans, &mut diags);
+    for (db, spans) in &databases {
+        check_images(db, spans, &config, images, &mut diags);
+    }
     check_ports(&databases, &mut diags);
     check_duplicate_names(&databases, &mut diags);
     for (op, spans) in &operations {
@@ -77,6 +91,45 @@ pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
         .sort_by(|a, b| a.database_name.cmp(&b.database_name));
     desired.operations.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(desired)
+}
+
+/// Each extension must be in the image of every major the database's nodes run.
+fn check_images(
+    db: &Database,
+    spans: &SpanMap,
+    config: &ClusterConfig,
+    images: &ImageCatalog,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut majors: Vec<u16> = db
+        .nodes
+        .iter()
+        .map(|n| n.postgres_version.unwrap_or(db.postgres_version).major)
+        .collect();
+    majors.push(db.postgres_version.major);
+    majors.sort_unstable();
+    majors.dedup();
+    for major in majors {
+        if config.images.contains_key(&major.to_string()) {
+            continue; // another image: its contents are not known here
+        }
+        let Some(m) = images.images.get(&major) else {
+            continue;
+        };
+        for (i, ext) in db.extensions.iter().enumerate() {
+            if !m.extensions.contains(&ext.name) {
+                diags.push(spans.error(
+                    &format!("extensions[{i}]"),
+                    format!(
+                        "extension \"{}\" is not in the PostgreSQL {} image (pgcd/postgres:{major}, {} extensions); remove it, or name an image that has it under images: in pgcd.yaml",
+                        ext.name,
+                        m.version,
+                        m.extensions.len()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 fn read_one<T: Decode + Default0>(
@@ -404,5 +457,27 @@ fn check_operation(
             }
         }
         Action::Cancel { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    #[test]
+    fn an_extension_the_image_lacks_is_an_error_at_its_line() {
+        let files = vec![SourceFile {
+            path: "databases/shop.yaml".into(),
+            text: "database_name: shop\npostgres_version: \"17\"\nnodes:\n  - name: n1\n    host_ids: [h1]\nextensions:\n  - pg_cron\n  - vector\n".into(),
+        }];
+        let images = ImageCatalog::from_texts([
+            r#"{"major":17,"version":"17.12","extensions":["pg_cron","plpgsql"]}"#,
+        ]);
+        let diags = load_checked(&files, &images).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        let text = diags[0].to_string();
+        assert!(text.starts_with("databases/shop.yaml:8:5: extensions[1]: extension \"vector\" is not in the PostgreSQL 17.12 image"), "{text}");
+        // Without a manifest for the major, nothing is checked.
+        assert!(load_checked(&files, &ImageCatalog::default()).is_ok());
     }
 }

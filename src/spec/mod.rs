@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod diag;
 pub mod diff;
 pub mod extensions;
+pub mod images;
 mod load;
 pub mod names;
 pub mod operation;
@@ -26,7 +27,7 @@ pub mod yaml;
 pub use config::ClusterConfig;
 pub use database::Database;
 pub use diag::Diagnostic;
-pub use load::load;
+pub use load::{load, load_checked};
 pub use operation::Operation;
 
 use serde::Serialize;
