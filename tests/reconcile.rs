@@ -156,6 +156,38 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
     );
     assert!(!log.contains("app-secret"), "{log}");
 
+    // The commit gets its pgcd/apply status once both databases are Ready
+    // (a Git note in the leader's mirror: this origin is not bare, so not pushed).
+    let mirror = agent.data_dir.join("source");
+    wait_for("pgcd/apply success note", READY, || {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&mirror)
+            .args(["notes", "--ref", "pgcd", "show", &first])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["pgcd/apply"]["state"] == "success").then_some(())
+    });
+    // `pgcd plan --api` plans an uncommitted edit against the live cluster.
+    let plan = |dir: &Path| {
+        std::process::Command::new(pgcd_bin())
+            .args(["plan", "--api", &api])
+            .arg(dir)
+            .env("PGCD_MANIFESTS", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let out = plan(&work);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
+    std::fs::write(work.join("databases/shop.yaml"), shop(&h1, "48MB", "128MB")).unwrap();
+    let out = plan(&work);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("work_mem") && text.contains("48MB"), "{text}");
+    assert!(!text.contains("create instance"), "{text}");
+
     // A reload setting is applied without a restart.
     let started = inspect(&c, "{{.State.StartedAt}}").unwrap();
     let second = commit(

@@ -223,7 +223,10 @@ fn offline_plan_of_the_sample_creates_every_instance() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("plan: add catalog, inventory, orders"), "{text}");
+    assert!(
+        text.contains("plan: add catalog, inventory, orders"),
+        "{text}"
+    );
     assert!(
         text.contains("+ create instance orders/n3 on h3 (PostgreSQL 17, port 6432)"),
         "{text}"

@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))
         .route("/v1/source", get(routes::source::get))
         .route("/v1/desired", get(routes::desired::get))
+        .route("/v1/actual", get(routes::actual::get))
         .merge(routes::webhooks::router())
         .with_state(state)
 }

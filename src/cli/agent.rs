@@ -215,7 +215,11 @@ pub fn run(args: Args) -> Result<i32> {
             config.data_dir.clone(),
             format!("http://{}:{}", config.advertise, config.api_port),
         )));
-        services.push(Arc::new(Reconciler::new(args.resync_interval)));
+        services.push(Arc::new(Reconciler::new(
+            args.resync_interval,
+            config.data_dir.join("source"),
+            format!("http://{}:{}", config.advertise, config.api_port),
+        )));
         let mut executors = executors::builtin();
         let mut host_services: Vec<Arc<dyn HostService>> = Vec::new();
         let rt = match args.runtime {

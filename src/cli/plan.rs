@@ -70,21 +70,30 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let diff = spec::diff::diff(&desired, old.as_ref());
     // Offline, the planner's steps against a new cluster of the spec's hosts;
-    // against a live cluster they need observed state (not collected yet).
-    let steps = args.offline.then(|| {
-        let mut hosts: Vec<&str> = desired
-            .databases
-            .iter()
-            .flat_map(|d| {
-                d.nodes
-                    .iter()
-                    .flat_map(|n| n.host_ids.iter().map(|h| h.as_str()))
-            })
-            .collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        crate::plan::plan(&desired, &crate::plan::actual::Actual::empty(&hosts))
-    });
+    // otherwise against the live cluster as its agents last observed it.
+    let live = if args.offline {
+        None
+    } else {
+        let v = super::status::get_json(&args.api, "/v1/actual")?;
+        Some(serde_json::from_value::<crate::plan::Actual>(v).context("reading /v1/actual")?)
+    };
+    let steps = match live {
+        Some(actual) => Some(crate::plan::plan(&desired, &actual)),
+        None => Some({
+            let mut hosts: Vec<&str> = desired
+                .databases
+                .iter()
+                .flat_map(|d| {
+                    d.nodes
+                        .iter()
+                        .flat_map(|n| n.host_ids.iter().map(|h| h.as_str()))
+                })
+                .collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            crate::plan::plan(&desired, &crate::plan::actual::Actual::empty(&hosts))
+        }),
+    };
     if args.output == Output::Json {
         let v = serde_json::json!({ "against": revision, "plan": diff, "steps": steps });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -104,5 +113,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             print!("{steps}");
         }
     }
-    Ok(if diff.is_empty() { 0 } else { 2 })
+    let unchanged = diff.is_empty() && steps.as_ref().is_none_or(|p| p.is_empty());
+    Ok(if unchanged { 0 } else { 2 })
 }

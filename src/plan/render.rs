@@ -105,6 +105,14 @@ fn lines(s: &Step) -> Vec<String> {
     }
 }
 
+impl Plan {
+    /// One line: `No changes.` or `Plan: 2 to add, 1 to change, 0 restarts, 0 to remove.`
+    pub fn summary(&self) -> String {
+        let text = self.to_string();
+        text.lines().last().unwrap_or_default().to_string()
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (mut add, mut change, mut restart, mut remove) = (0, 0, 0, 0);

@@ -18,6 +18,8 @@ use crate::cluster::{now_rfc3339, ClusterError, HostId};
 use crate::plan::{Action, Actual, NoteKind, Plan, Step};
 use crate::runtime::exec::{StepArgs, KIND};
 use crate::source::records;
+use crate::source::report::{Reporter, StatusJob};
+use crate::source::status::{CommitStatus, State};
 use crate::spec::database::DatabaseState;
 use crate::spec::operation::Action as OpAction;
 use crate::spec::{ClusterConfig, Desired};
@@ -25,6 +27,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use status::{ConditionType as C, DatabaseStatus, InstanceStatus, PlanRecord, ReconcilerStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The key prefix of operations carried out (`reconcile/operations/<id>`).
@@ -33,12 +36,20 @@ pub const OPERATIONS_PREFIX: &str = "reconcile/operations/";
 /// The reconciler service.
 pub struct Reconciler {
     resync: Duration,
+    mirror_dir: PathBuf,
+    api: String,
 }
 
 impl Reconciler {
-    /// A reconciler that passes at least every `resync`.
-    pub fn new(resync: Duration) -> Self {
-        Self { resync }
+    /// A reconciler that passes at least every `resync`, reporting the
+    /// `pgcd/apply` commit status through the Git mirror at `mirror_dir`
+    /// (status links point at `api`).
+    pub fn new(resync: Duration, mirror_dir: PathBuf, api: String) -> Self {
+        Self {
+            resync,
+            mirror_dir,
+            api,
+        }
     }
 }
 
@@ -48,7 +59,8 @@ impl LeaderService for Reconciler {
     }
 
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
-        run(guard, self.resync).boxed()
+        let reporter = Reporter::spawn(guard.token().clone(), self.mirror_dir.clone());
+        run(guard, self.resync, reporter, self.api.clone()).boxed()
     }
 }
 
@@ -63,13 +75,20 @@ pub fn image(config: &ClusterConfig, major: u16) -> String {
 
 struct Loop {
     guard: LeaderGuard,
+    reporter: Reporter,
+    api: String,
+    /// The last `pgcd/apply` state reported, per revision.
+    applied: Option<(String, State)>,
     statuses: HashMap<String, DatabaseStatus>,
     stats: ReconcilerStats,
     last_steps: BTreeSet<String>,
 }
 
-async fn run(guard: LeaderGuard, resync: Duration) {
+async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: String) {
     let mut lp = Loop {
+        reporter,
+        api,
+        applied: None,
         statuses: HashMap::new(),
         stats: guard
             .store()
@@ -228,7 +247,60 @@ impl Loop {
                 "reconcile pass"
             );
         }
+        self.report_apply(rec);
         Ok(!plan.steps.is_empty() && all_ok && !repeating)
+    }
+
+    /// Sends `pgcd/apply` for the revision when its outcome changed:
+    /// success once every database of the spec is Ready, failure while one
+    /// is Stalled (pending, sent when the revision was recorded, otherwise).
+    fn report_apply(&mut self, rec: &DesiredRecord) {
+        let names: Vec<&str> = rec
+            .desired
+            .databases
+            .iter()
+            .filter(|d| d.state != Some(DatabaseState::Absent))
+            .map(|d| d.database_name.as_str())
+            .collect();
+        let of = |n: &str| self.statuses.get(n);
+        let stalled = names
+            .iter()
+            .filter_map(|n| of(n))
+            .find(|s| s.is(C::Stalled));
+        let ready = names.iter().all(|n| of(n).is_some_and(|s| s.is(C::Ready)));
+        let (state, description) = if let Some(s) = stalled {
+            let why = s
+                .condition(C::Stalled)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            (State::Failure, format!("{} stalled: {why}", s.name))
+        } else if ready {
+            let degraded = names
+                .iter()
+                .filter(|n| of(n).is_some_and(|s| s.is(C::Degraded)))
+                .count();
+            let mut d = format!("carried out: {} database(s) Ready", names.len());
+            if degraded > 0 {
+                d.push_str(&format!(", {degraded} Degraded (see notes)"));
+            }
+            (State::Success, d)
+        } else {
+            return;
+        };
+        if self.applied.as_ref() == Some(&(rec.revision.clone(), state)) {
+            return;
+        }
+        self.applied = Some((rec.revision.clone(), state));
+        self.reporter.send(StatusJob {
+            sha: rec.revision.clone(),
+            statuses: vec![CommitStatus::new(
+                "pgcd/apply",
+                state,
+                &description,
+                Some(format!("{}/v1/databases", self.api.trim_end_matches('/'))),
+            )],
+            reporters: rec.desired.config.reporters.clone(),
+        });
     }
 
     fn status_mut(&mut self, db: &str, now: &str) -> &mut DatabaseStatus {

@@ -287,6 +287,7 @@ impl Loop {
             summary: String::new(),
             errors: Vec::new(),
             reported: false,
+            plan: None,
         };
         let mut desired = None;
         match (&rev.files, &rev.signature) {
@@ -308,6 +309,12 @@ impl Loop {
                         RevisionState::PlannedOnly
                     };
                     record.summary = short(&summary(&d, current));
+                    // The plan against the cluster as observed now: what a
+                    // merge would do (the pgcd/plan status).
+                    if let Ok(actual) = crate::reconcile::assemble::actual(self.guard.store()).await
+                    {
+                        record.plan = Some(crate::plan::plan(&d, &actual).summary());
+                    }
                     desired = Some(d);
                 }
                 Err(errors) => {
@@ -428,11 +435,10 @@ impl Loop {
         if record.state == RevisionState::PlannedOnly
             || (tracked && record.state == RevisionState::Applied)
         {
-            // Until the planner exists the plan is the spec-level difference.
             statuses.push(CommitStatus::new(
                 "pgcd/plan",
                 State::Success,
-                &record.summary,
+                record.plan.as_deref().unwrap_or(&record.summary),
                 url.clone(),
             ));
         }

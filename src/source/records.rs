@@ -67,6 +67,10 @@ pub struct RevisionRecord {
     /// Whether its commit statuses were delivered to the reporters' queue.
     #[serde(default)]
     pub reported: bool,
+    /// The summary of its plan against the live cluster when it was
+    /// recorded (valid revisions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// `desired`: the state in force and where it came from.

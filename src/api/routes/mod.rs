@@ -1,5 +1,6 @@
 //! One file per route.
 
+pub mod actual;
 pub mod cluster;
 pub mod database_plan;
 pub mod databases;
