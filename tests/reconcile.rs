@@ -179,7 +179,12 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
             .unwrap()
     };
     let out = plan(&work);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
     std::fs::write(work.join("databases/shop.yaml"), shop(&h1, "48MB", "128MB")).unwrap();
     let out = plan(&work);

@@ -37,7 +37,7 @@ fn fetches_only_when_the_remote_moved_and_reads_specs_from_the_tree() {
     );
     assert!(!paths.iter().any(|p| p.ends_with("README.md")));
     let desired = pgcd::spec::load(&files).unwrap();
-    assert_eq!(desired.databases.len(), 2);
+    assert_eq!(desired.databases.len(), 3);
 
     // Unchanged remote: same head, nothing new in the object database.
     assert_eq!(mirror.remote_head(T).unwrap(), head);
@@ -78,7 +78,7 @@ fn specs_below_a_path_and_a_missing_branch_are_handled() {
             .unwrap()
             .databases
             .len(),
-        2
+        3
     );
 
     cfg.branch = "production".into();

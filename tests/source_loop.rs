@@ -149,7 +149,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
         out.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("plan: no change"));
     let orders = repo.work.join("databases/orders.yaml");

@@ -85,9 +85,11 @@ fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
             out.notes.push(Note {
                 kind: NoteKind::HostUnavailable,
                 database: db.to_string(),
-                message: format!("host {host} has not registered; its steps wait for its agent"),
+                message: format!(
+                    "host {host} has not registered; its steps are planned once its agent runs"
+                ),
             });
-            true
+            false
         }
     }
 }

@@ -169,6 +169,7 @@ impl Loop {
     /// succeeded, so the next plan should be empty).
     async fn pass(&mut self, rec: &DesiredRecord) -> Result<bool, ClusterError> {
         let started = Instant::now();
+        let cpu = process_cpu_seconds();
         let store = self.guard.store().clone();
         let actual = assemble::actual(&store).await?;
         let plan = crate::plan::plan(&rec.desired, &actual);
@@ -225,6 +226,7 @@ impl Loop {
         let took = started.elapsed().as_secs_f64();
         self.stats.passes += 1;
         self.stats.last_pass_seconds = took;
+        self.stats.last_pass_cpu_seconds = process_cpu_seconds() - cpu;
         self.stats.pass_seconds_sum += took;
         self.stats.last_plan_steps = plan.steps.len() as u64;
         for o in outcomes.values().flatten() {
@@ -652,6 +654,17 @@ pub fn read_desired(entry: &crate::cluster::store::Entry) -> Result<DesiredRecor
         .to_string();
     let desired = Desired::from_json(v.get("desired").unwrap_or(&serde_json::Value::Null))?;
     Ok(DesiredRecord { revision, desired })
+}
+
+/// User and system CPU time of this process so far, seconds.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn short(sha: &str) -> &str {

@@ -219,6 +219,10 @@ pub struct ReconcilerStats {
     pub last_pass_seconds: f64,
     /// Sum of every pass's duration, seconds (with `passes`, a mean).
     pub pass_seconds_sum: f64,
+    /// CPU time of this process during the last pass, seconds (the whole
+    /// agent's, so it includes whatever else ran meanwhile).
+    #[serde(default)]
+    pub last_pass_cpu_seconds: f64,
     /// Steps in the last pass's plan.
     pub last_plan_steps: u64,
     /// Steps carried out that corrected drift.

@@ -65,6 +65,12 @@ pub fn render_reconciler(stats: &ReconcilerStats, dbs: &[DatabaseStatus]) -> Str
         stats.last_pass_seconds.to_string(),
     );
     one(
+        "pgcd_reconcile_last_cpu_seconds",
+        "gauge",
+        "CPU time of the leader's process during the last reconcile pass.",
+        stats.last_pass_cpu_seconds.to_string(),
+    );
+    one(
         "pgcd_plan_steps",
         "gauge",
         "Steps in the last reconcile pass's plan.",
