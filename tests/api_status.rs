@@ -133,6 +133,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
         leader: "h1".into(),
         passes: 7,
         last_pass_seconds: 0.25,
+        last_pass_cpu_seconds: 0.0125,
         pass_seconds_sum: 3.5,
         last_plan_steps: 2,
         drift_corrections_total: 3,
@@ -192,6 +193,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
     for (name, value) in [
         ("pgcd_reconcile_passes_total", 7.0),
         ("pgcd_reconcile_last_duration_seconds", 0.25),
+        ("pgcd_reconcile_last_cpu_seconds", 0.0125),
         ("pgcd_reconcile_duration_seconds_sum", 3.5),
         ("pgcd_plan_steps", 2.0),
         ("pgcd_drift_corrections_total", 3.0),
