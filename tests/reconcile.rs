@@ -288,6 +288,30 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
         inspect(&format!("pgcd-books-n1-{h1}"), "{{.State.Running}}").as_deref(),
         Some("true")
     );
+
+    // Deleting takes `state: absent` with `confirm_delete`; the data stays.
+    let absent = format!(
+        "{}state: absent\nconfirm_delete: books\n",
+        plain("books", "17", 6544, &h1)
+    );
+    commit(
+        &work,
+        &[("databases/books.yaml", Some(&absent))],
+        "delete books",
+    );
+    wait_for("books container removed", READY, || {
+        inspect(&format!("pgcd-books-n1-{h1}"), "{{.State.Running}}")
+            .is_none()
+            .then_some(())
+    });
+    wait_for("books status gone", READY, || {
+        status(&api, "books").is_none().then_some(())
+    });
+    assert!(agent
+        .data_dir
+        .join("instances/books-n1/data/PG_VERSION")
+        .exists());
+    assert!(q("SELECT 1").is_some(), "shop is untouched");
 }
 
 #[test]
@@ -330,6 +354,19 @@ fn postgresql_16_and_18_converge_too() {
             .unwrap()
             .starts_with("18."),
         "{new}"
+    );
+
+    // `state: stopped` on a node stops its instance; the status says so.
+    let stopped = plain("old", "16", 6545, &h1).replace(
+        &format!("    host_ids: [{h1}]\n"),
+        &format!("    host_ids: [{h1}]\n    state: stopped\n"),
+    );
+    let sha = commit(&work, &[("databases/old.yaml", Some(&stopped))], "stop old");
+    let old = wait_ready(&api, "old", Some(&sha), READY);
+    assert_eq!(old["instances"][0]["state"], "stopped", "{old}");
+    assert_eq!(
+        inspect(&format!("pgcd-old-n1-{h1}"), "{{.State.Running}}").as_deref(),
+        Some("false")
     );
 }
 

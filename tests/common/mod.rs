@@ -159,6 +159,8 @@ impl Agent {
             .env("RUST_LOG", "info")
             // Only tests that ask for it (`--runtime docker`) run PostgreSQL.
             .env("PGCD_RUNTIME", "none")
+            // The `debug.sleep` task kind exists only for tests.
+            .env("PGCD_TEST_EXECUTORS", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log)
