@@ -66,6 +66,17 @@ fn plain(name: &str, version: &str, port: u16, host: &str) -> String {
     )
 }
 
+/// The first agent of a block, following the repository at `work`.
+fn first_agent(block: u8, dir: &Path, work: &Path) -> AgentGuard {
+    pg_agent(
+        block,
+        0,
+        dir,
+        vec!["--init".into(), "--repo".into(), work.display().to_string()],
+    )
+    .guarded()
+}
+
 const PASSWORD: &str = "app-secret-'quoted";
 
 #[test]
@@ -88,13 +99,7 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
         ],
         "shop and books",
     );
-    let agent = pg_agent(
-        block,
-        0,
-        dir.path(),
-        vec!["--init".into(), "--repo".into(), work.display().to_string()],
-    )
-    .guarded();
+    let agent = first_agent(block, dir.path(), &work);
     let api = agent.api();
     let a = agent.addr.clone();
     let c = format!("pgcd-shop-n1-{h1}");
@@ -331,13 +336,7 @@ fn postgresql_16_and_18_converge_too() {
         ],
         "16 and 18",
     );
-    let agent = pg_agent(
-        block,
-        0,
-        dir.path(),
-        vec!["--init".into(), "--repo".into(), work.display().to_string()],
-    )
-    .guarded();
+    let agent = first_agent(block, dir.path(), &work);
     let api = agent.api();
     let old = wait_ready(&api, "old", Some(&sha), READY);
     let new = wait_ready(&api, "new", Some(&sha), READY);

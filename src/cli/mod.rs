@@ -81,3 +81,11 @@ pub fn main() -> i32 {
 pub fn dir_or_cwd(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from("."))
 }
+
+/// The image manifests of `dir`, or of this machine's cache.
+fn image_catalog(dir: Option<&std::path::Path>) -> crate::spec::images::ImageCatalog {
+    use crate::spec::images::ImageCatalog;
+    ImageCatalog::read_dir(
+        &dir.map_or_else(ImageCatalog::default_dir, std::path::Path::to_path_buf),
+    )
+}

@@ -26,15 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let dir = super::dir_or_cwd(args.dir);
     let files = spec::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
     match (
-        spec::load_checked(
-            &files,
-            &spec::images::ImageCatalog::read_dir(
-                &args
-                    .manifests
-                    .clone()
-                    .unwrap_or_else(spec::images::ImageCatalog::default_dir),
-            ),
-        ),
+        spec::load_checked(&files, &super::image_catalog(args.manifests.as_deref())),
         args.output,
     ) {
         (Ok(desired), Output::Json) => {

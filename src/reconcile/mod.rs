@@ -154,10 +154,21 @@ async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: Stri
 }
 
 impl Loop {
+    /// Waits for the `pg.step` tasks a predecessor left pending or running
+    /// on live hosts (a dead host's runner fails its interrupted tasks when
+    /// it comes back, and steps are idempotent).
     async fn wait_inflight(&self) -> Result<(), ClusterError> {
         let tasks = list_tasks(self.guard.store()).await?;
+        let live: BTreeSet<String> = list_hosts(self.guard.store())
+            .await?
+            .into_iter()
+            .filter(|h| h.healthy)
+            .map(|h| h.id.to_string())
+            .collect();
         for t in tasks.iter().filter(|t| {
-            t.kind == KIND && matches!(t.state, TaskState::Pending | TaskState::Running)
+            t.kind == KIND
+                && matches!(t.state, TaskState::Pending | TaskState::Running)
+                && live.contains(&t.host)
         }) {
             tracing::info!(task = %t.id, "waiting for a step the previous leader started");
             let _ = apply::wait_task(&self.guard, &t.id, Duration::from_secs(330)).await?;

@@ -153,6 +153,18 @@ fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/tmp
 "##;
 
+/// Docker answers 304 when a container is already started (or stopped):
+/// for pgcd's idempotent steps that is success.
+fn already_so(r: Result<(), bollard::errors::Error>) -> Result<(), RuntimeError> {
+    match r {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn nano_cpus(cpus: &str) -> Option<i64> {
     let cores = match cpus.strip_suffix('m') {
         Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
@@ -375,22 +387,16 @@ impl Runtime {
 
     /// Starts the container (a no-op when it runs).
     pub async fn start(&self, id: &InstanceId) -> Result<(), RuntimeError> {
-        match self
+        let r = self
             .docker
             .start_container(&id.container(), None::<StartContainerOptions>)
-            .await
-        {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+            .await;
+        already_so(r)
     }
 
     /// Stops the container with a fast shutdown (a no-op when stopped).
     pub async fn stop(&self, id: &InstanceId) -> Result<(), RuntimeError> {
-        match self
+        let r = self
             .docker
             .stop_container(
                 &id.container(),
@@ -399,14 +405,8 @@ impl Runtime {
                     ..Default::default()
                 }),
             )
-            .await
-        {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+            .await;
+        already_so(r)
     }
 
     /// Restarts the container.
