@@ -70,6 +70,9 @@ fn orders() -> DatabaseStatus {
         role: InstanceRole::Primary,
         state: "running".into(),
         version: Some("17.2".into()),
+        streaming: None,
+        lag_bytes: None,
+        lag_seconds: None,
     });
     db.last_plan = Some(PlanRecord {
         revision: db.observed_revision.clone(),

@@ -42,6 +42,9 @@ pub struct HostActual {
     pub healthy: bool,
     /// Docker answers on the host.
     pub docker: bool,
+    /// The host's advertise address (where its instances listen).
+    #[serde(default)]
+    pub address: String,
 }
 
 /// The replication role an instance reports (`pg_is_in_recovery()`).
@@ -91,6 +94,43 @@ pub struct InstanceActual {
     pub available_extensions: Vec<String>,
     /// The instance's host data directory exists.
     pub data_dir_exists: bool,
+    /// Replication slots on the server (`pg_replication_slots`).
+    #[serde(default)]
+    pub slots: Vec<String>,
+    /// Standbys streaming from it (`pg_stat_replication`).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaActual>,
+}
+
+/// A standby streaming from a primary, as the primary sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaActual {
+    /// The standby's `application_name` (`pgcd_<node>_<host>`).
+    pub name: String,
+    /// `streaming`, `catchup`, ...
+    pub state: String,
+    /// Bytes of WAL the primary has that the standby has not replayed.
+    pub lag_bytes: Option<i64>,
+    /// `replay_lag`, seconds (none when idle).
+    pub lag_seconds: Option<f64>,
+}
+
+/// The role standbys connect as.
+pub const REPLICATION_ROLE: &str = "pgcd_replication";
+
+/// The slot and `application_name` of a node's standby on a host.
+pub fn standby_name(node: &str, host: &str) -> String {
+    let clean: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("pgcd_{node}_{clean}")
 }
 
 /// A role as `pg_roles` and `pg_auth_members` show it.
@@ -175,6 +215,7 @@ impl Actual {
                     id: id.to_string(),
                     healthy: true,
                     docker: true,
+                    address: String::new(),
                 })
                 .collect(),
             instances: Vec::new(),
@@ -205,6 +246,13 @@ impl Actual {
                 attributes: ROLE_FLAGS.iter().map(|f| f.to_string()).collect(),
                 member_of: Vec::new(),
             }];
+            if db.nodes.iter().any(|n| n.host_ids.len() > 1) {
+                roles.push(RoleActual {
+                    name: REPLICATION_ROLE.to_string(),
+                    attributes: vec!["INHERIT".into(), "LOGIN".into(), "REPLICATION".into()],
+                    member_of: Vec::new(),
+                });
+            }
             roles.extend(db.database_users.iter().map(|u| RoleActual {
                 name: u.username.to_string(),
                 attributes: held_attributes(u.attributes.as_deref().unwrap_or_default()),
@@ -258,6 +306,15 @@ impl Actual {
                         extensions: extensions.clone(),
                         available_extensions: available.clone(),
                         data_dir_exists: true,
+                        slots: if i == 0 {
+                            node.host_ids[1..]
+                                .iter()
+                                .map(|h| standby_name(node.name.as_str(), h.as_str()))
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
+                        replicas: Vec::new(),
                     });
                 }
             }

@@ -4,7 +4,8 @@
 //! state as the agents would. Test-only; no I/O except reading `sample-repo/`.
 
 use super::actual::{
-    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, ROLE_FLAGS,
+    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, REPLICATION_ROLE,
+    ROLE_FLAGS,
 };
 use super::steps::{Action, Plan};
 use super::{Actual, SUPERUSER};
@@ -122,6 +123,8 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
             .map(|e| e.to_string())
             .collect(),
         data_dir_exists: false,
+        slots: Vec::new(),
+        replicas: Vec::new(),
     }
 }
 
@@ -158,9 +161,30 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.settings = settings.clone();
                 i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
             }
+            Action::CreateStandby { version, port, .. } => {
+                i.container_exists = true;
+                i.data_dir_exists = true;
+                i.port = *port;
+                i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
+                i.role = InstanceRole::Standby; // once it runs
+            }
+            Action::EnsureReplication { slot } => {
+                if !i.roles.iter().any(|r| r.name == REPLICATION_ROLE) {
+                    i.roles.push(RoleActual {
+                        name: REPLICATION_ROLE.into(),
+                        attributes: vec!["INHERIT".into(), "LOGIN".into(), "REPLICATION".into()],
+                        member_of: Vec::new(),
+                    });
+                }
+                if !i.slots.contains(slot) {
+                    i.slots.push(slot.clone());
+                }
+            }
             Action::StartInstance => {
                 i.running = true;
-                i.role = InstanceRole::Primary;
+                if i.role != InstanceRole::Standby {
+                    i.role = InstanceRole::Primary;
+                }
             }
             Action::StopInstance => {
                 i.running = false;

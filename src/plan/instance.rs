@@ -137,24 +137,150 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         .map(|h| h.as_str())
         .filter(|h| *h != primary.as_str())
         .collect();
-    if !standbys.is_empty() {
+    if !host_ready(name, primary.as_str(), index, out) {
+        return;
+    }
+    primary_steps(db, node, primary.as_str(), index, out);
+    for standby in standbys {
+        standby_steps(db, node, primary.as_str(), standby, index, out);
+    }
+}
+
+/// Plans a standby of a node on `host`: the primary's replication role and
+/// slot, then a container whose first start copies the primary. It waits
+/// (with a note) until the primary runs as a primary.
+fn standby_steps(
+    db: &Database,
+    node: &NodeSpec,
+    primary: &str,
+    host: &str,
+    index: &Index,
+    out: &mut Plan,
+) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
+    if !host_ready(name, host, index, out) {
+        return;
+    }
+    // The primary runs as one, or this plan creates and starts it (then the
+    // standby's steps follow the primary's).
+    let reported = index.instance(name, node_name, primary);
+    let running = reported.filter(|p| p.running && p.role == InstanceRole::Primary);
+    let primary_prefix = format!("{name}/{node_name}/{primary}/");
+    let created_now = !reported.is_some_and(|p| p.container_exists)
+        && out
+            .steps
+            .iter()
+            .any(|s| s.id == format!("{primary_prefix}start"));
+    let paddr = index.actual.host(primary).map(|h| h.address.clone());
+    let (true, Some(paddr)) = (running.is_some() || created_now, paddr) else {
         out.notes.push(Note {
             kind: NoteKind::Standby,
             database: name.to_string(),
             message: format!(
-                "{name}/{node_name}: standbys on {} come with replication; not planned yet",
-                standbys.join(", ")
+                "{name}/{node_name}: the standby on {host} waits for the primary on {primary} to run"
             ),
         });
-    }
-    if !host_ready(name, primary.as_str(), index, out) {
         return;
+    };
+    let slot = super::actual::standby_name(node_name, host);
+    let port = running.map_or_else(
+        || {
+            node.port
+                .or(db.port)
+                .unwrap_or(crate::spec::defaults::DEFAULT_PORT)
+        },
+        |p| p.port,
+    );
+    let mut before: Vec<String> = out
+        .steps
+        .iter()
+        .filter(|s| s.id.starts_with(&primary_prefix))
+        .map(|s| s.id.clone())
+        .collect();
+    let has_role = running.is_some_and(|p| {
+        p.roles
+            .iter()
+            .any(|r| r.name == super::actual::REPLICATION_ROLE)
+    });
+    if !has_role || !running.is_some_and(|p| p.slots.contains(&slot)) {
+        let mut s = Steps {
+            db: name,
+            node: node_name,
+            host: primary,
+            phases: Default::default(),
+        };
+        s.add(
+            CREATE,
+            &format!("replication:{host}"),
+            Action::EnsureReplication { slot: slot.clone() },
+            format!("the standby of {name}/{node_name} on {host} streams through slot {slot}"),
+        );
+        let id = s.phases[CREATE][0].id.clone();
+        let first = out.steps.len();
+        s.finish(out);
+        if let Some(step) = out.steps.get_mut(first) {
+            step.depends_on.append(&mut before);
+        }
+        before.push(id);
     }
-    let inst = index.instance(name, node_name, primary.as_str());
+    let inst = index.instance(name, node_name, host);
     let mut s = Steps {
         db: name,
         node: node_name,
-        host: primary.as_str(),
+        host,
+        phases: Default::default(),
+    };
+    let at = format!("{name}/{node_name} on {host}");
+    if !inst.is_some_and(|i| i.container_exists) {
+        s.add(
+            CREATE,
+            "create-standby",
+            Action::CreateStandby {
+                version: node.postgres_version.unwrap_or(db.postgres_version),
+                port,
+                primary: primary.to_string(),
+                primary_address: paddr,
+                primary_port: port,
+                slot,
+                cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+                memory: node.memory.as_ref().map(|m| m.0.clone()),
+            },
+            format!("{at} is a standby in the spec and does not exist"),
+        );
+    }
+    if !inst.is_some_and(|i| i.running) {
+        s.add(
+            START,
+            "start",
+            Action::StartInstance,
+            format!("start the standby {at}"),
+        );
+    } else if inst.is_some_and(|i| i.role == InstanceRole::Primary) {
+        out.notes.push(Note {
+            kind: NoteKind::Standby,
+            database: name.to_string(),
+            message: format!(
+                "{at} runs as a primary beside the primary on {primary}; pgcd leaves it alone (two primaries need a person)"
+            ),
+        });
+    }
+    let first = out.steps.len();
+    s.finish(out);
+    if let Some(step) = out.steps.get_mut(first) {
+        step.depends_on.extend(before);
+    }
+}
+
+/// Plans a node's primary: instance, start, catalog, settings, restart.
+fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
+    let inst = index.instance(name, node_name, primary);
+    let mut s = Steps {
+        db: name,
+        node: node_name,
+        host: primary,
         phases: Default::default(),
     };
     let at = format!("{name}/{node_name} on {primary}");

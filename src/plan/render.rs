@@ -29,6 +29,18 @@ fn lines(s: &Step) -> Vec<String> {
     let at = format!("{}/{}", s.database, s.node);
     let on = format!("{at} on {}", s.host);
     match &s.action {
+        Action::CreateStandby {
+            version,
+            port,
+            primary,
+            slot,
+            ..
+        } => vec![format!(
+            "create standby {on} (PostgreSQL {version}, port {port}) from the primary on {primary}, slot {slot}"
+        )],
+        Action::EnsureReplication { slot } => {
+            vec![format!("replication role and slot {slot} on {on}")]
+        }
         Action::CreateInstance {
             version,
             port,

@@ -90,6 +90,35 @@ pub enum Action {
         /// The data directory exists and is used as it is (no initdb).
         reuse_data: bool,
     },
+    /// Create a standby's container; its first start copies the primary
+    /// with `pg_basebackup` through the slot and follows it.
+    CreateStandby {
+        /// The PostgreSQL version of the image.
+        #[serde(deserialize_with = "version")]
+        version: PgVersion,
+        /// The port it listens on.
+        port: u16,
+        /// The primary's host.
+        primary: String,
+        /// The primary's address.
+        primary_address: String,
+        /// The primary's port.
+        primary_port: u16,
+        /// The replication slot on the primary (also its `application_name`).
+        slot: String,
+        /// CPU limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cpus: Option<String>,
+        /// Memory limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        memory: Option<String>,
+    },
+    /// On a primary: the replication role (password from the cluster's
+    /// secret for the database) and a physical slot for a standby.
+    EnsureReplication {
+        /// The slot.
+        slot: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -192,6 +221,8 @@ impl Action {
     pub fn effect(&self) -> Effect {
         match self {
             Action::CreateInstance { .. }
+            | Action::CreateStandby { .. }
+            | Action::EnsureReplication { .. }
             | Action::CreateDatabase { .. }
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }

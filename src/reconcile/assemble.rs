@@ -28,6 +28,7 @@ pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
             id: h.id.to_string(),
             healthy: h.healthy,
             docker: obs.is_some_and(|o| o.docker),
+            address: h.address.clone(),
         });
         if let Some(o) = obs {
             out.instances.extend(o.instances.iter().cloned());

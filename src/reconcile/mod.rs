@@ -373,6 +373,9 @@ impl Loop {
                         i.port
                     ),
                     role: i.role,
+                    lag_bytes: standby_lag(actual, i).and_then(|r| r.lag_bytes),
+                    lag_seconds: standby_lag(actual, i).and_then(|r| r.lag_seconds),
+                    streaming: standby_lag(actual, i).map(|r| r.state.clone()),
                     state: if i.running {
                         "running"
                     } else if i.container_exists {
@@ -607,9 +610,20 @@ async fn apply_database(
     steps: &[Step],
 ) -> Result<Vec<apply::StepOutcome>, ClusterError> {
     let mut out = Vec::new();
+    let replicated = steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::CreateStandby { .. } | Action::EnsureReplication { .. }
+        )
+    });
+    if let (true, Some(first)) = (replicated, steps.first()) {
+        ensure_replication_secret(guard, &first.database).await?;
+    }
     for s in steps {
         let image = match &s.action {
-            Action::CreateInstance { version, .. } => image(&desired.config, version.major),
+            Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
+                image(&desired.config, version.major)
+            }
             _ => String::new(),
         };
         let o = apply::step(guard, s, &image).await?;
@@ -620,6 +634,29 @@ async fn apply_database(
         }
     }
     Ok(out)
+}
+
+/// Makes the database's replication password once (kept in etcd; the
+/// agents read it to set the role's password and to connect standbys).
+async fn ensure_replication_secret(
+    guard: &LeaderGuard,
+    database: &str,
+) -> Result<(), ClusterError> {
+    use etcd_client::{Compare, CompareOp, TxnOp};
+    let key =
+        crate::cluster::store::full_key(&crate::runtime::exec::replication_secret_key(database));
+    guard
+        .txn(
+            vec![Compare::version(key.clone(), CompareOp::Equal, 0)],
+            vec![TxnOp::put(
+                key,
+                crate::cluster::identity::random_hex(16),
+                None,
+            )],
+            vec![],
+        )
+        .await?;
+    Ok(())
 }
 
 fn plan_record(rec: &DesiredRecord, plan: &Plan, db: &str, now: &str) -> PlanRecord {
@@ -676,6 +713,27 @@ fn process_cpu_seconds() -> f64 {
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// What a standby's primary reports of it (`pg_stat_replication`).
+fn standby_lag<'a>(
+    actual: &'a Actual,
+    standby: &crate::plan::InstanceActual,
+) -> Option<&'a crate::plan::actual::ReplicaActual> {
+    if standby.role != crate::plan::InstanceRole::Standby {
+        return None;
+    }
+    let name = crate::plan::actual::standby_name(&standby.node, &standby.host);
+    actual
+        .instances
+        .iter()
+        .filter(|p| {
+            p.database == standby.database
+                && p.node == standby.node
+                && p.role == crate::plan::InstanceRole::Primary
+        })
+        .flat_map(|p| p.replicas.iter())
+        .find(|r| r.name == name)
 }
 
 fn short(sha: &str) -> &str {

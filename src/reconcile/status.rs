@@ -62,7 +62,7 @@ pub struct Condition {
 }
 
 /// One instance as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     /// The node.
     pub node: String,
@@ -76,6 +76,15 @@ pub struct InstanceStatus {
     pub state: String,
     /// `server_version` when running.
     pub version: Option<String>,
+    /// For a standby: the primary's `pg_stat_replication` state (`streaming`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<String>,
+    /// For a standby: WAL bytes the primary has that it has not replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// For a standby: replay lag, seconds (none when idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
 }
 
 /// The plan of the last pass over a database.

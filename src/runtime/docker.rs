@@ -118,6 +118,21 @@ pub struct CreateSpec {
     pub cpus: Option<String>,
     /// Memory limit (`4GiB`).
     pub memory: Option<String>,
+    /// For a standby: where its first start copies the data from.
+    pub standby: Option<StandbySource>,
+}
+
+/// The primary a standby is made from.
+#[derive(Debug, Clone)]
+pub struct StandbySource {
+    /// The primary's address.
+    pub address: String,
+    /// The primary's port.
+    pub port: u16,
+    /// The slot on the primary; also the standby's `application_name`.
+    pub slot: String,
+    /// The replication role's password.
+    pub password: String,
 }
 
 /// The container runtime of one host.
@@ -129,15 +144,36 @@ pub struct Runtime {
     root: PathBuf,
 }
 
+/// The directory of an instance's Unix socket, on the host: the agent
+/// connects through it as the superuser (`local ... trust`), which works on
+/// a standby too, whose superuser password is its primary's.
+pub fn socket_dir(instance_dir: &Path) -> PathBuf {
+    instance_dir.join("run")
+}
+
 /// Runs as root in the container: makes the data directory on first start
 /// (initdb with the superuser password, pgcd's pg_hba.conf, the initial
 /// settings), then becomes `postgres` and execs the server, which thus gets
 /// Docker's stop signal itself.
 const START_SCRIPT: &str = r##"set -eu
 D=/var/lib/pgcd/data
-mkdir -p "$D"
-chown postgres:postgres /var/lib/pgcd "$D"
+mkdir -p "$D" /var/lib/pgcd/run
+chown postgres:postgres /var/lib/pgcd "$D" /var/lib/pgcd/run
 chmod 700 "$D"
+if [ ! -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
+  # A standby: copy the primary through its slot, then follow it (-R).
+  install -o postgres -m 600 /var/lib/pgcd/replication.pw /tmp/pw
+  PGPASSFILE=/tmp/pgpass
+  printf '*:*:*:pgcd_replication:%s\n' "$(cat /tmp/pw)" > /tmp/pgpass
+  chown postgres /tmp/pgpass && chmod 600 /tmp/pgpass
+  PGPASSFILE=/tmp/pgpass setpriv --reuid=postgres --regid=postgres --init-groups pg_basebackup -D "$D" -X stream -c fast -R -S "$PGCD_SLOT" \
+    -d "host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT" >/var/lib/pgcd/basebackup.log 2>&1
+  rm -f /tmp/pw
+  # The password stays in primary_conninfo's passfile, readable by postgres only.
+  install -o postgres -m 600 /tmp/pgpass /var/lib/pgcd/pgpass
+  rm -f /tmp/pgpass
+  echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass'" >> "$D/postgresql.auto.conf"
+fi
 if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
   setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
@@ -150,7 +186,7 @@ if [ ! -s "$D/PG_VERSION" ]; then
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
   chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
 fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/tmp
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run
 "##;
 
 /// Docker answers 304 when a container is already started (or stopped):
@@ -320,6 +356,29 @@ impl Runtime {
                 .map_err(io(&pw))?;
             f.write_all(secret.as_bytes()).map_err(io(&pw))?;
         }
+        if let Some(src) = &spec.standby {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = dir.join("replication.pw");
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.write_all(src.password.as_bytes()).map_err(io(&path))?;
+        }
+        let mut env = vec![
+            format!("PGCD_LISTEN={}", self.advertise),
+            format!("PGCD_PORT={}", spec.port),
+            format!("PGCD_CONF={}", spec.conf_lines.join("\n")),
+        ];
+        if let Some(src) = &spec.standby {
+            env.push(format!("PGCD_PRIMARY={}", src.address));
+            env.push(format!("PGCD_PRIMARY_PORT={}", src.port));
+            env.push(format!("PGCD_SLOT={}", src.slot));
+        }
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_DATABASE.to_string(), id.database.clone()),
@@ -331,11 +390,7 @@ impl Runtime {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: Some(vec!["bash".into(), "-c".into(), START_SCRIPT.into()]),
-            env: Some(vec![
-                format!("PGCD_LISTEN={}", self.advertise),
-                format!("PGCD_PORT={}", spec.port),
-                format!("PGCD_CONF={}", spec.conf_lines.join("\n")),
-            ]),
+            env: Some(env),
             labels: Some(labels),
             stop_signal: Some("SIGINT".into()), // fast shutdown
             stop_timeout: Some(60),

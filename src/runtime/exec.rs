@@ -4,7 +4,7 @@
 //! fresh observation so the leader's next plan sees the result. Every step
 //! is idempotent: running it again after a success changes nothing.
 
-use super::docker::{CreateSpec, InstanceId};
+use super::docker::{CreateSpec, InstanceId, StandbySource};
 use super::observe::{self, Observer};
 use super::sql::{self, Statement};
 use crate::cluster::tasks::{Executor, TaskContext};
@@ -62,6 +62,21 @@ impl Executor for StepExecutor {
         }
         .boxed()
     }
+}
+
+/// The etcd key of a database's replication password (made by the leader).
+pub fn replication_secret_key(database: &str) -> String {
+    format!("secrets/replication/{database}")
+}
+
+async fn replication_password(ctx: &TaskContext, database: &str) -> Result<String, String> {
+    let entry = ctx
+        .store
+        .get(&replication_secret_key(database))
+        .await
+        .map_err(|e| format!("reading the replication secret: {e}"))?
+        .ok_or("the leader has not made the replication secret yet")?;
+    String::from_utf8(entry.value).map_err(|_| "the replication secret is not text".to_string())
 }
 
 async fn run_sql(
@@ -129,6 +144,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 conf_lines,
                 cpus: cpus.clone(),
                 memory: memory.clone(),
+                standby: None,
             };
             let created = rt.create(id, &spec).await.map_err(|e| e.to_string())?;
             ctx.log(format!(
@@ -141,6 +157,73 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 } else {
                     ""
                 }
+            ));
+            Ok(())
+        }
+        Action::CreateStandby {
+            version,
+            port,
+            primary,
+            primary_address,
+            primary_port,
+            slot,
+            cpus,
+            memory,
+        } => {
+            let password = replication_password(ctx, &step.database).await?;
+            let spec = CreateSpec {
+                image: args.image.clone(),
+                port: *port,
+                conf_lines: Vec::new(),
+                cpus: cpus.clone(),
+                memory: memory.clone(),
+                standby: Some(StandbySource {
+                    address: primary_address.clone(),
+                    port: *primary_port,
+                    slot: slot.clone(),
+                    password,
+                }),
+            };
+            let created = rt.create(id, &spec).await.map_err(|e| e.to_string())?;
+            ctx.log(format!(
+                "standby container {} {} (image {}, PostgreSQL {version}, port {port}); its first start copies the primary on {primary} ({primary_address}:{primary_port}) through slot {slot}",
+                id.container(),
+                if created { "created" } else { "already exists" },
+                args.image,
+            ));
+            Ok(())
+        }
+        Action::EnsureReplication { slot } => {
+            let password = replication_password(ctx, &step.database).await?;
+            let c = superuser("postgres".into()).await?;
+            let role = crate::plan::actual::REPLICATION_ROLE;
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            let stmt = if exists {
+                sql::set_password(role, &password)
+            } else {
+                sql::create_role(
+                    role,
+                    &["LOGIN".into(), "REPLICATION".into()],
+                    Some(&password),
+                )
+            }
+            .map_err(sql_err)?;
+            run_sql(&c, ctx, &[stmt]).await?;
+            let made = c
+                .execute(
+                    "SELECT pg_create_physical_replication_slot($1::text::name) \
+                     WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1::text::name)",
+                    &[slot],
+                )
+                .await
+                .map_err(|e| format!("creating slot {slot}: {}", db_error(&e)))?;
+            ctx.log(format!(
+                "sql: SELECT pg_create_physical_replication_slot('{slot}') ({})",
+                if made == 1 { "created" } else { "exists" }
             ));
             Ok(())
         }

@@ -6,7 +6,9 @@
 use super::docker::{ContainerInfo, InstanceId, Runtime, RuntimeError};
 use crate::cluster::now_rfc3339;
 use crate::cluster::store::Store;
-use crate::plan::actual::{ExtActual, InstanceActual, InstanceRole, RoleActual, ROLE_FLAGS};
+use crate::plan::actual::{
+    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, ROLE_FLAGS,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,12 +44,18 @@ pub async fn connect(
     port: u16,
     dbname: &str,
 ) -> Result<Client, String> {
-    let password = rt.superuser_password(id).map_err(|e| e.to_string())?;
     let mut cfg = tokio_postgres::Config::new();
-    cfg.host(rt.advertise().to_string())
-        .port(port)
+    let socket = super::docker::socket_dir(&rt.instance_dir(id));
+    let socket_file = socket.join(format!(".s.PGSQL.{port}"));
+    // Unix socket paths are limited to 107 bytes; a longer one goes over TCP.
+    if socket_file.exists() && socket_file.as_os_str().len() < 100 {
+        cfg.host_path(&socket);
+    } else {
+        let password = rt.superuser_password(id).map_err(|e| e.to_string())?;
+        cfg.host(rt.advertise().to_string()).password(password);
+    }
+    cfg.port(port)
         .user(crate::plan::SUPERUSER)
-        .password(password)
         .dbname(dbname)
         .application_name("pgcd")
         .connect_timeout(Duration::from_secs(5));
@@ -83,6 +91,8 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         extensions: Vec::new(),
         available_extensions: Vec::new(),
         data_dir_exists: rt.has_data(&c.id),
+        slots: Vec::new(),
+        replicas: Vec::new(),
     };
     if !c.running {
         return out;
@@ -158,6 +168,36 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             attributes,
             member_of: r.get(8),
         });
+    }
+    out.slots = pg
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if out.role == InstanceRole::Primary {
+        out.replicas = pg
+            .query(
+                "SELECT application_name, state, \
+                 pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, \
+                 extract(epoch FROM replay_lag)::float8 \
+                 FROM pg_stat_replication ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| ReplicaActual {
+                name: r.get(0),
+                state: r.get(1),
+                lag_bytes: r.get(2),
+                lag_seconds: r.get(3),
+            })
+            .collect();
     }
     out.available_extensions = pg
         .query(

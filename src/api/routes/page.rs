@@ -387,6 +387,9 @@ mod tests {
             role: InstanceRole::Primary,
             state: "running".into(),
             version: Some("17.2".into()),
+            streaming: None,
+            lag_bytes: None,
+            lag_seconds: None,
         });
         db.last_plan = Some(PlanRecord {
             text: "create <db>".into(),

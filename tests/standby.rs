@@ -1,0 +1,112 @@
+//! Standbys for real: a node with three hosts runs a primary and two
+//! physical streaming standbys made with pg_basebackup through a slot each;
+//! a row written on the primary is read on both; status shows their lag.
+
+mod common;
+
+use common::gitrepo::git;
+use common::pg::*;
+use common::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+#[test]
+fn a_node_with_three_hosts_runs_a_primary_and_two_streaming_standbys() {
+    require_image(17);
+    let block = 63;
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
+    let _containers = Containers::new(ids.clone());
+    let work = dir.path().join("repo");
+    git(
+        dir.path(),
+        &["init", "-q", "-b", "main", work.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(work.join("databases")).unwrap();
+    std::fs::write(work.join("databases/.keep"), "").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "empty"]);
+    let mut agents = vec![pg_agent(
+        block,
+        0,
+        dir.path(),
+        vec!["--init".into(), "--repo".into(), work.display().to_string()],
+    )
+    .guarded()];
+    for i in 1..3 {
+        let api = agents[0].api();
+        wait_for("previous agents healthy", WAIT, || {
+            (healthy_hosts(&api).len() == i).then_some(())
+        });
+        agents.push(pg_agent(block, i, dir.path(), vec!["--join".into(), api]).guarded());
+    }
+    let api = agents[0].api();
+    wait_for("three healthy hosts", WAIT, || {
+        (healthy_hosts(&api).len() == 3).then_some(())
+    });
+
+    let spec = format!(
+        "database_name: ledger\npostgres_version: \"17\"\nport: 6548\nnodes:\n  - name: n1\n    host_ids: [{}, {}, {}]\n",
+        ids[0], ids[1], ids[2]
+    );
+    std::fs::write(work.join("databases/ledger.yaml"), spec).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "ledger with two standbys"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    wait_ready(&api, "ledger", Some(&sha), WAIT);
+
+    // Write on the primary, read on both standbys (the standbys' superuser
+    // password is the primary's: their data is its copy).
+    let su = std::fs::read_to_string(agents[0].data_dir.join("instances/ledger-n1/superuser.pw"))
+        .unwrap();
+    let on = |i: usize, sql: &str| {
+        psql(
+            &format!("pgcd-ledger-n1-{}", ids[i]),
+            &agents[i].addr,
+            6548,
+            "postgres",
+            &su,
+            "ledger",
+            sql,
+        )
+    };
+    on(0, "CREATE TABLE entries (id int PRIMARY KEY, note text); INSERT INTO entries VALUES (1, 'first')").unwrap();
+    for i in 1..3 {
+        assert_eq!(on(i, "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+        wait_for("the row on the standby", WAIT, || {
+            on(i, "SELECT note FROM entries WHERE id = 1").filter(|n| n == "first")
+        });
+        assert!(
+            on(i, "INSERT INTO entries VALUES (2, 'x')").is_none(),
+            "a standby is read-only"
+        );
+    }
+    // Status shows each standby streaming with its lag; the slots exist.
+    let s = wait_for("both standbys streaming in status", WAIT, || {
+        let s = status(&api, "ledger")?;
+        let streaming = s["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| {
+                i["role"] == "standby" && i["streaming"] == "streaming" && i["lag_bytes"].is_i64()
+            })
+            .count();
+        (streaming == 2).then_some(s)
+    });
+    assert!(condition(&s, "Ready"), "{s}");
+    assert!(!condition(&s, "Degraded"), "{s}");
+    let slots = on(
+        0,
+        "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots",
+    )
+    .unwrap();
+    assert_eq!(
+        slots,
+        format!(
+            "pgcd_n1_{},pgcd_n1_{}",
+            ids[1].replace('-', "_"),
+            ids[2].replace('-', "_")
+        )
+    );
+}
