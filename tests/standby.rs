@@ -60,10 +60,11 @@ fn a_node_with_three_hosts_runs_a_primary_and_two_streaming_standbys() {
     // password is the primary's: their data is its copy).
     let su = std::fs::read_to_string(agents[0].data_dir.join("instances/ledger-n1/superuser.pw"))
         .unwrap();
+    let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
     let on = |i: usize, sql: &str| {
         psql(
             &format!("pgcd-ledger-n1-{}", ids[i]),
-            &agents[i].addr,
+            &addrs[i],
             6548,
             "postgres",
             &su,
@@ -109,4 +110,83 @@ fn a_node_with_three_hosts_runs_a_primary_and_two_streaming_standbys() {
             ids[2].replace('-', "_")
         )
     );
+
+    let slot = |i: usize| format!("pgcd_n1_{}", ids[i].replace('-', "_"));
+
+    // synchronous: true → quorum commit over both standbys (ANY 1).
+    let with = |hosts: &[&String], extra: &str| {
+        let list: Vec<&str> = hosts.iter().map(|h| h.as_str()).collect();
+        let spec = format!(
+            "database_name: ledger\npostgres_version: \"17\"\nport: 6548\nnodes:\n  - name: n1\n    host_ids: [{}]\n{extra}",
+            list.join(", ")
+        );
+        std::fs::write(work.join("databases/ledger.yaml"), spec).unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", "ledger changed"]);
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let sha = with(&[&ids[0], &ids[1], &ids[2]], "    synchronous: true\n");
+    wait_ready(&api, "ledger", Some(&sha), WAIT);
+    let quorum = format!("ANY 1 ({}, {})", slot(1), slot(2));
+    wait_for("synchronous_standby_names on the primary", WAIT, || {
+        on(0, "SHOW synchronous_standby_names").filter(|v| *v == quorum)
+    });
+    // Kill the third host (agent and container): a write still commits, with the second.
+    agents[2].kill9();
+    docker(&["kill", &format!("pgcd-ledger-n1-{}", ids[2])]);
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={su}"),
+            &format!("pgcd-ledger-n1-{}", ids[0]),
+        ])
+        .args([
+            "timeout",
+            "30",
+            "psql",
+            "-X",
+            "-At",
+            "-h",
+            &agents[0].addr,
+            "-p",
+            "6548",
+            "-U",
+            "postgres",
+            "-d",
+            "ledger",
+        ])
+        .args(["-c", "INSERT INTO entries VALUES (3, 'quorum')"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the commit waited: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the quorum row on the second host", WAIT, || {
+        on(1, "SELECT note FROM entries WHERE id = 3").filter(|n| n == "quorum")
+    });
+    // The third host comes back: its standby is started again and catches up.
+    agents[2].spawn();
+    wait_for("the third standby catches up", WAIT, || {
+        on(2, "SELECT note FROM entries WHERE id = 3").filter(|n| n == "quorum")
+    });
+
+    // Taking a host out of host_ids removes its standby and its slot.
+    let sha = with(&[&ids[0], &ids[1]], "");
+    wait_ready(&api, "ledger", Some(&sha), WAIT);
+    wait_for("the third standby removed", WAIT, || {
+        inspect(&format!("pgcd-ledger-n1-{}", ids[2]), "{{.State.Status}}")
+            .is_none()
+            .then_some(())
+    });
+    let slots = wait_for("one slot left", WAIT, || {
+        on(
+            0,
+            "SELECT string_agg(slot_name, ',') FROM pg_replication_slots",
+        )
+        .filter(|s| !s.contains(&slot(2)))
+    });
+    assert_eq!(slots, slot(1));
 }

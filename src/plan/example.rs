@@ -180,6 +180,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                     i.slots.push(slot.clone());
                 }
             }
+            Action::DropSlot { slot } => i.slots.retain(|s| s != slot),
             Action::StartInstance => {
                 i.running = true;
                 if i.role != InstanceRole::Standby {

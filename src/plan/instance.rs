@@ -103,7 +103,8 @@ pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
             .nodes
             .iter()
             .any(|n| n.name.as_str() == i.node && n.host_ids.iter().any(|h| h.as_str() == i.host));
-        if !known {
+        let handled = removable_standby(i) && db.nodes.iter().any(|n| n.name.as_str() == i.node);
+        if !known && !handled {
             out.notes.push(Note {
                 kind: NoteKind::Orphaned,
                 database: name.to_string(),
@@ -141,9 +142,87 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         return;
     }
     primary_steps(db, node, primary.as_str(), index, out);
-    for standby in standbys {
+    for standby in &standbys {
         standby_steps(db, node, primary.as_str(), standby, index, out);
     }
+    removed_standbys(db, node, primary.as_str(), index, out);
+}
+
+/// A host taken out of a node's `host_ids`: its running standby is removed
+/// (its data is a copy of the primary's), and every pgcd slot on the
+/// primary that no standby of the spec uses is dropped, so none retains WAL.
+/// Anything that is not a running standby is only noted (by `strays`).
+fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let node_name = node.name.as_str();
+    let in_spec = |h: &str| node.host_ids.iter().any(|x| x.as_str() == h);
+    let mut removals = Vec::new();
+    for i in index.of_database(name) {
+        if i.node != node_name || in_spec(&i.host) || !removable_standby(i) {
+            continue;
+        }
+        if !host_ready(name, &i.host, index, out) {
+            continue;
+        }
+        let mut s = Steps {
+            db: name,
+            node: node_name,
+            host: &i.host,
+            phases: Default::default(),
+        };
+        s.add(
+            CREATE,
+            "remove-standby",
+            Action::RemoveInstance { keep_data: false },
+            format!(
+                "{} is no longer in the host_ids of {name}/{node_name}; its standby (a copy of the primary's data) is removed",
+                i.host
+            ),
+        );
+        removals.push(s.phases[CREATE][0].id.clone());
+        s.finish(out);
+    }
+    let Some(p) = index
+        .instance(name, node_name, primary)
+        .filter(|p| p.running && p.role == InstanceRole::Primary)
+    else {
+        return;
+    };
+    let prefix = format!("pgcd_{node_name}_");
+    let wanted: Vec<String> = node
+        .host_ids
+        .iter()
+        .filter(|h| h.as_str() != primary)
+        .map(|h| super::actual::standby_name(node_name, h.as_str()))
+        .collect();
+    for slot in p
+        .slots
+        .iter()
+        .filter(|s| s.starts_with(&prefix) && !wanted.contains(s))
+    {
+        let mut s = Steps {
+            db: name,
+            node: node_name,
+            host: primary,
+            phases: Default::default(),
+        };
+        s.add(
+            CREATE,
+            &format!("drop-slot:{slot}"),
+            Action::DropSlot { slot: slot.clone() },
+            format!("no standby of the spec uses slot {slot}; dropped so it retains no WAL"),
+        );
+        let first = out.steps.len();
+        s.finish(out);
+        if let Some(step) = out.steps.get_mut(first) {
+            step.depends_on.extend(removals.iter().cloned());
+        }
+    }
+}
+
+/// A running standby: removing it loses no data.
+fn removable_standby(i: &InstanceActual) -> bool {
+    i.running && i.role == InstanceRole::Standby
 }
 
 /// Plans a standby of a node on `host`: the primary's replication role and
@@ -293,7 +372,27 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, o
         inst.filter(|i| i.running)
             .is_none_or(|i| i.available_extensions.iter().any(|a| a == e))
     };
-    let wanted = settings::desired(db, node, &offered);
+    let mut wanted = settings::desired(db, node, &offered);
+    // Quorum commit (acknowledged once one standby has it), set only once a
+    // standby runs: before that, every commit would wait for none to come.
+    let standby_runs = node.host_ids.iter().any(|h| {
+        h.as_str() != primary
+            && index
+                .instance(name, node_name, h.as_str())
+                .is_some_and(|i| i.running && i.role == InstanceRole::Standby)
+    });
+    if node.synchronous == Some(true) && standby_runs {
+        let names: Vec<String> = node
+            .host_ids
+            .iter()
+            .filter(|h| h.as_str() != primary)
+            .map(|h| super::actual::standby_name(node_name, h.as_str()))
+            .collect();
+        wanted.insert(
+            "synchronous_standby_names".into(),
+            format!("ANY 1 ({})", names.join(", ")),
+        );
+    }
     let stopped = node.state == Some(NodeState::Stopped);
     let new = !inst.is_some_and(|i| i.container_exists);
     if new {

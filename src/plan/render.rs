@@ -38,6 +38,7 @@ fn lines(s: &Step) -> Vec<String> {
         } => vec![format!(
             "create standby {on} (PostgreSQL {version}, port {port}) from the primary on {primary}, slot {slot}"
         )],
+        Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {
             vec![format!("replication role and slot {slot} on {on}")]
         }

@@ -119,6 +119,11 @@ pub enum Action {
         /// The slot.
         slot: String,
     },
+    /// On a primary: drop a replication slot no standby of the spec uses.
+    DropSlot {
+        /// The slot.
+        slot: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -234,7 +239,7 @@ impl Action {
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. } => Effect::Change,
             Action::RestartInstance { .. } => Effect::Restart,
-            Action::RemoveInstance { .. } => Effect::Remove,
+            Action::RemoveInstance { .. } | Action::DropSlot { .. } => Effect::Remove,
         }
     }
 }

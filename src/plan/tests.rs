@@ -257,6 +257,63 @@ fn the_reported_primary_is_planned_not_the_first_host() {
 }
 
 #[test]
+fn a_host_taken_out_of_a_node_loses_its_standby_and_slot() {
+    let three = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2, h3]\n");
+    let a = Actual::converged(&three);
+    assert_eq!(
+        a.instances.iter().find(|i| i.host == "h1").unwrap().slots,
+        ["pgcd_n1_h2", "pgcd_n1_h3"]
+    );
+    let two = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2]\n");
+    let p = checked(&two, &a);
+    let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "orders/n1/h3/remove-standby",
+            "orders/n1/h1/drop-slot:pgcd_n1_h3"
+        ]
+    );
+    assert_eq!(p.steps[1].depends_on, ["orders/n1/h3/remove-standby"]);
+    assert!(matches!(
+        p.steps[0].action,
+        Action::RemoveInstance { keep_data: false }
+    ));
+    // A stopped instance on the removed host may be a former primary: kept.
+    let mut stopped = a.clone();
+    let h3 = instance(&mut stopped, "orders", "n1", "h3");
+    h3.running = false;
+    h3.role = InstanceRole::Unknown;
+    let p = plan(&two, &stopped);
+    assert!(!p.steps.iter().any(|s| s.host == "h3"), "{p}");
+    assert!(p.notes.iter().any(|n| n.kind == NoteKind::Orphaned));
+}
+
+#[test]
+fn synchronous_standbys_are_set_once_a_standby_runs() {
+    let sync = orders_with(
+        "    host_ids: [h1]\n",
+        "    host_ids: [h1, h2, h3]\n    synchronous: true\n",
+    );
+    // A new cluster: no quorum setting yet (commits would wait for nobody).
+    // (The setting comes on the pass after the standbys run: two passes.)
+    let p = plan(&sync, &Actual::empty(&["h1", "h2", "h3"]));
+    assert!(!p.to_string().contains("synchronous_standby_names"), "{p}");
+    // Standbys running: the primary gets ANY 1 over both, by reload.
+    let p = plan(&sync, &Actual::converged(&sync));
+    let text = p.to_string();
+    assert!(
+        text.contains("synchronous_standby_names")
+            && text.contains("ANY 1 (pgcd_n1_h2, pgcd_n1_h3)"),
+        "{text}"
+    );
+    assert!(
+        p.steps.iter().all(|s| s.host == "h1" && !s.disruptive),
+        "{text}"
+    );
+}
+
+#[test]
 fn drift_is_told_from_a_spec_change() {
     let d = orders();
     let mut by_hand = Actual::converged(&d);

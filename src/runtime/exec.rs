@@ -227,6 +227,29 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             ));
             Ok(())
         }
+        Action::DropSlot { slot } => {
+            let c = superuser("postgres".into()).await?;
+            let active = c
+                .query_opt(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1::text::name",
+                    &[slot],
+                )
+                .await
+                .map_err(|e| db_error(&e))?;
+            match active.map(|r| r.get::<_, bool>(0)) {
+                None => ctx.log(format!("slot {slot} does not exist")),
+                Some(true) => {
+                    return Err(format!("slot {slot} is in use by a standby; not dropped"))
+                }
+                Some(false) => {
+                    c.execute("SELECT pg_drop_replication_slot($1::text::name)", &[slot])
+                        .await
+                        .map_err(|e| format!("dropping slot {slot}: {}", db_error(&e)))?;
+                    ctx.log(format!("sql: SELECT pg_drop_replication_slot('{slot}')"));
+                }
+            }
+            Ok(())
+        }
         Action::StartInstance => {
             rt.start(id).await.map_err(|e| e.to_string())?;
             ctx.log(format!("container {} started", id.container()));

@@ -201,6 +201,10 @@ pub struct NodeSpec {
     /// `running` (default) or `stopped`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<NodeState>,
+    /// Standbys are synchronous (quorum `ANY 1`): a commit is acknowledged
+    /// once it is on the primary and one standby. Needs two or more hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<bool>,
 }
 
 impl Decode for NodeSpec {
@@ -219,6 +223,7 @@ impl Decode for NodeSpec {
             m.opt(cx, "restore_config"),
             m.opt(cx, "source_node"),
             m.opt(cx, "state"),
+            m.opt(cx, "synchronous"),
         );
         m.finish(cx);
         Some(Self {
@@ -234,6 +239,7 @@ impl Decode for NodeSpec {
             restore_config: r.9,
             source_node: r.10,
             state: r.11,
+            synchronous: r.12,
         })
     }
 }

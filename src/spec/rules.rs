@@ -123,6 +123,12 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         if let Some(b) = &node.backup_config {
             check_backup(b, &format!("{p}.backup_config"), &mut err);
         }
+        if node.synchronous == Some(true) && node.host_ids.len() < 2 {
+            err(
+                &format!("{p}.synchronous"),
+                "synchronous standbys need a second host in host_ids".into(),
+            );
+        }
         if let Some(r) = &node.restore_config {
             check_restore(
                 &r.repository,
