@@ -100,6 +100,38 @@ pub struct InstanceActual {
     /// Standbys streaming from it (`pg_stat_replication`).
     #[serde(default)]
     pub replicas: Vec<ReplicaActual>,
+    /// Publications in the database (`pg_publication`).
+    #[serde(default)]
+    pub publications: Vec<String>,
+    /// Subscriptions in the database (`pg_subscription`).
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionActual>,
+}
+
+/// A logical replication subscription of the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionActual {
+    /// Its name (`pgcd_sub_<node>`: the node it subscribes to).
+    pub name: String,
+    /// `subenabled`.
+    pub enabled: bool,
+    /// Its apply worker runs (`pg_stat_subscription.pid`).
+    pub running: bool,
+    /// A table of the database is not in it yet (created after the
+    /// subscription): `ALTER SUBSCRIPTION ... REFRESH PUBLICATION` adds it.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// The publication each node of a natively replicated database has.
+pub fn publication_name() -> &'static str {
+    "pgcd_all"
+}
+
+/// The subscription (and its slot on the publisher) by which `subscriber`
+/// receives `publisher`'s changes.
+pub fn subscription_name(publisher: &str, subscriber: &str) -> String {
+    format!("pgcd_sub_{publisher}_to_{subscriber}")
 }
 
 /// A standby streaming from a primary, as the primary sees it.
@@ -113,6 +145,12 @@ pub struct ReplicaActual {
     pub lag_bytes: Option<i64>,
     /// `replay_lag`, seconds (none when idle).
     pub lag_seconds: Option<f64>,
+}
+
+/// Whether a database's nodes replicate through native logical replication
+/// (several nodes, `replication: native`).
+pub fn native_mesh(db: &crate::spec::Database) -> bool {
+    db.nodes.len() > 1 && db.replication != Some(crate::spec::database::Replication::Spock)
 }
 
 /// The role standbys connect as.
@@ -246,7 +284,7 @@ impl Actual {
                 attributes: ROLE_FLAGS.iter().map(|f| f.to_string()).collect(),
                 member_of: Vec::new(),
             }];
-            if db.nodes.iter().any(|n| n.host_ids.len() > 1) {
+            if native_mesh(db) || db.nodes.iter().any(|n| n.host_ids.len() > 1) {
                 roles.push(RoleActual {
                     name: REPLICATION_ROLE.to_string(),
                     attributes: vec!["INHERIT".into(), "LOGIN".into(), "REPLICATION".into()],
@@ -315,6 +353,25 @@ impl Actual {
                             Vec::new()
                         },
                         replicas: Vec::new(),
+                        publications: if native_mesh(db) && i == 0 {
+                            vec![publication_name().to_string()]
+                        } else {
+                            Vec::new()
+                        },
+                        subscriptions: if native_mesh(db) && i == 0 {
+                            db.nodes
+                                .iter()
+                                .filter(|o| o.name != node.name)
+                                .map(|o| SubscriptionActual {
+                                    name: subscription_name(o.name.as_str(), node.name.as_str()),
+                                    enabled: true,
+                                    running: true,
+                                    stale: false,
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
                     });
                 }
             }

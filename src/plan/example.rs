@@ -125,6 +125,8 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         data_dir_exists: false,
         slots: Vec::new(),
         replicas: Vec::new(),
+        publications: Vec::new(),
+        subscriptions: Vec::new(),
     }
 }
 
@@ -181,6 +183,20 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 }
             }
             Action::DropSlot { slot } => i.slots.retain(|s| s != slot),
+            Action::RefreshSubscription { name } => {
+                for s in i.subscriptions.iter_mut().filter(|s| &s.name == name) {
+                    s.stale = false;
+                }
+            }
+            Action::CreatePublication { name } => i.publications.push(name.clone()),
+            Action::CreateSubscription { name, .. } => {
+                i.subscriptions.push(super::actual::SubscriptionActual {
+                    name: name.clone(),
+                    enabled: true,
+                    running: true,
+                    stale: false,
+                })
+            }
             Action::StartInstance => {
                 i.running = true;
                 if i.role != InstanceRole::Standby {

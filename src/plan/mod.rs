@@ -13,6 +13,7 @@
 pub mod actual;
 mod catalog;
 mod instance;
+mod mesh;
 mod render;
 pub mod settings;
 pub mod steps;
@@ -103,13 +104,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         if db.state == Some(DatabaseState::Absent) {
             instance::remove(db, &index, &mut out);
         } else {
-            if db.nodes.len() > 1 {
+            if db.nodes.len() > 1 && !actual::native_mesh(db) {
                 let names: Vec<&str> = db.nodes.iter().map(|n| n.name.as_str()).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
                     database: db.database_name.to_string(),
                     message: format!(
-                        "{}: nodes {} each run on their own; replication between them comes with the replication issue and is not set up yet",
+                        "{}: nodes {} replicate through Spock, whose driver has not run here; they run on their own",
                         db.database_name,
                         names.join(", ")
                     ),
@@ -117,6 +118,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             }
             for node in &db.nodes {
                 instance::node(db, node, &index, &mut out);
+            }
+            if actual::native_mesh(db) {
+                mesh::steps(db, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);
             if out.steps.len() > first && applied(actual, db) {

@@ -38,6 +38,15 @@ fn lines(s: &Step) -> Vec<String> {
         } => vec![format!(
             "create standby {on} (PostgreSQL {version}, port {port}) from the primary on {primary}, slot {slot}"
         )],
+        Action::CreatePublication { name } => vec![format!("create publication {name} on {on}")],
+        Action::CreateSubscription {
+            name, publisher, ..
+        } => vec![format!(
+            "subscribe {on} to node {publisher} ({name}, origin = none)"
+        )],
+        Action::RefreshSubscription { name } => {
+            vec![format!("refresh subscription {name} on {on} (new tables)")]
+        }
         Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {
             vec![format!("replication role and slot {slot} on {on}")]

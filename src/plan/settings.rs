@@ -53,6 +53,9 @@ pub fn desired(
         .chain(&node.postgresql_conf)
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
+    if super::actual::native_mesh(db) {
+        out.insert("wal_level".into(), "logical".into());
+    }
     let preload: Vec<&str> = db
         .extensions
         .iter()

@@ -124,6 +124,30 @@ pub enum Action {
         /// The slot.
         slot: String,
     },
+    /// In the database: `CREATE PUBLICATION ... FOR ALL TABLES` (and the
+    /// replication role, which subscribers connect as).
+    CreatePublication {
+        /// The publication.
+        name: String,
+    },
+    /// In the database: subscribe to another node's publication, with
+    /// `origin = none` so changes that came from elsewhere are not sent on.
+    CreateSubscription {
+        /// The subscription (also its slot's name on the publisher).
+        name: String,
+        /// The node subscribed to.
+        publisher: String,
+        /// Its primary's address.
+        address: String,
+        /// Its port.
+        port: u16,
+    },
+    /// `ALTER SUBSCRIPTION ... REFRESH PUBLICATION`: tables created since
+    /// the subscription was made start replicating.
+    RefreshSubscription {
+        /// The subscription.
+        name: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -228,6 +252,8 @@ impl Action {
             Action::CreateInstance { .. }
             | Action::CreateStandby { .. }
             | Action::EnsureReplication { .. }
+            | Action::CreatePublication { .. }
+            | Action::CreateSubscription { .. }
             | Action::CreateDatabase { .. }
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }
@@ -235,6 +261,7 @@ impl Action {
             Action::StartInstance
             | Action::StopInstance
             | Action::AlterDatabaseOwner { .. }
+            | Action::RefreshSubscription { .. }
             | Action::AlterRole { .. }
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. } => Effect::Change,

@@ -613,7 +613,10 @@ async fn apply_database(
     let replicated = steps.iter().any(|s| {
         matches!(
             s.action,
-            Action::CreateStandby { .. } | Action::EnsureReplication { .. }
+            Action::CreateStandby { .. }
+                | Action::EnsureReplication { .. }
+                | Action::CreatePublication { .. }
+                | Action::CreateSubscription { .. }
         )
     });
     if let (true, Some(first)) = (replicated, steps.first()) {

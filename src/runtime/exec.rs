@@ -79,6 +79,33 @@ async fn replication_password(ctx: &TaskContext, database: &str) -> Result<Strin
     String::from_utf8(entry.value).map_err(|_| "the replication secret is not text".to_string())
 }
 
+/// The role standbys and subscribers connect as: LOGIN REPLICATION, the
+/// cluster's password, and read access for logical replication.
+async fn ensure_replication_role(
+    c: &tokio_postgres::Client,
+    ctx: &TaskContext,
+    password: &str,
+) -> Result<(), String> {
+    let role = crate::plan::actual::REPLICATION_ROLE;
+    let exists = c
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .map_err(|e| db_error(&e))?
+        .is_some();
+    let stmt = if exists {
+        sql::set_password(role, password)
+    } else {
+        sql::create_role(
+            role,
+            &["LOGIN".into(), "REPLICATION".into()],
+            Some(password),
+        )
+    }
+    .map_err(sql_err)?;
+    let grant = sql::grant("pg_read_all_data", role).map_err(sql_err)?;
+    run_sql(c, ctx, &[stmt, grant]).await
+}
+
 async fn run_sql(
     client: &tokio_postgres::Client,
     ctx: &TaskContext,
@@ -196,23 +223,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         Action::EnsureReplication { slot } => {
             let password = replication_password(ctx, &step.database).await?;
             let c = superuser("postgres".into()).await?;
-            let role = crate::plan::actual::REPLICATION_ROLE;
-            let exists = c
-                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
-            let stmt = if exists {
-                sql::set_password(role, &password)
-            } else {
-                sql::create_role(
-                    role,
-                    &["LOGIN".into(), "REPLICATION".into()],
-                    Some(&password),
-                )
-            }
-            .map_err(sql_err)?;
-            run_sql(&c, ctx, &[stmt]).await?;
+            ensure_replication_role(&c, ctx, &password).await?;
             let made = c
                 .execute(
                     "SELECT pg_create_physical_replication_slot($1::text::name) \
@@ -226,6 +237,63 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 if made == 1 { "created" } else { "exists" }
             ));
             Ok(())
+        }
+        Action::CreatePublication { name } => {
+            let password = replication_password(ctx, &step.database).await?;
+            let admin = superuser("postgres".into()).await?;
+            ensure_replication_role(&admin, ctx, &password).await?;
+            let c = superuser(step.database.clone()).await?;
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[name])
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            if exists {
+                ctx.log(format!("publication {name} exists"));
+                return Ok(());
+            }
+            let s = sql::create_publication_all(name).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::CreateSubscription {
+            name,
+            publisher,
+            address,
+            port,
+        } => {
+            let password = replication_password(ctx, &step.database).await?;
+            let c = superuser(step.database.clone()).await?;
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_subscription WHERE subname = $1", &[name])
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            if exists {
+                ctx.log(format!("subscription {name} exists"));
+                return Ok(());
+            }
+            let s = sql::create_subscription(
+                name,
+                &sql::Conninfo {
+                    host: address,
+                    port: *port,
+                    dbname: &step.database,
+                    user: crate::plan::actual::REPLICATION_ROLE,
+                    password: &password,
+                    application_name: name,
+                },
+                crate::plan::actual::publication_name(),
+            )
+            .map_err(sql_err)?;
+            ctx.log(format!(
+                "subscribing to node {publisher} at {address}:{port}"
+            ));
+            run_sql(&c, ctx, &[s]).await
+        }
+        Action::RefreshSubscription { name } => {
+            let c = superuser(step.database.clone()).await?;
+            let s = sql::refresh_subscription(name).map_err(sql_err)?;
+            run_sql(&c, ctx, &[s]).await
         }
         Action::DropSlot { slot } => {
             let c = superuser("postgres".into()).await?;

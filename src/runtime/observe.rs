@@ -7,7 +7,8 @@ use super::docker::{ContainerInfo, InstanceId, Runtime, RuntimeError};
 use crate::cluster::now_rfc3339;
 use crate::cluster::store::Store;
 use crate::plan::actual::{
-    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, ROLE_FLAGS,
+    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, SubscriptionActual,
+    ROLE_FLAGS,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -93,6 +94,8 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         data_dir_exists: rt.has_data(&c.id),
         slots: Vec::new(),
         replicas: Vec::new(),
+        publications: Vec::new(),
+        subscriptions: Vec::new(),
     };
     if !c.running {
         return out;
@@ -220,6 +223,38 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
         out.database_exists = true;
         out.owner = Some(owner.get(0));
         let db = connect(rt, &c.id, c.port, &c.id.database).await?;
+        out.publications = db
+            .query("SELECT pubname::text FROM pg_publication ORDER BY 1", &[])
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.subscriptions = db
+            .query(
+                "SELECT s.subname::text, s.subenabled, \
+                 EXISTS (SELECT 1 FROM pg_stat_subscription st \
+                         WHERE st.subid = s.oid AND st.pid IS NOT NULL AND st.relid IS NULL), \
+                 EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                         AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                         AND n.nspname NOT LIKE 'pg_toast%' \
+                         AND c.oid NOT IN (SELECT srrelid FROM pg_subscription_rel WHERE srsubid = s.oid)) \
+                 FROM pg_subscription s \
+                 WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| SubscriptionActual {
+                name: r.get(0),
+                enabled: r.get(1),
+                running: r.get(2),
+                stale: r.get(3),
+            })
+            .collect();
         out.extensions = db
             .query(
                 "SELECT extname::text, extversion FROM pg_extension ORDER BY 1",

@@ -154,6 +154,84 @@ pub fn update_extension(name: &str, version: &str) -> Result<Statement, SqlError
     )))
 }
 
+/// `CREATE PUBLICATION name FOR ALL TABLES`.
+pub fn create_publication_all(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "CREATE PUBLICATION {} FOR ALL TABLES",
+        ident(name)?
+    )))
+}
+
+/// A libpq connection string's parts.
+pub struct Conninfo<'a> {
+    /// Host address.
+    pub host: &'a str,
+    /// Port.
+    pub port: u16,
+    /// Database.
+    pub dbname: &'a str,
+    /// User.
+    pub user: &'a str,
+    /// Password (masked in logs).
+    pub password: &'a str,
+    /// `application_name`.
+    pub application_name: &'a str,
+}
+
+/// A libpq keyword value: single-quoted, `\` and `'` escaped.
+fn conninfo_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl Conninfo<'_> {
+    fn render(&self, password: &str) -> String {
+        format!(
+            "host={} port={} dbname={} user={} password={} application_name={}",
+            conninfo_value(self.host),
+            self.port,
+            conninfo_value(self.dbname),
+            conninfo_value(self.user),
+            conninfo_value(password),
+            conninfo_value(self.application_name)
+        )
+    }
+}
+
+/// `CREATE SUBSCRIPTION name CONNECTION '...' PUBLICATION publication WITH
+/// (origin = none, copy_data = false, slot_name = name)`: changes that came
+/// from another node are not sent on, so nothing loops.
+pub fn create_subscription(
+    name: &str,
+    conn: &Conninfo,
+    publication: &str,
+) -> Result<Statement, SqlError> {
+    let tail = format!(
+        "PUBLICATION {} WITH (origin = none, copy_data = false, slot_name = {})",
+        ident(publication)?,
+        literal(name)?
+    );
+    Ok(Statement {
+        sql: format!(
+            "CREATE SUBSCRIPTION {} CONNECTION {} {tail}",
+            ident(name)?,
+            literal(&conn.render(conn.password))?
+        ),
+        shown: format!(
+            "CREATE SUBSCRIPTION {} CONNECTION {} {tail}",
+            ident(name)?,
+            literal(&conn.render("********"))?
+        ),
+    })
+}
+
+/// `ALTER SUBSCRIPTION name REFRESH PUBLICATION WITH (copy_data = false)`.
+pub fn refresh_subscription(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = false)",
+        ident(name)?
+    )))
+}
+
 /// Settings whose value is a list: each element is its own literal, or
 /// PostgreSQL would take `'a,b'` for one element named `a,b`.
 const LIST_SETTINGS: &[&str] = &[
@@ -290,6 +368,24 @@ mod tests {
             conf_line("shared_preload_libraries", "a, b").unwrap(),
             "shared_preload_libraries = 'a,b'"
         );
+    }
+
+    #[test]
+    fn subscriptions_mask_the_password_and_quote_the_conninfo() {
+        let c = Conninfo {
+            host: "10.0.0.2",
+            port: 5432,
+            dbname: "orders",
+            user: "pgcd_replication",
+            password: "p'w",
+            application_name: "pgcd_sub_n2_to_n1",
+        };
+        let s = create_subscription("pgcd_sub_n2_to_n1", &c, "pgcd_all").unwrap();
+        assert_eq!(
+            s.sql,
+            r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1''' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, slot_name = 'pgcd_sub_n2_to_n1')"#
+        );
+        assert!(s.shown.contains("password=''********''") && !s.shown.contains("p\\''w"));
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! Native logical replication between a database's nodes: every node's
+//! primary publishes all tables (`pgcd_all`) and subscribes to every other
+//! node with `origin = none`, so a change made on one node reaches each
+//! other node once and never comes back. Planned once both ends run (or are
+//! being set up in this plan, after whose steps the mesh steps come).
+//! Tables must exist on every node (DDL is not replicated by this driver).
+//! Pure; this file must not do I/O.
+
+use super::actual::{publication_name, subscription_name, InstanceActual, InstanceRole};
+use super::steps::{Action, Note, NoteKind, Plan, Step};
+use super::Index;
+use crate::spec::Database;
+
+/// One node's primary as the mesh sees it.
+struct Member<'a> {
+    node: &'a str,
+    host: &'a str,
+    inst: Option<&'a InstanceActual>,
+    address: String,
+    port: u16,
+    /// Ids of this plan's steps on it (the mesh steps wait for them).
+    prior: Vec<String>,
+}
+
+/// Plans the publications and subscriptions a natively replicated
+/// database lacks, and notes links that are down.
+pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let mut members = Vec::new();
+    for node in &db.nodes {
+        let node_name = node.name.as_str();
+        let primary = node
+            .host_ids
+            .iter()
+            .find(|h| {
+                index
+                    .instance(name, node_name, h.as_str())
+                    .is_some_and(|i| i.role == InstanceRole::Primary)
+            })
+            .or(node.host_ids.first());
+        let Some(primary) = primary.map(|h| h.as_str()) else {
+            continue;
+        };
+        let Some(host) = index.actual.host(primary).filter(|h| h.healthy && h.docker) else {
+            continue; // host_ready has noted it
+        };
+        let inst = index.instance(name, node_name, primary);
+        let prefix = format!("{name}/{node_name}/{primary}/");
+        let prior: Vec<String> = out
+            .steps
+            .iter()
+            .filter(|s| s.id.starts_with(&prefix))
+            .map(|s| s.id.clone())
+            .collect();
+        let runs = inst.is_some_and(|i| {
+            i.running
+                && i.role == InstanceRole::Primary
+                && i.database_exists
+                && i.settings.get("wal_level").map(String::as_str) == Some("logical")
+        });
+        if !runs && prior.is_empty() {
+            out.notes.push(Note {
+                kind: NoteKind::Replication,
+                database: name.to_string(),
+                message: format!(
+                    "{name}/{node_name}: replication with the other nodes waits for its primary on {primary} to run with wal_level = logical"
+                ),
+            });
+            continue;
+        }
+        members.push(Member {
+            node: node_name,
+            host: primary,
+            inst,
+            address: host.address.clone(),
+            port: node
+                .port
+                .or(db.port)
+                .unwrap_or(crate::spec::defaults::DEFAULT_PORT),
+            prior,
+        });
+    }
+    let step = |m: &Member, what: String, action: Action, reason: String, deps: Vec<String>| Step {
+        id: format!("{name}/{}/{}/{what}", m.node, m.host),
+        database: name.to_string(),
+        node: m.node.to_string(),
+        host: m.host.to_string(),
+        action,
+        reason,
+        disruptive: false,
+        drift: false,
+        depends_on: deps,
+    };
+    // Publications first, so every subscription finds its publisher's.
+    let mut ready: Vec<Vec<String>> = Vec::new();
+    for m in &members {
+        let mut deps = m.prior.clone();
+        let has = m
+            .inst
+            .is_some_and(|i| i.publications.iter().any(|p| p == publication_name()));
+        if !has {
+            let s = step(
+                m,
+                "publication".into(),
+                Action::CreatePublication {
+                    name: publication_name().into(),
+                },
+                format!("{name}/{} publishes its tables to the other nodes", m.node),
+                m.prior.clone(),
+            );
+            deps.push(s.id.clone());
+            out.steps.push(s);
+        }
+        ready.push(deps);
+    }
+    for (a, sub) in members.iter().enumerate() {
+        for (b, publ) in members.iter().enumerate() {
+            if a == b {
+                continue;
+            }
+            let sname = subscription_name(publ.node, sub.node);
+            let found = sub
+                .inst
+                .and_then(|i| i.subscriptions.iter().find(|s| s.name == sname));
+            match found {
+                None => {
+                    let mut deps = ready[a].clone();
+                    deps.extend(ready[b].iter().cloned());
+                    out.steps.push(step(
+                        sub,
+                        format!("subscription:{}", publ.node),
+                        Action::CreateSubscription {
+                            name: sname.clone(),
+                            publisher: publ.node.to_string(),
+                            address: publ.address.clone(),
+                            port: publ.port,
+                        },
+                        format!(
+                            "{name}/{} receives the changes made on {} (origin = none: never sent back)",
+                            sub.node, publ.node
+                        ),
+                        deps,
+                    ));
+                }
+                Some(s) if s.stale => out.steps.push(step(
+                    sub,
+                    format!("refresh:{}", publ.node),
+                    Action::RefreshSubscription {
+                        name: sname.clone(),
+                    },
+                    format!(
+                        "a table of {name}/{} is not yet replicated from {} (created after the subscription)",
+                        sub.node, publ.node
+                    ),
+                    ready[a].clone(),
+                )),
+                Some(s) if !s.enabled || !s.running => out.notes.push(Note {
+                    kind: NoteKind::Replication,
+                    database: name.to_string(),
+                    message: format!(
+                        "{name}: the link {} → {} ({sname}) is down ({}); see the subscriber's log",
+                        publ.node,
+                        sub.node,
+                        if s.enabled { "no apply worker" } else { "disabled" }
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+}
