@@ -26,7 +26,7 @@ struct Member<'a> {
 /// database lacks, and notes links that are down.
 pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
     let name = db.database_name.as_str();
-    let mut members = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
     for node in &db.nodes {
         let node_name = node.name.as_str();
         let primary = node
@@ -78,6 +78,30 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                 .or(db.port)
                 .unwrap_or(crate::spec::defaults::DEFAULT_PORT),
             prior,
+        });
+    }
+    // A node joining a mesh that already replicates would need the others'
+    // data first (zero-downtime node addition), which is not built: it is
+    // kept out of the mesh, with a note, rather than subscribed half-empty.
+    let formed = members
+        .iter()
+        .any(|m| m.inst.is_some_and(|i| !i.subscriptions.is_empty()));
+    if formed {
+        members.retain(|m| {
+            let joined = m
+                .inst
+                .is_some_and(|i| i.publications.iter().any(|p| p == publication_name()));
+            if !joined {
+                out.notes.push(Note {
+                    kind: NoteKind::Replication,
+                    database: name.to_string(),
+                    message: format!(
+                        "{name}/{}: adding a node to nodes that already replicate (copying their data first) is not built yet; it runs on its own",
+                        m.node
+                    ),
+                });
+            }
+            joined
         });
     }
     let step = |m: &Member, what: String, action: Action, reason: String, deps: Vec<String>| Step {

@@ -314,6 +314,48 @@ fn synchronous_standbys_are_set_once_a_standby_runs() {
 }
 
 #[test]
+fn a_node_added_to_a_running_mesh_is_kept_out_of_it() {
+    let three = desired(&[(
+        "orders",
+        &ORDERS.replace(
+            "    host_ids: [h1]\n",
+            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n",
+        ),
+    )]);
+    let a = Actual::converged(&three);
+    assert!(plan(&three, &a).is_empty());
+    let four = desired(&[(
+        "orders",
+        &ORDERS.replace(
+            "    host_ids: [h1]\n",
+            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n  - name: n4\n    host_ids: [h4]\n",
+        ),
+    )]);
+    let mut a4 = a.clone();
+    a4.hosts.push(crate::plan::actual::HostActual {
+        id: "h4".into(),
+        healthy: true,
+        docker: true,
+        address: String::new(),
+    });
+    let p = plan(&four, &a4);
+    assert!(p.steps.iter().all(|s| s.node == "n4"), "{p}");
+    assert!(
+        !p.steps.iter().any(|s| matches!(
+            s.action,
+            Action::CreateSubscription { .. } | Action::CreatePublication { .. }
+        )),
+        "{p}"
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.message.contains("n4: adding a node")),
+        "{p}"
+    );
+}
+
+#[test]
 fn drift_is_told_from_a_spec_change() {
     let d = orders();
     let mut by_hand = Actual::converged(&d);
