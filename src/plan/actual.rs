@@ -106,7 +106,17 @@ pub struct InstanceActual {
     /// Subscriptions in the database (`pg_subscription`).
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionActual>,
+    /// Sequences of the database whose increment is not the mesh stride
+    /// ([`SEQUENCE_STRIDE`]), as `schema.name`.
+    #[serde(default)]
+    pub unaligned_sequences: Vec<String>,
 }
+
+/// Every sequence of a natively replicated database steps by this much, and
+/// node `k` (1-based, in spec order) takes the values `≡ k (mod stride)`, so
+/// nodes inserting at once never generate the same key. At most this many
+/// nodes.
+pub const SEQUENCE_STRIDE: i64 = 16;
 
 /// A logical replication subscription of the database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +368,7 @@ impl Actual {
                         } else {
                             Vec::new()
                         },
+                        unaligned_sequences: Vec::new(),
                         subscriptions: if native_mesh(db) && i == 0 {
                             db.nodes
                                 .iter()

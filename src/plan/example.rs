@@ -127,6 +127,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         replicas: Vec::new(),
         publications: Vec::new(),
         subscriptions: Vec::new(),
+        unaligned_sequences: Vec::new(),
     }
 }
 
@@ -183,6 +184,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 }
             }
             Action::DropSlot { slot } => i.slots.retain(|s| s != slot),
+            Action::AlignSequences { .. } => i.unaligned_sequences.clear(),
             Action::RefreshSubscription { name } => {
                 for s in i.subscriptions.iter_mut().filter(|s| &s.name == name) {
                     s.stale = false;

@@ -6,7 +6,9 @@
 //! Tables must exist on every node (DDL is not replicated by this driver).
 //! Pure; this file must not do I/O.
 
-use super::actual::{publication_name, subscription_name, InstanceActual, InstanceRole};
+use super::actual::{
+    publication_name, subscription_name, InstanceActual, InstanceRole, SEQUENCE_STRIDE,
+};
 use super::steps::{Action, Note, NoteKind, Plan, Step};
 use super::Index;
 use crate::spec::Database;
@@ -115,6 +117,30 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         drift: false,
         depends_on: deps,
     };
+    // Keys: each node's sequences step by the stride from their own residue.
+    for m in &members {
+        let Some(i) = m.inst.filter(|i| !i.unaligned_sequences.is_empty()) else {
+            continue;
+        };
+        let Some(k) = db.nodes.iter().position(|n| n.name.as_str() == m.node) else {
+            continue;
+        };
+        out.steps.push(step(
+            m,
+            "sequences".into(),
+            Action::AlignSequences {
+                offset: k as i64 + 1,
+                stride: SEQUENCE_STRIDE,
+                sequences: i.unaligned_sequences.clone(),
+            },
+            format!(
+                "{name}/{}: {} sequence(s) would hand out the same keys as other nodes",
+                m.node,
+                i.unaligned_sequences.len()
+            ),
+            m.prior.clone(),
+        ));
+    }
     // Publications first, so every subscription finds its publisher's.
     let mut ready: Vec<Vec<String>> = Vec::new();
     for m in &members {

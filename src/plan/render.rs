@@ -47,6 +47,14 @@ fn lines(s: &Step) -> Vec<String> {
         Action::RefreshSubscription { name } => {
             vec![format!("refresh subscription {name} on {on} (new tables)")]
         }
+        Action::AlignSequences {
+            offset,
+            stride,
+            sequences,
+        } => vec![format!(
+            "align {} sequence(s) on {on}: INCREMENT BY {stride}, values ≡ {offset} (mod {stride})",
+            sequences.len()
+        )],
         Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {
             vec![format!("replication role and slot {slot} on {on}")]

@@ -148,6 +148,16 @@ pub enum Action {
         /// The subscription.
         name: String,
     },
+    /// In the database: every sequence steps by `stride` and continues at a
+    /// value `≡ offset (mod stride)`, so the nodes' keys never collide.
+    AlignSequences {
+        /// This node's residue (1-based node position).
+        offset: i64,
+        /// The stride ([`super::actual::SEQUENCE_STRIDE`]).
+        stride: i64,
+        /// The sequences to align (`schema.name`, quoted as needed).
+        sequences: Vec<String>,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -262,6 +272,7 @@ impl Action {
             | Action::StopInstance
             | Action::AlterDatabaseOwner { .. }
             | Action::RefreshSubscription { .. }
+            | Action::AlignSequences { .. }
             | Action::AlterRole { .. }
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. } => Effect::Change,

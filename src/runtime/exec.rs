@@ -64,6 +64,27 @@ impl Executor for StepExecutor {
     }
 }
 
+/// The smallest value above `current` that is `≡ offset (mod stride)`.
+fn next_in_residue(current: i64, offset: i64, stride: i64) -> i64 {
+    // Sequences start at 1 by default: never hand out 0 or less.
+    let v = (current + 1).max(1);
+    v + (offset - v.rem_euclid(stride)).rem_euclid(stride)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_in_residue;
+
+    #[test]
+    fn keys_continue_in_the_nodes_residue() {
+        assert_eq!(next_in_residue(0, 1, 16), 1);
+        assert_eq!(next_in_residue(1, 1, 16), 17);
+        assert_eq!(next_in_residue(5, 2, 16), 18);
+        assert_eq!(next_in_residue(17, 2, 16), 18);
+        assert_eq!(next_in_residue(-1, 16, 16), 16);
+    }
+}
+
 /// The etcd key of a database's replication password (made by the leader).
 pub fn replication_secret_key(database: &str) -> String {
     format!("secrets/replication/{database}")
@@ -294,6 +315,44 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             let c = superuser(step.database.clone()).await?;
             let s = sql::refresh_subscription(name).map_err(sql_err)?;
             run_sql(&c, ctx, &[s]).await
+        }
+        Action::AlignSequences {
+            offset,
+            stride,
+            sequences,
+        } => {
+            let c = superuser(step.database.clone()).await?;
+            for seq in sequences {
+                let Some(row) = c
+                    .query_opt(
+                        "SELECT schemaname::text, sequencename::text, \
+                         COALESCE(last_value, start_value - 1) FROM pg_sequences \
+                         WHERE format('%I.%I', schemaname, sequencename) = $1",
+                        &[seq],
+                    )
+                    .await
+                    .map_err(|e| db_error(&e))?
+                else {
+                    ctx.log(format!("sequence {seq} is gone"));
+                    continue;
+                };
+                let (schema, name, current): (String, String, i64) =
+                    (row.get(0), row.get(1), row.get(2));
+                let next = next_in_residue(current, *offset, *stride);
+                let alter =
+                    sql::alter_sequence_increment(&schema, &name, *stride).map_err(sql_err)?;
+                run_sql(&c, ctx, &[alter]).await?;
+                c.execute(
+                    "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, false)",
+                    &[&schema, &name, &next],
+                )
+                .await
+                .map_err(|e| format!("setval on {seq}: {}", db_error(&e)))?;
+                ctx.log(format!(
+                    "sequence {seq}: next value {next} (≡ {offset} mod {stride})"
+                ));
+            }
+            Ok(())
         }
         Action::DropSlot { slot } => {
             let c = superuser("postgres".into()).await?;

@@ -96,6 +96,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         replicas: Vec::new(),
         publications: Vec::new(),
         subscriptions: Vec::new(),
+        unaligned_sequences: Vec::new(),
     };
     if !c.running {
         return out;
@@ -254,6 +255,17 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
                 running: r.get(2),
                 stale: r.get(3),
             })
+            .collect();
+        out.unaligned_sequences = db
+            .query(
+                "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
+                 WHERE increment_by <> $1 ORDER BY 1",
+                &[&crate::plan::actual::SEQUENCE_STRIDE],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
             .collect();
         out.extensions = db
             .query(

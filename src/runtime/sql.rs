@@ -232,6 +232,19 @@ pub fn refresh_subscription(name: &str) -> Result<Statement, SqlError> {
     )))
 }
 
+/// `ALTER SEQUENCE schema.name INCREMENT BY stride`.
+pub fn alter_sequence_increment(
+    schema: &str,
+    name: &str,
+    stride: i64,
+) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER SEQUENCE {}.{} INCREMENT BY {stride}",
+        ident(schema)?,
+        ident(name)?
+    )))
+}
+
 /// Settings whose value is a list: each element is its own literal, or
 /// PostgreSQL would take `'a,b'` for one element named `a,b`.
 const LIST_SETTINGS: &[&str] = &[
