@@ -71,20 +71,6 @@ fn next_in_residue(current: i64, offset: i64, stride: i64) -> i64 {
     v + (offset - v.rem_euclid(stride)).rem_euclid(stride)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::next_in_residue;
-
-    #[test]
-    fn keys_continue_in_the_nodes_residue() {
-        assert_eq!(next_in_residue(0, 1, 16), 1);
-        assert_eq!(next_in_residue(1, 1, 16), 17);
-        assert_eq!(next_in_residue(5, 2, 16), 18);
-        assert_eq!(next_in_residue(17, 2, 16), 18);
-        assert_eq!(next_in_residue(-1, 16, 16), 16);
-    }
-}
-
 /// The etcd key of a database's replication password (made by the leader).
 pub fn replication_secret_key(database: &str) -> String {
     format!("secrets/replication/{database}")
@@ -511,5 +497,19 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_in_residue;
+
+    #[test]
+    fn keys_continue_in_the_nodes_residue() {
+        assert_eq!(next_in_residue(0, 1, 16), 1);
+        assert_eq!(next_in_residue(1, 1, 16), 17);
+        assert_eq!(next_in_residue(5, 2, 16), 18);
+        assert_eq!(next_in_residue(17, 2, 16), 18);
+        assert_eq!(next_in_residue(-1, 16, 16), 16);
     }
 }
