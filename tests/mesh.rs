@@ -1,8 +1,9 @@
 //! Native logical replication for real: three nodes of one database on
 //! three hosts, each publishing and subscribing to the others with
-//! `origin = none`. A row written on any node reaches every node exactly
-//! once; a table created on every node after the mesh is up is added by
-//! pgcd refreshing the subscriptions.
+//! `origin = none`. DDL run on one node reaches the others (pgcd's event
+//! trigger and replicated log); pgcd refreshes the subscriptions for new
+//! tables; a row written on any node reaches every node exactly once;
+//! generated keys never collide.
 
 mod common;
 
@@ -83,14 +84,24 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
             Some("2")
         );
     }
-    // A table created on every node (DDL is not replicated by this driver)
-    // joins the subscriptions: pgcd refreshes them.
+    // DDL replication is installed on every node.
     for i in 0..3 {
-        on(i, "CREATE TABLE events (node text, n int)").unwrap();
+        assert_eq!(
+            on(
+                i,
+                "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'pgcd_capture_ddl'"
+            )
+            .as_deref(),
+            Some("1")
+        );
     }
+    // A table created on one node reaches the others by itself, and pgcd
+    // refreshes the subscriptions so its rows replicate (2 tables, the DDL
+    // log and this one, in each of 2 subscriptions).
+    on(0, "CREATE TABLE events (node text, n int)").unwrap();
     for i in 0..3 {
-        wait_for("the table in both subscriptions", WAIT, || {
-            on(i, "SELECT count(*) FROM pg_subscription_rel").filter(|c| c == "2")
+        wait_for("the table everywhere, in both subscriptions", WAIT, || {
+            on(i, "SELECT count(*) FROM pg_subscription_rel").filter(|c| c == "4")
         });
     }
     for i in 0..3 {
@@ -114,16 +125,29 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
     let s = status(&api, "shop3").unwrap();
     assert!(condition(&s, "Ready") && !condition(&s, "Degraded"), "{s}");
 
-    // Keys: a table with a generated key on every node; pgcd aligns its
-    // sequence per node (stride 16, residue = node position), so inserts on
-    // all nodes at once never collide.
+    // ALTER TABLE on the third node and CREATE INDEX on the first reach all.
+    on(2, "ALTER TABLE events ADD COLUMN note text").unwrap();
+    on(0, "CREATE INDEX events_n ON events (n)").unwrap();
     for i in 0..3 {
-        on(
-            i,
-            "CREATE TABLE orders (id bigserial PRIMARY KEY, node text)",
-        )
-        .unwrap();
+        wait_for("the column and the index everywhere", WAIT, || {
+            let col = on(
+                i,
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_name = 'events' AND column_name = 'note'",
+            )?;
+            let idx = on(i, "SELECT to_regclass('public.events_n') IS NOT NULL")?;
+            (col == "1" && idx == "t").then_some(())
+        });
     }
+
+    // Keys: a table with a generated key, created on the second node; pgcd
+    // aligns its sequence on every node (stride 16, residue = node
+    // position), so inserts on all nodes at once never collide.
+    on(
+        1,
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, node text)",
+    )
+    .unwrap();
     for i in 0..3 {
         wait_for(
             "the sequence aligned and the table subscribed",
@@ -134,7 +158,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
                     "SELECT increment_by FROM pg_sequences WHERE sequencename = 'orders_id_seq'",
                 )?;
                 let rels = on(i, "SELECT count(*) FROM pg_subscription_rel")?;
-                (inc == "16" && rels == "4").then_some(())
+                (inc == "16" && rels == "6").then_some(())
             },
         );
     }

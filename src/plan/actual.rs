@@ -110,6 +110,10 @@ pub struct InstanceActual {
     /// ([`SEQUENCE_STRIDE`]), as `schema.name`.
     #[serde(default)]
     pub unaligned_sequences: Vec<String>,
+    /// pgcd's DDL replication is installed in the database (its event
+    /// trigger exists).
+    #[serde(default)]
+    pub autoddl: bool,
 }
 
 /// Every sequence of a natively replicated database steps by this much, and
@@ -369,6 +373,7 @@ impl Actual {
                             Vec::new()
                         },
                         unaligned_sequences: Vec::new(),
+                        autoddl: native_mesh(db) && i == 0,
                         subscriptions: if native_mesh(db) && i == 0 {
                             db.nodes
                                 .iter()

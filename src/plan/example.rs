@@ -128,6 +128,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         publications: Vec::new(),
         subscriptions: Vec::new(),
         unaligned_sequences: Vec::new(),
+        autoddl: false,
     }
 }
 
@@ -185,6 +186,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
             }
             Action::DropSlot { slot } => i.slots.retain(|s| s != slot),
             Action::AlignSequences { .. } => i.unaligned_sequences.clear(),
+            Action::InstallAutoDdl { .. } => i.autoddl = true,
             Action::RefreshSubscription { name } => {
                 for s in i.subscriptions.iter_mut().filter(|s| &s.name == name) {
                     s.stale = false;

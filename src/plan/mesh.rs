@@ -145,6 +145,19 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
     let mut ready: Vec<Vec<String>> = Vec::new();
     for m in &members {
         let mut deps = m.prior.clone();
+        if !m.inst.is_some_and(|i| i.autoddl) {
+            let s = step(
+                m,
+                "autoddl".into(),
+                Action::InstallAutoDdl {
+                    node: m.node.to_string(),
+                },
+                format!("DDL run on {name}/{} reaches the other nodes", m.node),
+                m.prior.clone(),
+            );
+            deps.push(s.id.clone());
+            out.steps.push(s);
+        }
         let has = m
             .inst
             .is_some_and(|i| i.publications.iter().any(|p| p == publication_name()));

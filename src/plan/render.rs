@@ -55,6 +55,7 @@ fn lines(s: &Step) -> Vec<String> {
             "align {} sequence(s) on {on}: INCREMENT BY {stride}, values ≡ {offset} (mod {stride})",
             sequences.len()
         )],
+        Action::InstallAutoDdl { .. } => vec![format!("install DDL replication on {on}")],
         Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {
             vec![format!("replication role and slot {slot} on {on}")]

@@ -158,6 +158,13 @@ pub enum Action {
         /// The sequences to align (`schema.name`, quoted as needed).
         sequences: Vec<String>,
     },
+    /// In the database: pgcd's DDL replication — an event trigger logs each
+    /// DDL statement into `pgcd.ddl_log` (replicated like any table), and a
+    /// replica-only trigger on that table runs it on the other nodes.
+    InstallAutoDdl {
+        /// This node's name, written into each log row's key.
+        node: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -264,6 +271,7 @@ impl Action {
             | Action::EnsureReplication { .. }
             | Action::CreatePublication { .. }
             | Action::CreateSubscription { .. }
+            | Action::InstallAutoDdl { .. }
             | Action::CreateDatabase { .. }
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }

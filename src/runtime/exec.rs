@@ -340,6 +340,11 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             }
             Ok(())
         }
+        Action::InstallAutoDdl { node } => {
+            let c = superuser(step.database.clone()).await?;
+            let stmts = sql::install_autoddl(&step.database, node).map_err(sql_err)?;
+            run_sql(&c, ctx, &stmts).await
+        }
         Action::DropSlot { slot } => {
             let c = superuser("postgres".into()).await?;
             let active = c

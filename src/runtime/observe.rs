@@ -97,6 +97,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         publications: Vec::new(),
         subscriptions: Vec::new(),
         unaligned_sequences: Vec::new(),
+        autoddl: false,
     };
     if !c.running {
         return out;
@@ -256,10 +257,18 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
                 stale: r.get(3),
             })
             .collect();
+        out.autoddl = db
+            .query_opt(
+                "SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgcd_capture_ddl'",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .is_some();
         out.unaligned_sequences = db
             .query(
                 "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
-                 WHERE increment_by <> $1 ORDER BY 1",
+                 WHERE increment_by <> $1 AND schemaname <> 'pgcd' ORDER BY 1",
                 &[&crate::plan::actual::SEQUENCE_STRIDE],
             )
             .await

@@ -245,6 +245,76 @@ pub fn alter_sequence_increment(
     )))
 }
 
+/// Installs pgcd's DDL replication in a database (idempotent). Each DDL
+/// statement run on this node — outside pgcd's own sessions and the apply
+/// workers (`session_replication_role = replica`), and not about
+/// publications, subscriptions or the `pgcd` schema — is logged once per
+/// transaction into `pgcd.ddl_log`, keyed by (node, local id) so keys never
+/// collide across nodes. The log replicates like any table; on the other
+/// nodes a replica-only trigger runs the statement with its `search_path`.
+pub fn install_autoddl(database: &str, node: &str) -> Result<Vec<Statement>, SqlError> {
+    let plain = |s: &str| Statement::plain(s.to_string());
+    Ok(vec![
+        Statement::plain(format!(
+            "ALTER DATABASE {} SET pgcd.node = {}",
+            ident(database)?,
+            literal(node)?
+        )),
+        Statement::plain(format!("SET pgcd.node = {}", literal(node)?)),
+        plain("CREATE SCHEMA IF NOT EXISTS pgcd"),
+        plain(
+            "CREATE TABLE IF NOT EXISTS pgcd.ddl_log (node text NOT NULL, id bigint NOT NULL, \
+             xid bigint NOT NULL, at timestamptz NOT NULL DEFAULT now(), \
+             search_path text NOT NULL, statement text NOT NULL, PRIMARY KEY (node, id))",
+        ),
+        plain("CREATE SEQUENCE IF NOT EXISTS pgcd.ddl_log_id"),
+        plain(
+            "CREATE OR REPLACE FUNCTION pgcd.capture_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $pgcd$
+DECLARE
+  q text := current_query();
+BEGIN
+  IF current_setting('session_replication_role') = 'replica'
+     OR current_setting('application_name') = 'pgcd' THEN
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+             WHERE c.command_tag LIKE '%PUBLICATION' OR c.command_tag LIKE '%SUBSCRIPTION'
+                OR c.schema_name = 'pgcd') THEN
+    RETURN;
+  END IF;
+  -- A query of several statements fires once per statement: log it once.
+  IF EXISTS (SELECT 1 FROM pgcd.ddl_log WHERE xid = txid_current() AND statement = q) THEN
+    RETURN;
+  END IF;
+  INSERT INTO pgcd.ddl_log (node, id, xid, search_path, statement)
+  VALUES (current_setting('pgcd.node'), nextval('pgcd.ddl_log_id'), txid_current(),
+          current_setting('search_path'), q);
+END
+$pgcd$",
+        ),
+        plain(
+            "CREATE OR REPLACE FUNCTION pgcd.apply_ddl() RETURNS trigger LANGUAGE plpgsql AS $pgcd$
+BEGIN
+  PERFORM set_config('search_path', NEW.search_path, true);
+  EXECUTE NEW.statement;
+  RETURN NEW;
+END
+$pgcd$",
+        ),
+        plain("DROP TRIGGER IF EXISTS apply_ddl ON pgcd.ddl_log"),
+        plain(
+            "CREATE TRIGGER apply_ddl BEFORE INSERT ON pgcd.ddl_log \
+             FOR EACH ROW EXECUTE FUNCTION pgcd.apply_ddl()",
+        ),
+        plain("ALTER TABLE pgcd.ddl_log ENABLE REPLICA TRIGGER apply_ddl"),
+        plain("DROP EVENT TRIGGER IF EXISTS pgcd_capture_ddl"),
+        plain(
+            "CREATE EVENT TRIGGER pgcd_capture_ddl ON ddl_command_end \
+             EXECUTE FUNCTION pgcd.capture_ddl()",
+        ),
+    ])
+}
+
 /// Settings whose value is a list: each element is its own literal, or
 /// PostgreSQL would take `'a,b'` for one element named `a,b`.
 const LIST_SETTINGS: &[&str] = &[

@@ -135,6 +135,12 @@ pub fn psql(
         ])
         .output()
         .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "psql on {container}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
