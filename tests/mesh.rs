@@ -202,4 +202,41 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
         !condition(&s, "Degraded"),
         "no link broke on a conflict: {s}"
     );
+
+    // Remove a node from the spec: no subscription or slot is left for it
+    // anywhere; its instance and data are kept (noted).
+    let spec = format!(
+        "database_name: shop3\npostgres_version: \"17\"\nport: 6549\nreplication: native\nnodes:\n  - name: n1\n    host_ids: [{}]\n  - name: n2\n    host_ids: [{}]\n",
+        ids[0], ids[1]
+    );
+    std::fs::write(work.join("databases/shop3.yaml"), spec).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "shop3 without n3"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let s = wait_ready(&api, "shop3", Some(&sha), WAIT);
+    assert!(
+        s["conditions"]
+            .to_string()
+            .contains("has no place in the spec"),
+        "{s}"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            on(i, "SELECT count(*) FROM pg_subscription").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            on(
+                i,
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%n3%'"
+            )
+            .as_deref(),
+            Some("0")
+        );
+    }
+    assert_eq!(
+        on(2, "SELECT count(*) FROM pg_subscription").as_deref(),
+        Some("0")
+    );
+    assert_eq!(on(2, "SELECT count(*) FROM orders").as_deref(), Some("150"));
 }

@@ -185,6 +185,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 }
             }
             Action::DropSlot { slot } => i.slots.retain(|s| s != slot),
+            Action::DropSubscription { name } => i.subscriptions.retain(|s| &s.name != name),
             Action::AlignSequences { .. } => i.unaligned_sequences.clear(),
             Action::InstallAutoDdl { .. } => i.autoddl = true,
             Action::RefreshSubscription { name } => {

@@ -117,6 +117,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         drift: false,
         depends_on: deps,
     };
+    removed_nodes(db, index, &members, out);
     // Keys: each node's sequences step by the stride from their own residue.
     for m in &members {
         let Some(i) = m.inst.filter(|i| !i.unaligned_sequences.is_empty()) else {
@@ -229,6 +230,107 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                 }),
                 Some(_) => {}
             }
+        }
+    }
+}
+
+/// A node taken out of the spec: every subscription to it or of it is
+/// dropped (with its slot), and pgcd's logical slots no subscriber of the
+/// spec uses are dropped, so no slot retains WAL for it. Its instance is
+/// kept as it is (noted), its data untouched.
+fn removed_nodes(db: &Database, index: &Index, members: &[Member], out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let in_spec = |n: &str| db.nodes.iter().any(|x| x.name.as_str() == n);
+    let drop = |inst: &InstanceActual, sub: &str, why: String, out: &mut Plan| {
+        out.steps.push(Step {
+            id: format!("{name}/{}/{}/drop-subscription:{sub}", inst.node, inst.host),
+            database: name.to_string(),
+            node: inst.node.clone(),
+            host: inst.host.clone(),
+            action: Action::DropSubscription {
+                name: sub.to_string(),
+            },
+            reason: why,
+            disruptive: false,
+            drift: false,
+            depends_on: Vec::new(),
+        });
+    };
+    // On a node that left, still running: its own subscriptions.
+    for inst in index.of_database(name) {
+        if in_spec(&inst.node) || !inst.running || inst.role != InstanceRole::Primary {
+            continue;
+        }
+        if !index
+            .actual
+            .host(&inst.host)
+            .is_some_and(|h| h.healthy && h.docker)
+        {
+            continue;
+        }
+        for s in inst
+            .subscriptions
+            .iter()
+            .filter(|s| s.name.starts_with("pgcd_sub_"))
+        {
+            drop(
+                inst,
+                &s.name,
+                format!("node {} is no longer in the spec; it stops receiving changes (its data is kept)", inst.node),
+                out,
+            );
+        }
+    }
+    let left_steps: Vec<String> = out
+        .steps
+        .iter()
+        .filter(|s| s.database == name && !in_spec(&s.node))
+        .map(|s| s.id.clone())
+        .collect();
+    // On the nodes that stay: subscriptions to nodes that left.
+    for m in members {
+        let Some(inst) = m.inst else { continue };
+        let wanted: Vec<String> = db
+            .nodes
+            .iter()
+            .filter(|n| n.name.as_str() != m.node)
+            .map(|n| subscription_name(n.name.as_str(), m.node))
+            .collect();
+        for s in inst
+            .subscriptions
+            .iter()
+            .filter(|s| s.name.starts_with("pgcd_sub_") && !wanted.contains(&s.name))
+        {
+            drop(
+                inst,
+                &s.name,
+                format!("{} subscribes to a node no longer in the spec", m.node),
+                out,
+            );
+        }
+        let slots: Vec<&String> = inst
+            .slots
+            .iter()
+            .filter(|s| {
+                s.starts_with(&format!("pgcd_sub_{}_to_", m.node))
+                    && !db
+                        .nodes
+                        .iter()
+                        .any(|n| **s == subscription_name(m.node, n.name.as_str()))
+            })
+            .collect();
+        for slot in slots {
+            out.steps.push(Step {
+                id: format!("{name}/{}/{}/drop-slot:{slot}", m.node, m.host),
+                database: name.to_string(),
+                node: m.node.to_string(),
+                host: m.host.to_string(),
+                action: Action::DropSlot { slot: slot.clone() },
+                reason: format!("slot {slot} serves a node no longer in the spec"),
+                disruptive: false,
+                drift: false,
+                depends_on: left_steps.clone(),
+            });
         }
     }
 }

@@ -56,6 +56,7 @@ fn lines(s: &Step) -> Vec<String> {
             sequences.len()
         )],
         Action::InstallAutoDdl { .. } => vec![format!("install DDL replication on {on}")],
+        Action::DropSubscription { name } => vec![format!("drop subscription {name} on {on}")],
         Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {
             vec![format!("replication role and slot {slot} on {on}")]

@@ -165,6 +165,12 @@ pub enum Action {
         /// This node's name, written into each log row's key.
         node: String,
     },
+    /// In the database: drop a subscription to a node no longer in the
+    /// spec (and its slot on the publisher, when reachable).
+    DropSubscription {
+        /// The subscription.
+        name: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -285,7 +291,9 @@ impl Action {
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. } => Effect::Change,
             Action::RestartInstance { .. } => Effect::Restart,
-            Action::RemoveInstance { .. } | Action::DropSlot { .. } => Effect::Remove,
+            Action::RemoveInstance { .. }
+            | Action::DropSlot { .. }
+            | Action::DropSubscription { .. } => Effect::Remove,
         }
     }
 }

@@ -398,14 +398,18 @@ impl Loop {
             }
             let notes: Vec<&crate::plan::Note> =
                 plan.notes.iter().filter(|n| n.database == name).collect();
+            // A database without a spec is Orphaned; an instance the spec of
+            // a database has no place for (a node or host removed) only
+            // degrades it.
+            let whole = |n: &&&crate::plan::Note| n.kind == NoteKind::Orphaned && spec.is_none();
             let orphaned: Vec<&str> = notes
                 .iter()
-                .filter(|n| n.kind == NoteKind::Orphaned)
+                .filter(whole)
                 .map(|n| n.message.as_str())
                 .collect();
             let degraded: Vec<&str> = notes
                 .iter()
-                .filter(|n| n.kind != NoteKind::Orphaned)
+                .filter(|n| !whole(n))
                 .map(|n| n.message.as_str())
                 .collect();
             let had_steps = plan.steps.iter().any(|s| s.database == name);

@@ -345,6 +345,29 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             let stmts = sql::install_autoddl(&step.database, node).map_err(sql_err)?;
             run_sql(&c, ctx, &stmts).await
         }
+        Action::DropSubscription { name } => {
+            let c = superuser(step.database.clone()).await?;
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_subscription WHERE subname = $1", &[name])
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
+            if !exists {
+                ctx.log(format!("subscription {name} does not exist"));
+                return Ok(());
+            }
+            let drop = sql::drop_subscription(name).map_err(sql_err)?;
+            if run_sql(&c, ctx, std::slice::from_ref(&drop)).await.is_err() {
+                // The publisher is gone: detach the slot (it went with it) and drop.
+                ctx.log(format!(
+                    "the publisher of {name} does not answer; dropping without its slot"
+                ));
+                let detach = sql::detach_subscription(name).map_err(sql_err)?;
+                run_sql(&c, ctx, &detach).await?;
+                run_sql(&c, ctx, &[drop]).await?;
+            }
+            Ok(())
+        }
         Action::DropSlot { slot } => {
             let c = superuser("postgres".into()).await?;
             let active = c

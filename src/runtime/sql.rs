@@ -315,6 +315,25 @@ $pgcd$",
     ])
 }
 
+/// `DROP SUBSCRIPTION name` (drops its slot on the publisher too).
+pub fn drop_subscription(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "DROP SUBSCRIPTION {}",
+        ident(name)?
+    )))
+}
+
+/// Detaches a subscription from its slot, for a publisher that is gone.
+pub fn detach_subscription(name: &str) -> Result<Vec<Statement>, SqlError> {
+    Ok(vec![
+        Statement::plain(format!("ALTER SUBSCRIPTION {} DISABLE", ident(name)?)),
+        Statement::plain(format!(
+            "ALTER SUBSCRIPTION {} SET (slot_name = NONE)",
+            ident(name)?
+        )),
+    ])
+}
+
 /// Settings whose value is a list: each element is its own literal, or
 /// PostgreSQL would take `'a,b'` for one element named `a,b`.
 const LIST_SETTINGS: &[&str] = &[
