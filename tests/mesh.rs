@@ -21,33 +21,8 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
     let _containers = Containers::new(ids.clone());
-    let work = dir.path().join("repo");
-    git(
-        dir.path(),
-        &["init", "-q", "-b", "main", work.to_str().unwrap()],
-    );
-    std::fs::create_dir_all(work.join("databases")).unwrap();
-    std::fs::write(work.join("databases/.keep"), "").unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "empty"]);
-    let mut agents = vec![pg_agent(
-        block,
-        0,
-        dir.path(),
-        vec!["--init".into(), "--repo".into(), work.display().to_string()],
-    )
-    .guarded()];
-    for i in 1..3 {
-        let api = agents[0].api();
-        wait_for("previous agents healthy", WAIT, || {
-            (healthy_hosts(&api).len() == i).then_some(())
-        });
-        agents.push(pg_agent(block, i, dir.path(), vec!["--join".into(), api]).guarded());
-    }
+    let (agents, work) = pg_cluster(block, 3, dir.path(), WAIT);
     let api = agents[0].api();
-    wait_for("three healthy hosts", WAIT, || {
-        (healthy_hosts(&api).len() == 3).then_some(())
-    });
     let spec = format!(
         "database_name: shop3\npostgres_version: \"17\"\nport: 6549\nreplication: native\nnodes:\n  - name: n1\n    host_ids: [{}]\n  - name: n2\n    host_ids: [{}]\n  - name: n3\n    host_ids: [{}]\n",
         ids[0], ids[1], ids[2]

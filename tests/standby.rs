@@ -18,33 +18,8 @@ fn a_node_with_three_hosts_runs_a_primary_and_two_streaming_standbys() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
     let _containers = Containers::new(ids.clone());
-    let work = dir.path().join("repo");
-    git(
-        dir.path(),
-        &["init", "-q", "-b", "main", work.to_str().unwrap()],
-    );
-    std::fs::create_dir_all(work.join("databases")).unwrap();
-    std::fs::write(work.join("databases/.keep"), "").unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "empty"]);
-    let mut agents = vec![pg_agent(
-        block,
-        0,
-        dir.path(),
-        vec!["--init".into(), "--repo".into(), work.display().to_string()],
-    )
-    .guarded()];
-    for i in 1..3 {
-        let api = agents[0].api();
-        wait_for("previous agents healthy", WAIT, || {
-            (healthy_hosts(&api).len() == i).then_some(())
-        });
-        agents.push(pg_agent(block, i, dir.path(), vec!["--join".into(), api]).guarded());
-    }
+    let (mut agents, work) = pg_cluster(block, 3, dir.path(), WAIT);
     let api = agents[0].api();
-    wait_for("three healthy hosts", WAIT, || {
-        (healthy_hosts(&api).len() == 3).then_some(())
-    });
 
     let spec = format!(
         "database_name: ledger\npostgres_version: \"17\"\nport: 6548\nnodes:\n  - name: n1\n    host_ids: [{}, {}, {}]\n",

@@ -117,21 +117,30 @@ pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
     }
 }
 
-/// Plans one node of a database that should exist: its primary only (the
-/// reported primary, else the first host); standbys are noted.
-pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
-    let node_name = node.name.as_str();
-    let primary = node
-        .host_ids
+/// The host of a node's primary: the one reporting itself primary, else
+/// the first of `host_ids`.
+pub(super) fn primary_host<'a>(
+    db: &str,
+    node: &'a NodeSpec,
+    index: &Index,
+) -> Option<&'a crate::spec::names::HostId> {
+    node.host_ids
         .iter()
         .find(|h| {
             index
-                .instance(name, node_name, h.as_str())
+                .instance(db, node.name.as_str(), h.as_str())
                 .is_some_and(|i| i.role == InstanceRole::Primary)
         })
-        .or(node.host_ids.first());
-    let Some(primary) = primary else { return };
+        .or(node.host_ids.first())
+}
+
+/// Plans one node of a database that should exist: its primary (the
+/// reported primary, else the first host), then its standbys.
+pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let Some(primary) = primary_host(name, node, index) else {
+        return;
+    };
     let standbys: Vec<&str> = node
         .host_ids
         .iter()

@@ -31,16 +31,8 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
     let mut members: Vec<Member> = Vec::new();
     for node in &db.nodes {
         let node_name = node.name.as_str();
-        let primary = node
-            .host_ids
-            .iter()
-            .find(|h| {
-                index
-                    .instance(name, node_name, h.as_str())
-                    .is_some_and(|i| i.role == InstanceRole::Primary)
-            })
-            .or(node.host_ids.first());
-        let Some(primary) = primary.map(|h| h.as_str()) else {
+        let Some(primary) = super::instance::primary_host(name, node, index).map(|h| h.as_str())
+        else {
             continue;
         };
         let Some(host) = index.actual.host(primary).filter(|h| h.healthy && h.docker) else {

@@ -167,3 +167,39 @@ pub fn docker(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `n` agents running PostgreSQL, h1 following a new local repository
+/// (one empty commit) and the others joined one by one; returns them, all
+/// healthy, and the repository's working directory.
+pub fn pg_cluster(
+    block: u8,
+    n: usize,
+    dir: &Path,
+    deadline: Duration,
+) -> (Vec<AgentGuard>, std::path::PathBuf) {
+    let work = dir.join("repo");
+    super::gitrepo::git(dir, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+    std::fs::create_dir_all(work.join("databases")).unwrap();
+    std::fs::write(work.join("databases/.keep"), "").unwrap();
+    super::gitrepo::git(&work, &["add", "-A"]);
+    super::gitrepo::git(&work, &["commit", "-q", "-m", "empty"]);
+    let mut agents = vec![pg_agent(
+        block,
+        0,
+        dir,
+        vec!["--init".into(), "--repo".into(), work.display().to_string()],
+    )
+    .guarded()];
+    for i in 1..n {
+        let api = agents[0].api();
+        wait_for("previous agents healthy", deadline, || {
+            (healthy_hosts(&api).len() == i).then_some(())
+        });
+        agents.push(pg_agent(block, i, dir, vec!["--join".into(), api]).guarded());
+    }
+    let api = agents[0].api();
+    wait_for("every agent healthy", deadline, || {
+        (healthy_hosts(&api).len() == n).then_some(())
+    });
+    (agents, work)
+}
