@@ -115,6 +115,22 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
         });
     }
 
+    // Status: six links streaming, and the DDL log in step on every node
+    // (three statements: CREATE TABLE, ALTER TABLE, CREATE INDEX).
+    wait_for("links and DDL positions in status", WAIT, || {
+        let s = status(&api, "shop3")?;
+        let streaming = s["links"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["state"] == "streaming")
+            .count();
+        let ddl: Vec<i64> = ["n1", "n2", "n3"]
+            .iter()
+            .filter_map(|n| s["ddl_log"][n].as_i64())
+            .collect();
+        (streaming == 6 && ddl == [3, 3, 3]).then_some(())
+    });
+
     // Keys: a table with a generated key, created on the second node; pgcd
     // aligns its sequence on every node (stride 16, residue = node
     // position), so inserts on all nodes at once never collide.

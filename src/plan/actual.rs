@@ -114,6 +114,10 @@ pub struct InstanceActual {
     /// trigger exists).
     #[serde(default)]
     pub autoddl: bool,
+    /// Rows of `pgcd.ddl_log`: every DDL statement of every node this node
+    /// has (equal on all nodes when each DDL change is in force everywhere).
+    #[serde(default)]
+    pub ddl_rows: Option<i64>,
 }
 
 /// Every sequence of a natively replicated database steps by this much, and
@@ -374,6 +378,7 @@ impl Actual {
                         },
                         unaligned_sequences: Vec::new(),
                         autoddl: native_mesh(db) && i == 0,
+                        ddl_rows: None,
                         subscriptions: if native_mesh(db) && i == 0 {
                             db.nodes
                                 .iter()

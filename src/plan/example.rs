@@ -129,6 +129,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         subscriptions: Vec::new(),
         unaligned_sequences: Vec::new(),
         autoddl: false,
+        ddl_rows: None,
     }
 }
 

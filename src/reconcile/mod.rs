@@ -422,6 +422,7 @@ impl Loop {
             let before = st.clone();
             st.observed_revision = Some(rec.revision.clone());
             st.instances = instances;
+            (st.links, st.ddl_log) = mesh_status(actual, &name, spec);
             if had_steps || !notes.is_empty() {
                 st.last_plan = Some(plan_record(rec, plan, &name, &now));
             }
@@ -720,6 +721,44 @@ fn process_cpu_seconds() -> f64 {
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The links and DDL log positions of a natively replicated database.
+fn mesh_status(
+    actual: &Actual,
+    name: &str,
+    spec: Option<&crate::spec::Database>,
+) -> (Vec<status::LinkStatus>, BTreeMap<String, i64>) {
+    let mut links = Vec::new();
+    let mut ddl = BTreeMap::new();
+    let Some(db) = spec.filter(|d| crate::plan::actual::native_mesh(d)) else {
+        return (links, ddl);
+    };
+    for i in actual
+        .instances
+        .iter()
+        .filter(|i| i.database == name && i.role == crate::plan::InstanceRole::Primary)
+    {
+        if let Some(rows) = i.ddl_rows {
+            ddl.insert(i.node.clone(), rows);
+        }
+        for n in db.nodes.iter().filter(|n| n.name.as_str() != i.node) {
+            let sub = crate::plan::actual::subscription_name(n.name.as_str(), &i.node);
+            let state = match i.subscriptions.iter().find(|s| s.name == sub) {
+                Some(s) if s.enabled && s.running => "streaming",
+                Some(s) if !s.enabled => "disabled",
+                _ => "down",
+            };
+            links.push(status::LinkStatus {
+                from: n.name.to_string(),
+                to: i.node.clone(),
+                subscription: sub,
+                state: state.into(),
+            });
+        }
+    }
+    links.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    (links, ddl)
 }
 
 /// What a standby's primary reports of it (`pg_stat_replication`).

@@ -87,6 +87,19 @@ pub struct InstanceStatus {
     pub lag_seconds: Option<f64>,
 }
 
+/// One replication link of a natively replicated database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The node whose changes flow.
+    pub from: String,
+    /// The node receiving them.
+    pub to: String,
+    /// The subscription.
+    pub subscription: String,
+    /// `streaming` (enabled, apply worker running), `disabled` or `down`.
+    pub state: String,
+}
+
 /// The plan of the last pass over a database.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanRecord {
@@ -120,6 +133,13 @@ pub struct DatabaseStatus {
     /// The last drift corrected, in words (`role app was missing`).
     #[serde(default)]
     pub last_drift: Vec<String>,
+    /// Native replication: each link between nodes (publisher → subscriber).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkStatus>,
+    /// Native replication: rows of the DDL log per node; equal counts mean
+    /// every DDL change is in force on every node.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub ddl_log: std::collections::BTreeMap<String, i64>,
     /// Ids of the tasks of the last pass that ran steps.
     #[serde(default)]
     pub tasks: Vec<String>,
@@ -172,6 +192,8 @@ impl DatabaseStatus {
             last_plan: None,
             drift_corrections: 0,
             last_drift: Vec::new(),
+            links: Vec::new(),
+            ddl_log: Default::default(),
             tasks: Vec::new(),
             updated_at: now.to_string(),
         }

@@ -98,6 +98,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         subscriptions: Vec::new(),
         unaligned_sequences: Vec::new(),
         autoddl: false,
+        ddl_rows: None,
     };
     if !c.running {
         return out;
@@ -265,6 +266,13 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .await
             .map_err(err)?
             .is_some();
+        if out.autoddl {
+            out.ddl_rows = db
+                .query_one("SELECT count(*) FROM pgcd.ddl_log", &[])
+                .await
+                .map(|r| r.get(0))
+                .ok();
+        }
         out.unaligned_sequences = db
             .query(
                 "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
