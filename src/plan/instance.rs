@@ -29,23 +29,43 @@ pub(super) struct Steps<'a> {
     phases: [Vec<Step>; PHASES],
 }
 
+/// One step on `db`/`node` at `host`, id `<db>/<node>/<host>/<what>`, after
+/// `depends_on`; whether it disrupts clients follows from its action.
+pub(super) fn step(
+    at: (&str, &str, &str),
+    what: &str,
+    action: Action,
+    reason: String,
+    depends_on: Vec<String>,
+) -> Step {
+    let (db, node, host) = at;
+    let disruptive = matches!(
+        action,
+        Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
+    );
+    Step {
+        id: format!("{db}/{node}/{host}/{what}"),
+        database: db.to_string(),
+        node: node.to_string(),
+        host: host.to_string(),
+        action,
+        reason,
+        disruptive,
+        drift: false,
+        depends_on,
+    }
+}
+
 impl<'a> Steps<'a> {
     pub(super) fn add(&mut self, phase: usize, what: &str, action: Action, reason: String) {
-        let disruptive = matches!(
-            action,
-            Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
-        );
-        self.phases[phase].push(Step {
-            id: format!("{}/{}/{}/{what}", self.db, self.node, self.host),
-            database: self.db.to_string(),
-            node: self.node.to_string(),
-            host: self.host.to_string(),
+        let s = step(
+            (self.db, self.node, self.host),
+            what,
             action,
             reason,
-            disruptive,
-            drift: false,
-            depends_on: Vec::new(),
-        });
+            Vec::new(),
+        );
+        self.phases[phase].push(s);
     }
 
     fn finish(self, out: &mut Plan) {
@@ -173,23 +193,18 @@ fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index
         if !host_ready(name, &i.host, index, out) {
             continue;
         }
-        let mut s = Steps {
-            db: name,
-            node: node_name,
-            host: &i.host,
-            phases: Default::default(),
-        };
-        s.add(
-            CREATE,
+        let s = step(
+            (name, node_name, &i.host),
             "remove-standby",
             Action::RemoveInstance { keep_data: false },
             format!(
                 "{} is no longer in the host_ids of {name}/{node_name}; its standby (a copy of the primary's data) is removed",
                 i.host
             ),
+            Vec::new(),
         );
-        removals.push(s.phases[CREATE][0].id.clone());
-        s.finish(out);
+        removals.push(s.id.clone());
+        out.steps.push(s);
     }
     let Some(p) = index
         .instance(name, node_name, primary)
@@ -209,23 +224,13 @@ fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index
         .iter()
         .filter(|s| s.starts_with(&prefix) && !wanted.contains(s))
     {
-        let mut s = Steps {
-            db: name,
-            node: node_name,
-            host: primary,
-            phases: Default::default(),
-        };
-        s.add(
-            CREATE,
+        out.steps.push(step(
+            (name, node_name, primary),
             &format!("drop-slot:{slot}"),
             Action::DropSlot { slot: slot.clone() },
             format!("no standby of the spec uses slot {slot}; dropped so it retains no WAL"),
-        );
-        let first = out.steps.len();
-        s.finish(out);
-        if let Some(step) = out.steps.get_mut(first) {
-            step.depends_on.extend(removals.iter().cloned());
-        }
+            removals.clone(),
+        ));
     }
 }
 
@@ -292,25 +297,15 @@ fn standby_steps(
             .any(|r| r.name == super::actual::REPLICATION_ROLE)
     });
     if !has_role || !running.is_some_and(|p| p.slots.contains(&slot)) {
-        let mut s = Steps {
-            db: name,
-            node: node_name,
-            host: primary,
-            phases: Default::default(),
-        };
-        s.add(
-            CREATE,
+        let s = step(
+            (name, node_name, primary),
             &format!("replication:{host}"),
             Action::EnsureReplication { slot: slot.clone() },
             format!("the standby of {name}/{node_name} on {host} streams through slot {slot}"),
+            std::mem::take(&mut before),
         );
-        let id = s.phases[CREATE][0].id.clone();
-        let first = out.steps.len();
-        s.finish(out);
-        if let Some(step) = out.steps.get_mut(first) {
-            step.depends_on.append(&mut before);
-        }
-        before.push(id);
+        before.push(s.id.clone());
+        out.steps.push(s);
     }
     let inst = index.instance(name, node_name, host);
     let mut s = Steps {

@@ -9,7 +9,8 @@
 use super::actual::{
     publication_name, subscription_name, InstanceActual, InstanceRole, SEQUENCE_STRIDE,
 };
-use super::steps::{Action, Note, NoteKind, Plan, Step};
+use super::instance::step;
+use super::steps::{Action, Note, NoteKind, Plan};
 use super::Index;
 use crate::spec::Database;
 
@@ -98,16 +99,8 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
             joined
         });
     }
-    let step = |m: &Member, what: String, action: Action, reason: String, deps: Vec<String>| Step {
-        id: format!("{name}/{}/{}/{what}", m.node, m.host),
-        database: name.to_string(),
-        node: m.node.to_string(),
-        host: m.host.to_string(),
-        action,
-        reason,
-        disruptive: false,
-        drift: false,
-        depends_on: deps,
+    let step = |m: &Member, what: String, action: Action, reason: String, deps: Vec<String>| {
+        step((name, m.node, m.host), &what, action, reason, deps)
     };
     removed_nodes(db, index, &members, out);
     // Keys: each node's sequences step by the stride from their own residue.
@@ -234,19 +227,15 @@ fn removed_nodes(db: &Database, index: &Index, members: &[Member], out: &mut Pla
     let name = db.database_name.as_str();
     let in_spec = |n: &str| db.nodes.iter().any(|x| x.name.as_str() == n);
     let drop = |inst: &InstanceActual, sub: &str, why: String, out: &mut Plan| {
-        out.steps.push(Step {
-            id: format!("{name}/{}/{}/drop-subscription:{sub}", inst.node, inst.host),
-            database: name.to_string(),
-            node: inst.node.clone(),
-            host: inst.host.clone(),
-            action: Action::DropSubscription {
+        out.steps.push(step(
+            (name, &inst.node, &inst.host),
+            &format!("drop-subscription:{sub}"),
+            Action::DropSubscription {
                 name: sub.to_string(),
             },
-            reason: why,
-            disruptive: false,
-            drift: false,
-            depends_on: Vec::new(),
-        });
+            why,
+            Vec::new(),
+        ));
     };
     // On a node that left, still running: its own subscriptions.
     for inst in index.of_database(name) {
@@ -312,17 +301,13 @@ fn removed_nodes(db: &Database, index: &Index, members: &[Member], out: &mut Pla
             })
             .collect();
         for slot in slots {
-            out.steps.push(Step {
-                id: format!("{name}/{}/{}/drop-slot:{slot}", m.node, m.host),
-                database: name.to_string(),
-                node: m.node.to_string(),
-                host: m.host.to_string(),
-                action: Action::DropSlot { slot: slot.clone() },
-                reason: format!("slot {slot} serves a node no longer in the spec"),
-                disruptive: false,
-                drift: false,
-                depends_on: left_steps.clone(),
-            });
+            out.steps.push(step(
+                (name, m.node, m.host),
+                &format!("drop-slot:{slot}"),
+                Action::DropSlot { slot: slot.clone() },
+                format!("slot {slot} serves a node no longer in the spec"),
+                left_steps.clone(),
+            ));
         }
     }
 }

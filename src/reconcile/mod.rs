@@ -340,11 +340,6 @@ impl Loop {
         repeating: bool,
     ) -> Result<(), ClusterError> {
         let now = now_rfc3339();
-        let addresses: HashMap<String, String> = list_hosts(self.guard.store())
-            .await?
-            .into_iter()
-            .map(|h| (h.id.to_string(), h.address))
-            .collect();
         let mut names: BTreeSet<String> = rec
             .desired
             .databases
@@ -369,7 +364,7 @@ impl Loop {
                     host: i.host.clone(),
                     endpoint: format!(
                         "{}:{}",
-                        addresses.get(&i.host).map_or("?", String::as_str),
+                        actual.host(&i.host).map_or("?", |h| h.address.as_str()),
                         i.port
                     ),
                     role: i.role,

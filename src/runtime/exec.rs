@@ -94,11 +94,7 @@ async fn ensure_replication_role(
     password: &str,
 ) -> Result<(), String> {
     let role = crate::plan::actual::REPLICATION_ROLE;
-    let exists = c
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await
-        .map_err(|e| db_error(&e))?
-        .is_some();
+    let exists = exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &role).await?;
     let stmt = if exists {
         sql::set_password(role, password)
     } else {
@@ -111,6 +107,18 @@ async fn ensure_replication_role(
     .map_err(sql_err)?;
     let grant = sql::grant("pg_read_all_data", role).map_err(sql_err)?;
     run_sql(c, ctx, &[stmt, grant]).await
+}
+
+/// Whether `sql` (a `SELECT 1 ... WHERE x = $1`) finds a row for `key`.
+async fn exists(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    key: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<bool, String> {
+    c.query_opt(sql, &[key])
+        .await
+        .map(|r| r.is_some())
+        .map_err(|e| db_error(&e))
 }
 
 async fn run_sql(
@@ -250,11 +258,8 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             let admin = superuser("postgres".into()).await?;
             ensure_replication_role(&admin, ctx, &password).await?;
             let c = superuser(step.database.clone()).await?;
-            let exists = c
-                .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[name])
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
+            let exists =
+                exists(&c, "SELECT 1 FROM pg_publication WHERE pubname = $1", name).await?;
             if exists {
                 ctx.log(format!("publication {name} exists"));
                 return Ok(());
@@ -270,11 +275,8 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         } => {
             let password = replication_password(ctx, &step.database).await?;
             let c = superuser(step.database.clone()).await?;
-            let exists = c
-                .query_opt("SELECT 1 FROM pg_subscription WHERE subname = $1", &[name])
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
+            let exists =
+                exists(&c, "SELECT 1 FROM pg_subscription WHERE subname = $1", name).await?;
             if exists {
                 ctx.log(format!("subscription {name} exists"));
                 return Ok(());
@@ -347,11 +349,8 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         }
         Action::DropSubscription { name } => {
             let c = superuser(step.database.clone()).await?;
-            let exists = c
-                .query_opt("SELECT 1 FROM pg_subscription WHERE subname = $1", &[name])
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
+            let exists =
+                exists(&c, "SELECT 1 FROM pg_subscription WHERE subname = $1", name).await?;
             if !exists {
                 ctx.log(format!("subscription {name} does not exist"));
                 return Ok(());
@@ -436,14 +435,12 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         }
         Action::CreateDatabase { owner } => {
             let c = superuser("postgres".into()).await?;
-            let exists = c
-                .query_opt(
-                    "SELECT 1 FROM pg_database WHERE datname = $1",
-                    &[&step.database],
-                )
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
+            let exists = exists(
+                &c,
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &step.database,
+            )
+            .await?;
             if exists {
                 ctx.log(format!("database {} exists", step.database));
                 let s = sql::alter_database_owner(&step.database, owner).map_err(sql_err)?;
@@ -469,11 +466,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 None => None,
             };
             let c = superuser("postgres".into()).await?;
-            let exists = c
-                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
-                .await
-                .map_err(|e| db_error(&e))?
-                .is_some();
+            let exists = exists(&c, "SELECT 1 FROM pg_roles WHERE rolname = $1", name).await?;
             let mut stmts = Vec::new();
             if exists {
                 ctx.log(format!("role {name} exists; setting its attributes"));

@@ -175,16 +175,11 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             member_of: r.get(8),
         });
     }
-    out.slots = pg
-        .query(
-            "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(err)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    out.slots = texts(
+        &pg,
+        "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
+    )
+    .await?;
     if out.role == InstanceRole::Primary {
         out.replicas = pg
             .query(
@@ -205,16 +200,11 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             })
             .collect();
     }
-    out.available_extensions = pg
-        .query(
-            "SELECT name FROM pg_available_extensions ORDER BY name",
-            &[],
-        )
-        .await
-        .map_err(err)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    out.available_extensions = texts(
+        &pg,
+        "SELECT name FROM pg_available_extensions ORDER BY name",
+    )
+    .await?;
     let owner = pg
         .query_opt(
             "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
@@ -226,13 +216,8 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
         out.database_exists = true;
         out.owner = Some(owner.get(0));
         let db = connect(rt, &c.id, c.port, &c.id.database).await?;
-        out.publications = db
-            .query("SELECT pubname::text FROM pg_publication ORDER BY 1", &[])
-            .await
-            .map_err(err)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        out.publications =
+            texts(&db, "SELECT pubname::text FROM pg_publication ORDER BY 1").await?;
         out.subscriptions = db
             .query(
                 "SELECT s.subname::text, s.subenabled, \
@@ -299,6 +284,16 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .collect();
     }
     Ok(())
+}
+
+/// The first column of every row of `sql` (text).
+async fn texts(c: &Client, sql: &str) -> Result<Vec<String>, String> {
+    Ok(c.query(sql, &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Observes a host and writes the record; one at a time, so a later write
