@@ -71,12 +71,12 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
         );
     }
     // A table created on one node reaches the others by itself, and pgcd
-    // refreshes the subscriptions so its rows replicate (2 tables, the DDL
-    // log and this one, in each of 2 subscriptions).
+    // refreshes the subscriptions so its rows replicate (3 tables, pgcd's
+    // DDL log and failure record and this one, in each of 2 subscriptions).
     on(0, "CREATE TABLE events (node text, n int)").unwrap();
     for i in 0..3 {
         wait_for("the table everywhere, in both subscriptions", WAIT, || {
-            on(i, "SELECT count(*) FROM pg_subscription_rel").filter(|c| c == "4")
+            on(i, "SELECT count(*) FROM pg_subscription_rel").filter(|c| c == "6")
         });
     }
     for i in 0..3 {
@@ -149,7 +149,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
                     "SELECT increment_by FROM pg_sequences WHERE sequencename = 'orders_id_seq'",
                 )?;
                 let rels = on(i, "SELECT count(*) FROM pg_subscription_rel")?;
-                (inc == "16" && rels == "6").then_some(())
+                (inc == "16" && rels == "8").then_some(())
             },
         );
     }

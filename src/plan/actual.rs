@@ -118,6 +118,27 @@ pub struct InstanceActual {
     /// has (equal on all nodes when each DDL change is in force everywhere).
     #[serde(default)]
     pub ddl_rows: Option<i64>,
+    /// Tables of the database outside the catalogs and pgcd's own schema: a
+    /// node with none can be filled by copying another node.
+    #[serde(default)]
+    pub tables: i64,
+    /// DDL statements from other nodes that failed here (`pgcd.ddl_failures`):
+    /// skipped, so replication goes on, and shown until resolved by hand.
+    #[serde(default)]
+    pub ddl_failures: Vec<DdlFailure>,
+}
+
+/// A replicated DDL statement that failed on the node that received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdlFailure {
+    /// The node it was run on first.
+    pub origin: String,
+    /// Its id in that node's DDL log.
+    pub id: i64,
+    /// The statement.
+    pub statement: String,
+    /// The error it raised here.
+    pub error: String,
 }
 
 /// Every sequence of a natively replicated database steps by this much, and
@@ -127,7 +148,7 @@ pub struct InstanceActual {
 pub const SEQUENCE_STRIDE: i64 = 16;
 
 /// A logical replication subscription of the database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionActual {
     /// Its name (`pgcd_sub_<node>`: the node it subscribes to).
     pub name: String,
@@ -139,6 +160,20 @@ pub struct SubscriptionActual {
     /// subscription): `ALTER SUBSCRIPTION ... REFRESH PUBLICATION` adds it.
     #[serde(default)]
     pub stale: bool,
+    /// Errors applying changes since the statistics were reset
+    /// (`pg_stat_subscription_stats.apply_error_count`).
+    #[serde(default)]
+    pub apply_errors: i64,
+    /// Errors in the initial copy of tables (`sync_error_count`).
+    #[serde(default)]
+    pub sync_errors: i64,
+    /// Conflicts met while applying, by kind (`insert_exists`,
+    /// `update_missing`, ...; PostgreSQL 18's `confl_*` counters, empty before).
+    #[serde(default)]
+    pub conflicts: BTreeMap<String, i64>,
+    /// The last error of its workers in the server log, when one is recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The publication each node of a natively replicated database has.
@@ -169,6 +204,20 @@ pub struct ReplicaActual {
 /// (several nodes, `replication: native`).
 pub fn native_mesh(db: &crate::spec::Database) -> bool {
     db.nodes.len() > 1 && db.replication != Some(crate::spec::database::Replication::Spock)
+}
+
+/// Whether a database's nodes replicate through Spock (several nodes,
+/// `replication: spock`); the planner wires them only where the image
+/// offers the extension.
+pub fn spock_mesh(db: &crate::spec::Database) -> bool {
+    db.nodes.len() > 1 && db.replication == Some(crate::spec::database::Replication::Spock)
+}
+
+/// Whether pgcd wires a Spock database's nodes: it declares the `spock`
+/// extension, which validation has found in its image (pgcd never
+/// preloads a library it cannot confirm).
+pub fn spock_wired(db: &crate::spec::Database) -> bool {
+    spock_mesh(db) && db.extensions.iter().any(|e| e.name == "spock")
 }
 
 /// The role standbys connect as.
@@ -332,6 +381,7 @@ impl Actual {
                     available.push(e.name.clone());
                 }
             }
+            let meshed = native_mesh(db) || spock_wired(db);
             for node in &db.nodes {
                 let settings = super::settings::desired(db, node, &|_| true);
                 let running = node.state != Some(crate::spec::database::NodeState::Stopped);
@@ -371,15 +421,17 @@ impl Actual {
                             Vec::new()
                         },
                         replicas: Vec::new(),
-                        publications: if native_mesh(db) && i == 0 {
+                        publications: if meshed && i == 0 {
                             vec![publication_name().to_string()]
                         } else {
                             Vec::new()
                         },
                         unaligned_sequences: Vec::new(),
-                        autoddl: native_mesh(db) && i == 0,
+                        autoddl: meshed && i == 0,
                         ddl_rows: None,
-                        subscriptions: if native_mesh(db) && i == 0 {
+                        ddl_failures: Vec::new(),
+                        tables: 0,
+                        subscriptions: if meshed && i == 0 {
                             db.nodes
                                 .iter()
                                 .filter(|o| o.name != node.name)
@@ -387,7 +439,7 @@ impl Actual {
                                     name: subscription_name(o.name.as_str(), node.name.as_str()),
                                     enabled: true,
                                     running: true,
-                                    stale: false,
+                                    ..Default::default()
                                 })
                                 .collect()
                         } else {

@@ -130,6 +130,8 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         unaligned_sequences: Vec::new(),
         autoddl: false,
         ddl_rows: None,
+        ddl_failures: Vec::new(),
+        tables: 0,
     }
 }
 
@@ -189,6 +191,23 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
             Action::DropSubscription { name } => i.subscriptions.retain(|s| &s.name != name),
             Action::AlignSequences { .. } => i.unaligned_sequences.clear(),
             Action::InstallAutoDdl { .. } => i.autoddl = true,
+            Action::EnableSubscription { name } => {
+                for s in i.subscriptions.iter_mut().filter(|s| &s.name == name) {
+                    s.enabled = true;
+                    s.running = true;
+                }
+            }
+            Action::JoinMesh { source, others, .. } => {
+                i.publications = vec![super::actual::publication_name().to_string()];
+                for p in std::iter::once(source).chain(others) {
+                    i.subscriptions.push(super::actual::SubscriptionActual {
+                        name: super::actual::subscription_name(&p.node, &s.node),
+                        enabled: true,
+                        running: true,
+                        ..Default::default()
+                    });
+                }
+            }
             Action::RefreshSubscription { name } => {
                 for s in i.subscriptions.iter_mut().filter(|s| &s.name == name) {
                     s.stale = false;
@@ -200,7 +219,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                     name: name.clone(),
                     enabled: true,
                     running: true,
-                    stale: false,
+                    ..Default::default()
                 })
             }
             Action::StartInstance => {

@@ -3,14 +3,15 @@
 //! node with `origin = none`, so a change made on one node reaches each
 //! other node once and never comes back. Planned once both ends run (or are
 //! being set up in this plan, after whose steps the mesh steps come).
-//! Tables must exist on every node (DDL is not replicated by this driver).
-//! Pure; this file must not do I/O.
+//! A node added to nodes that already replicate joins them with one step
+//! that copies a member and starts every link where the copy ends (see
+//! `runtime::join`). Pure; this file must not do I/O.
 
 use super::actual::{
     publication_name, subscription_name, InstanceActual, InstanceRole, SEQUENCE_STRIDE,
 };
 use super::instance::step;
-use super::steps::{Action, Note, NoteKind, Plan};
+use super::steps::{Action, Note, NoteKind, Peer, Plan};
 use super::Index;
 use crate::spec::Database;
 
@@ -75,30 +76,44 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
             prior,
         });
     }
-    // A node joining a mesh that already replicates would need the others'
-    // data first (zero-downtime node addition), which is not built: it is
-    // kept out of the mesh, with a note, rather than subscribed half-empty.
-    let formed = members
-        .iter()
-        .any(|m| m.inst.is_some_and(|i| !i.subscriptions.is_empty()));
-    if formed {
-        members.retain(|m| {
-            let joined = m
-                .inst
-                .is_some_and(|i| i.publications.iter().any(|p| p == publication_name()));
-            if !joined {
+    // Nodes that replicate (or were set up to) form the mesh; a node with
+    // no data joins it by copying one of them (zero-downtime node
+    // addition). When none replicates yet and all are empty they are wired
+    // at once; when exactly one holds tables it seeds the others.
+    let joined = |m: &Member| m.inst.is_some_and(|i| in_mesh(i, m.node));
+    let joining: Vec<usize> = if members.iter().any(joined) {
+        (0..members.len())
+            .filter(|&k| !joined(&members[k]))
+            .collect()
+    } else {
+        let holding: Vec<usize> = (0..members.len())
+            .filter(|&k| members[k].inst.is_some_and(|i| i.tables > 0))
+            .collect();
+        match holding.as_slice() {
+            [] => Vec::new(),
+            [seed] => (0..members.len()).filter(|k| k != seed).collect(),
+            _ => {
+                let nodes: Vec<&str> = holding.iter().map(|&k| members[k].node).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
                     database: name.to_string(),
                     message: format!(
-                        "{name}/{}: adding a node to nodes that already replicate (copying their data first) is not built yet; it runs on its own",
-                        m.node
+                        "{name}: nodes {} all hold tables and none replicates yet; pgcd will not merge them (empty all but one)",
+                        nodes.join(", ")
                     ),
                 });
+                return;
             }
-            joined
-        });
-    }
+        }
+    };
+    let newcomers: Vec<Member> = joining
+        .iter()
+        .rev()
+        .map(|&k| members.remove(k))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let step = |m: &Member, what: String, action: Action, reason: String, deps: Vec<String>| {
         step((name, m.node, m.host), &what, action, reason, deps)
     };
@@ -162,6 +177,43 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         }
         ready.push(deps);
     }
+    let spock = db.replication == Some(crate::spec::database::Replication::Spock);
+    if spock {
+        for m in &newcomers {
+            out.notes.push(Note {
+                kind: NoteKind::Replication,
+                database: name.to_string(),
+                message: format!(
+                    "{name}/{}: joining Spock nodes that replicate takes Spock's zero-downtime add-node procedure, which pgcd generates (runtime::driver::spock_add_node) but does not run yet; it runs on its own",
+                    m.node
+                ),
+            });
+        }
+    } else if let Some(first) = newcomers.first() {
+        join(db, &members, &ready, first, out);
+        for m in &newcomers[1..] {
+            out.notes.push(Note {
+                kind: NoteKind::Replication,
+                database: name.to_string(),
+                message: format!(
+                    "{name}/{}: joins the replicating nodes after {} (one node at a time)",
+                    m.node, first.node
+                ),
+            });
+        }
+    }
+    for m in &members {
+        for f in m.inst.map_or(&[][..], |i| i.ddl_failures.as_slice()) {
+            out.notes.push(Note {
+                kind: NoteKind::Replication,
+                database: name.to_string(),
+                message: format!(
+                    "{name}/{}: the DDL statement {}#{} from {} failed here and was skipped ({}): {}; run a fixed version by hand on {}, then DELETE FROM pgcd.ddl_failures WHERE origin = '{}' AND id = {}",
+                    m.node, f.origin, f.id, f.origin, f.error, f.statement.trim(), m.node, f.origin, f.id
+                ),
+            });
+        }
+    }
     for (a, sub) in members.iter().enumerate() {
         for (b, publ) in members.iter().enumerate() {
             if a == b {
@@ -203,20 +255,118 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                     ),
                     ready[a].clone(),
                 )),
-                Some(s) if !s.enabled || !s.running => out.notes.push(Note {
+                Some(s) if !s.enabled => out.steps.push(step(
+                    sub,
+                    format!("enable:{}", publ.node),
+                    Action::EnableSubscription {
+                        name: sname.clone(),
+                    },
+                    format!(
+                        "{name}/{} stopped receiving the changes made on {} (its subscription is disabled)",
+                        sub.node, publ.node
+                    ),
+                    ready[a].clone(),
+                )),
+                Some(s) if !s.running => out.notes.push(Note {
                     kind: NoteKind::Replication,
                     database: name.to_string(),
                     message: format!(
-                        "{name}: the link {} → {} ({sname}) is down ({}); see the subscriber's log",
+                        "{name}: the link {} → {} ({sname}) is down (no apply worker{}); see the subscriber's log",
                         publ.node,
                         sub.node,
-                        if s.enabled { "no apply worker" } else { "disabled" }
+                        s.last_error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
                     ),
                 }),
                 Some(_) => {}
             }
         }
     }
+}
+
+/// Whether a node's primary takes part in the mesh: something subscribes it
+/// to another node, or pgcd set up its DDL replication.
+fn in_mesh(i: &InstanceActual, node: &str) -> bool {
+    i.autoddl
+        || i.subscriptions
+            .iter()
+            .any(|s| s.name.starts_with("pgcd_sub_") && s.name.ends_with(&format!("_to_{node}")))
+}
+
+/// Plans a node's addition to the mesh: one step on its host that copies a
+/// member whose links all stream (the first in spec order) and subscribes
+/// to every member. A node holding tables of its own is only noted: pgcd
+/// never replaces data.
+fn join(db: &Database, members: &[Member], ready: &[Vec<String>], new: &Member, out: &mut Plan) {
+    let name = db.database_name.as_str();
+    let note = |message: String, out: &mut Plan| {
+        out.notes.push(Note {
+            kind: NoteKind::Replication,
+            database: name.to_string(),
+            message,
+        })
+    };
+    if new.inst.is_some_and(|i| i.tables > 0) {
+        note(
+            format!(
+                "{name}/{}: holds tables of its own but does not replicate; pgcd will not overwrite them (empty its database to let it join the other nodes)",
+                new.node
+            ),
+            out,
+        );
+        return;
+    }
+    let healthy = |m: &Member| {
+        m.inst.is_some_and(|i| {
+            i.publications.iter().any(|p| p == publication_name())
+                && i.subscriptions
+                    .iter()
+                    .filter(|s| s.name.starts_with("pgcd_sub_"))
+                    .all(|s| s.enabled && s.running && !s.stale)
+        }) || members.len() == 1
+    };
+    let Some(src) = members.iter().position(healthy) else {
+        note(
+            format!(
+                "{name}/{}: waits to join until a node's replication links all stream (it copies that node)",
+                new.node
+            ),
+            out,
+        );
+        return;
+    };
+    let peer = |m: &Member| Peer {
+        node: m.node.to_string(),
+        address: m.address.clone(),
+        port: m.port,
+    };
+    let Some(k) = db.nodes.iter().position(|n| n.name.as_str() == new.node) else {
+        return;
+    };
+    let mut deps = new.prior.clone();
+    deps.extend(ready.iter().flatten().cloned());
+    out.steps.push(step(
+        (name, new.node, new.host),
+        "join",
+        Action::JoinMesh {
+            source: peer(&members[src]),
+            others: members
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != src)
+                .map(|(_, m)| peer(m))
+                .collect(),
+            offset: k as i64 + 1,
+            stride: SEQUENCE_STRIDE,
+        },
+        format!(
+            "{name}/{} is new to nodes that replicate: it copies {} and then receives every node's changes from where the copy ends, while their writers go on",
+            new.node, members[src].node
+        ),
+        deps,
+    ));
 }
 
 /// A node taken out of the spec: every subscription to it or of it is

@@ -104,13 +104,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         if db.state == Some(DatabaseState::Absent) {
             instance::remove(db, &index, &mut out);
         } else {
-            if db.nodes.len() > 1 && !actual::native_mesh(db) {
+            let spock = actual::spock_wired(db);
+            if actual::spock_mesh(db) && !spock {
                 let names: Vec<&str> = db.nodes.iter().map(|n| n.name.as_str()).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
                     database: db.database_name.to_string(),
                     message: format!(
-                        "{}: nodes {} replicate through Spock, whose driver has not run here; they run on their own",
+                        "{}: nodes {} replicate through Spock, but the database does not declare the spock extension (its image must offer it); they run on their own",
                         db.database_name,
                         names.join(", ")
                     ),
@@ -119,7 +120,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             for node in &db.nodes {
                 instance::node(db, node, &index, &mut out);
             }
-            if actual::native_mesh(db) {
+            if actual::native_mesh(db) || spock {
                 mesh::steps(db, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);

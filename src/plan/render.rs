@@ -56,6 +56,18 @@ fn lines(s: &Step) -> Vec<String> {
             sequences.len()
         )],
         Action::InstallAutoDdl { .. } => vec![format!("install DDL replication on {on}")],
+        Action::JoinMesh { source, others, .. } => vec![format!(
+            "join {on} to the nodes that replicate: copy {} at a slot's consistent point, then receive from {}{} (writers keep writing)",
+            source.node,
+            source.node,
+            others
+                .iter()
+                .map(|p| format!(", {}", p.node))
+                .collect::<String>()
+        )],
+        Action::EnableSubscription { name } => {
+            vec![format!("enable subscription {name} on {on}")]
+        }
         Action::DropSubscription { name } => vec![format!("drop subscription {name} on {on}")],
         Action::DropSlot { slot } => vec![format!("drop replication slot {slot} on {on}")],
         Action::EnsureReplication { slot } => {

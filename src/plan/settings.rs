@@ -53,15 +53,23 @@ pub fn desired(
         .chain(&node.postgresql_conf)
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
-    if super::actual::native_mesh(db) {
+    let spock = super::actual::spock_wired(db) && offered("spock");
+    if super::actual::native_mesh(db) || spock {
         out.insert("wal_level".into(), "logical".into());
     }
-    let preload: Vec<&str> = db
+    if spock {
+        // Spock resolves conflicts by commit time.
+        out.insert("track_commit_timestamp".into(), "on".into());
+    }
+    let mut preload: Vec<&str> = db
         .extensions
         .iter()
         .filter(|e| extensions::known(&e.name).is_some_and(|k| k.preload) && offered(&e.name))
         .map(|e| e.name.as_str())
         .collect();
+    if spock && !preload.contains(&"spock") {
+        preload.insert(0, "spock");
+    }
     if !preload.is_empty() {
         let mut libs = list(
             out.get("shared_preload_libraries")

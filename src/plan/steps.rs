@@ -165,6 +165,28 @@ pub enum Action {
         /// This node's name, written into each log row's key.
         node: String,
     },
+    /// In the empty database of a node added to nodes that already
+    /// replicate (zero-downtime node addition): copy `source` at the
+    /// consistent point of a new slot, start every other node's changes
+    /// exactly where the copy ends, and subscribe to every node, while the
+    /// writers of the existing nodes go on.
+    JoinMesh {
+        /// The node copied (it keeps taking writes; it stops applying the
+        /// others' changes during the copy).
+        source: Peer,
+        /// The other nodes of the mesh.
+        others: Vec<Peer>,
+        /// This node's residue for generated keys (1-based position).
+        offset: i64,
+        /// The stride ([`super::actual::SEQUENCE_STRIDE`]).
+        stride: i64,
+    },
+    /// `ALTER SUBSCRIPTION ... ENABLE`: a pgcd subscription found disabled
+    /// (by hand, or left so by an interrupted node addition) runs again.
+    EnableSubscription {
+        /// The subscription.
+        name: String,
+    },
     /// In the database: drop a subscription to a node no longer in the
     /// spec (and its slot on the publisher, when reachable).
     DropSubscription {
@@ -249,6 +271,17 @@ pub enum Action {
     },
 }
 
+/// Another node's primary as a step reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// The node.
+    pub node: String,
+    /// Its primary's address.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+}
+
 /// Reads a version as plans write it (`"17"`, `"17.6"`).
 fn version<'de, D: Deserializer<'de>>(d: D) -> Result<PgVersion, D::Error> {
     let text = String::deserialize(d)?;
@@ -278,6 +311,7 @@ impl Action {
             | Action::CreatePublication { .. }
             | Action::CreateSubscription { .. }
             | Action::InstallAutoDdl { .. }
+            | Action::JoinMesh { .. }
             | Action::CreateDatabase { .. }
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }
@@ -286,6 +320,7 @@ impl Action {
             | Action::StopInstance
             | Action::AlterDatabaseOwner { .. }
             | Action::RefreshSubscription { .. }
+            | Action::EnableSubscription { .. }
             | Action::AlignSequences { .. }
             | Action::AlterRole { .. }
             | Action::UpdateExtension { .. }

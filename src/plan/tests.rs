@@ -314,23 +314,23 @@ fn synchronous_standbys_are_set_once_a_standby_runs() {
 }
 
 #[test]
-fn a_node_added_to_a_running_mesh_is_kept_out_of_it() {
-    let three = desired(&[(
-        "orders",
-        &ORDERS.replace(
-            "    host_ids: [h1]\n",
-            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n",
-        ),
-    )]);
+fn a_node_added_to_a_running_mesh_joins_by_copying_a_member() {
+    let nodes = |n: usize| {
+        let extra: String = (2..=n)
+            .map(|k| format!("  - name: n{k}\n    host_ids: [h{k}]\n"))
+            .collect();
+        desired(&[(
+            "orders",
+            &ORDERS.replace(
+                "    host_ids: [h1]\n",
+                &format!("    host_ids: [h1]\n{extra}"),
+            ),
+        )])
+    };
+    let three = nodes(3);
     let a = Actual::converged(&three);
     assert!(plan(&three, &a).is_empty());
-    let four = desired(&[(
-        "orders",
-        &ORDERS.replace(
-            "    host_ids: [h1]\n",
-            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n  - name: n4\n    host_ids: [h4]\n",
-        ),
-    )]);
+    let four = nodes(4);
     let mut a4 = a.clone();
     a4.hosts.push(crate::plan::actual::HostActual {
         id: "h4".into(),
@@ -338,19 +338,156 @@ fn a_node_added_to_a_running_mesh_is_kept_out_of_it() {
         docker: true,
         address: String::new(),
     });
-    let p = plan(&four, &a4);
-    assert!(p.steps.iter().all(|s| s.node == "n4"), "{p}");
+    // First pass: n4 is made and joins with one step; nothing subscribes
+    // to it yet (it has no data of its own to send).
+    let p1 = plan(&four, &a4);
+    assert!(p1.steps.iter().all(|s| s.node == "n4"), "{p1}");
+    let join = p1
+        .steps
+        .iter()
+        .find(|s| matches!(s.action, Action::JoinMesh { .. }))
+        .expect("a join step");
+    let Action::JoinMesh {
+        source,
+        others,
+        offset,
+        ..
+    } = &join.action
+    else {
+        unreachable!()
+    };
+    assert_eq!(source.node, "n1");
+    assert_eq!(
+        others.iter().map(|p| p.node.as_str()).collect::<Vec<_>>(),
+        ["n2", "n3"]
+    );
+    assert_eq!(*offset, 4);
     assert!(
-        !p.steps.iter().any(|s| matches!(
+        !p1.steps.iter().any(|s| matches!(
             s.action,
             Action::CreateSubscription { .. } | Action::CreatePublication { .. }
         )),
+        "{p1}"
+    );
+    // Second pass: its DDL capture, and every other node subscribes to it.
+    let a5 = simulate(&p1, &a4);
+    let p2 = plan(&four, &a5);
+    let subs: Vec<&str> = p2
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::CreateSubscription { .. }))
+        .map(|s| s.node.as_str())
+        .collect();
+    assert_eq!(subs, ["n1", "n2", "n3"], "{p2}");
+    let a6 = simulate(&p2, &a5);
+    assert!(plan(&four, &a6).is_empty());
+    insta::assert_snapshot!(format!("{p1}\n---\n{p2}"));
+}
+
+#[test]
+fn a_single_node_with_data_seeds_the_node_added_to_it() {
+    let one = desired(&[("orders", ORDERS)]);
+    let mut a = Actual::converged(&one);
+    a.instances[0].tables = 3;
+    let two = desired(&[(
+        "orders",
+        &ORDERS.replace(
+            "    host_ids: [h1]\n",
+            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+        ),
+    )]);
+    a.hosts.push(crate::plan::actual::HostActual {
+        id: "h2".into(),
+        healthy: true,
+        docker: true,
+        address: String::new(),
+    });
+    let p = plan(&two, &a);
+    let on_n1: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.node == "n1")
+        .map(|s| s.id.rsplit('/').next().unwrap_or(""))
+        .collect();
+    assert!(
+        on_n1.contains(&"publication") && on_n1.contains(&"autoddl"),
+        "{p}"
+    );
+    let join = p
+        .steps
+        .iter()
+        .find(|s| matches!(s.action, Action::JoinMesh { .. }))
+        .expect("n2 joins by copying n1");
+    assert_eq!(join.node, "n2");
+    assert!(join
+        .depends_on
+        .iter()
+        .any(|d| d.ends_with("n1/h1/publication")));
+    assert!(!p
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::CreateSubscription { .. })));
+}
+
+#[test]
+fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
+    let two = desired(&[(
+        "orders",
+        &ORDERS.replace(
+            "    host_ids: [h1]\n",
+            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+        ),
+    )]);
+    let mut a = Actual::converged(&two);
+    let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
+    n2.subscriptions.clear();
+    n2.autoddl = false;
+    n2.tables = 2;
+    let p = plan(&two, &a);
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::JoinMesh { .. })),
         "{p}"
     );
     assert!(
         p.notes
             .iter()
-            .any(|n| n.message.contains("n4: adding a node")),
+            .any(|n| n.message.contains("n2: holds tables of its own")),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_disabled_subscription_is_enabled_and_ddl_failures_are_noted() {
+    let two = desired(&[(
+        "orders",
+        &ORDERS.replace(
+            "    host_ids: [h1]\n",
+            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+        ),
+    )]);
+    let mut a = Actual::converged(&two);
+    let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
+    n2.subscriptions[0].enabled = false;
+    n2.subscriptions[0].running = false;
+    n2.ddl_failures.push(crate::plan::actual::DdlFailure {
+        origin: "n1".into(),
+        id: 7,
+        statement: "CREATE INDEX CONCURRENTLY i ON t (a)".into(),
+        error: "CREATE INDEX CONCURRENTLY cannot run inside a transaction block".into(),
+    });
+    let p = plan(&two, &a);
+    assert!(
+        matches!(
+            &p.steps[..],
+            [s] if matches!(&s.action, Action::EnableSubscription { name } if name == "pgcd_sub_n1_to_n2")
+        ),
+        "{p}"
+    );
+    assert!(
+        p.notes.iter().any(|n| n.message.contains("n1#7")
+            && n.message.contains("cannot run inside a transaction block")),
         "{p}"
     );
 }
@@ -526,4 +663,77 @@ mod property {
             prop_assert!(!recreated, "second round recreated an instance:\n{}", p2);
         }
     }
+}
+
+#[test]
+fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
+    let spec = |ext: &str| {
+        ORDERS
+            .replace(
+                "    host_ids: [h1]\n",
+                "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+            )
+            .replace("port: 6432\n", "port: 6432\nreplication: spock\n")
+            .replace("  - pgvector\n", ext)
+    };
+    // Without the extension declared: noted, nothing wired, no preload.
+    let bare = desired(&[("orders", &spec("  - pgvector\n"))]);
+    let p = plan(&bare, &Actual::empty(&["h1", "h2"]));
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.message.contains("does not declare the spock extension")));
+    assert!(!p.to_string().contains("subscribe"), "{p}");
+    // Declared: the same mesh steps as native, carried out by the Spock
+    // driver; Spock's settings; nothing of pgcd's own DDL log.
+    let d = desired(&[("orders", &spec("  - pgvector\n  - spock\n"))]);
+    let mut a = Actual::converged(&d);
+    for i in &mut a.instances {
+        i.publications.clear();
+        i.subscriptions.clear();
+        i.autoddl = false;
+    }
+    let p = checked(&d, &a);
+    assert!(p
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::CreateSubscription { .. })));
+    let created = Actual::converged(&d);
+    let n1 = &created.instances[0];
+    assert_eq!(
+        n1.settings
+            .get("track_commit_timestamp")
+            .map(String::as_str),
+        Some("on")
+    );
+    assert!(n1.settings["shared_preload_libraries"].starts_with("spock"));
+    insta::assert_snapshot!(p.to_string());
+    // A node added to Spock nodes that replicate is only noted.
+    let three = desired(&[(
+        "orders",
+        &spec("  - pgvector\n  - spock\n").replace(
+            "    host_ids: [h2]\n",
+            "    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n",
+        ),
+    )]);
+    let mut a3 = Actual::converged(&d);
+    a3.hosts.push(crate::plan::actual::HostActual {
+        id: "h3".into(),
+        healthy: true,
+        docker: true,
+        address: String::new(),
+    });
+    let p = plan(&three, &a3);
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::JoinMesh { .. })),
+        "{p}"
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.message.contains("n3: joining Spock nodes")),
+        "{p}"
+    );
 }

@@ -47,6 +47,8 @@ pub fn task_id(step: &Step) -> String {
 fn budget(step: &Step) -> Duration {
     match step.action {
         Action::CreateInstance { .. } => Duration::from_secs(300),
+        // Copies a whole database.
+        Action::JoinMesh { .. } => Duration::from_secs(3600),
         Action::StartInstance | Action::RestartInstance { .. } | Action::StopInstance => {
             Duration::from_secs(180)
         }
@@ -106,11 +108,13 @@ pub async fn step(
     guard: &LeaderGuard,
     step: &Step,
     image: &str,
+    replication: Option<crate::spec::database::Replication>,
 ) -> Result<StepOutcome, ClusterError> {
     let host = HostId::parse(&step.host).map_err(ClusterError::Other)?;
     let args = serde_json::to_value(StepArgs {
         step: step.clone(),
         image: image.to_string(),
+        replication,
     })
     .map_err(|e| ClusterError::Other(e.to_string()))?;
     let mut out = StepOutcome {

@@ -573,6 +573,7 @@ impl Loop {
                     args: serde_json::to_value(StepArgs {
                         step,
                         image: String::new(),
+                        replication: None,
                     })
                     .map_err(|e| ClusterError::Other(e.to_string()))?,
                     deadline: (chrono::Utc::now() + chrono::Duration::minutes(3))
@@ -617,6 +618,7 @@ async fn apply_database(
                 | Action::EnsureReplication { .. }
                 | Action::CreatePublication { .. }
                 | Action::CreateSubscription { .. }
+                | Action::JoinMesh { .. }
         )
     });
     if let (true, Some(first)) = (replicated, steps.first()) {
@@ -629,7 +631,12 @@ async fn apply_database(
             }
             _ => String::new(),
         };
-        let o = apply::step(guard, s, &image).await?;
+        let replication = desired
+            .databases
+            .iter()
+            .find(|d| d.database_name.as_str() == s.database)
+            .and_then(|d| d.replication);
+        let o = apply::step(guard, s, &image, replication).await?;
         let failed = o.error.is_some();
         out.push(o);
         if failed {
@@ -739,16 +746,34 @@ fn mesh_status(
         }
         for n in db.nodes.iter().filter(|n| n.name.as_str() != i.node) {
             let sub = crate::plan::actual::subscription_name(n.name.as_str(), &i.node);
-            let state = match i.subscriptions.iter().find(|s| s.name == sub) {
+            let found = i.subscriptions.iter().find(|s| s.name == sub);
+            let state = match found {
                 Some(s) if s.enabled && s.running => "streaming",
                 Some(s) if !s.enabled => "disabled",
                 _ => "down",
             };
+            // The publisher sees the link as a walsender named after it.
+            let sender = actual
+                .instances
+                .iter()
+                .filter(|p| {
+                    p.database == name
+                        && p.node == n.name.as_str()
+                        && p.role == crate::plan::InstanceRole::Primary
+                })
+                .flat_map(|p| p.replicas.iter())
+                .find(|r| r.name == sub);
             links.push(status::LinkStatus {
                 from: n.name.to_string(),
                 to: i.node.clone(),
-                subscription: sub,
                 state: state.into(),
+                lag_bytes: sender.and_then(|r| r.lag_bytes),
+                lag_seconds: sender.and_then(|r| r.lag_seconds),
+                apply_errors: found.map_or(0, |s| s.apply_errors),
+                sync_errors: found.map_or(0, |s| s.sync_errors),
+                conflicts: found.map(|s| s.conflicts.clone()).unwrap_or_default(),
+                last_error: found.and_then(|s| s.last_error.clone()),
+                subscription: sub,
             });
         }
     }

@@ -88,7 +88,7 @@ pub struct InstanceStatus {
 }
 
 /// One replication link of a natively replicated database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkStatus {
     /// The node whose changes flow.
     pub from: String,
@@ -98,6 +98,25 @@ pub struct LinkStatus {
     pub subscription: String,
     /// `streaming` (enabled, apply worker running), `disabled` or `down`.
     pub state: String,
+    /// WAL the publisher has that the subscriber has not applied, bytes
+    /// (from the publisher's `pg_stat_replication`; none while not connected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// `replay_lag` of the link, seconds (none when idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Errors applying changes (`apply_error_count`).
+    #[serde(default)]
+    pub apply_errors: i64,
+    /// Errors copying tables (`sync_error_count`).
+    #[serde(default)]
+    pub sync_errors: i64,
+    /// Conflicts by kind (PostgreSQL 18 and later).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub conflicts: std::collections::BTreeMap<String, i64>,
+    /// The last error its workers logged, when recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The plan of the last pass over a database.

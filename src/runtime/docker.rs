@@ -501,6 +501,81 @@ impl Runtime {
         Ok(())
     }
 
+    /// The last `lines` lines of the server's log (the container's output).
+    pub async fn log_tail(&self, id: &InstanceId, lines: usize) -> Result<String, RuntimeError> {
+        use futures::StreamExt;
+        let mut stream = self.docker.logs(
+            &id.container(),
+            Some(bollard::query_parameters::LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+        }
+        Ok(out)
+    }
+
+    /// Runs `script` with `bash -c` in the instance's container as `postgres`
+    /// (environment `env`, `KEY=value`), for at most `timeout`; returns its
+    /// exit code and its output (stdout and stderr interleaved).
+    pub async fn exec(
+        &self,
+        id: &InstanceId,
+        script: &str,
+        env: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i64, String), RuntimeError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use futures::StreamExt;
+        let exec = self
+            .docker
+            .create_exec(
+                &id.container(),
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    env: Some(env),
+                    cmd: Some(vec!["bash".into(), "-c".into(), script.to_string()]),
+                    user: Some("postgres".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut out = String::new();
+        let collect = async {
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&exec.id, None).await?
+            {
+                while let Some(chunk) = output.next().await {
+                    out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                }
+            }
+            Ok::<(), bollard::errors::Error>(())
+        };
+        match tokio::time::timeout(timeout, collect).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(RuntimeError::NotReady(format!(
+                    "a command in {} did not finish within {}s",
+                    id.container(),
+                    timeout.as_secs()
+                )))
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, out))
+    }
+
     /// Waits until Docker's health check passes, or `timeout` passes.
     pub async fn wait_healthy(
         &self,

@@ -5,11 +5,13 @@
 //! is idempotent: running it again after a success changes nothing.
 
 use super::docker::{CreateSpec, InstanceId, StandbySource};
+use super::driver::{driver, Endpoint};
 use super::observe::{self, Observer};
 use super::sql::{self, Statement};
 use crate::cluster::tasks::{Executor, TaskContext};
 use crate::plan::{Action, Step};
 use crate::source::report::resolve_secret;
+use crate::spec::database::Replication;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,9 @@ pub struct StepArgs {
     pub step: Step,
     /// The image of the instance's PostgreSQL version.
     pub image: String,
+    /// How the database's nodes replicate (the driver of replication steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
 }
 
 /// The executor; it owns the host's observer.
@@ -76,7 +81,10 @@ pub fn replication_secret_key(database: &str) -> String {
     format!("secrets/replication/{database}")
 }
 
-async fn replication_password(ctx: &TaskContext, database: &str) -> Result<String, String> {
+pub(super) async fn replication_password(
+    ctx: &TaskContext,
+    database: &str,
+) -> Result<String, String> {
     let entry = ctx
         .store
         .get(&replication_secret_key(database))
@@ -88,7 +96,7 @@ async fn replication_password(ctx: &TaskContext, database: &str) -> Result<Strin
 
 /// The role standbys and subscribers connect as: LOGIN REPLICATION, the
 /// cluster's password, and read access for logical replication.
-async fn ensure_replication_role(
+pub(super) async fn ensure_replication_role(
     c: &tokio_postgres::Client,
     ctx: &TaskContext,
     password: &str,
@@ -110,7 +118,7 @@ async fn ensure_replication_role(
 }
 
 /// Whether `sql` (a `SELECT 1 ... WHERE x = $1`) finds a row for `key`.
-async fn exists(
+pub(super) async fn exists(
     c: &tokio_postgres::Client,
     sql: &str,
     key: &(dyn tokio_postgres::types::ToSql + Sync),
@@ -121,7 +129,7 @@ async fn exists(
         .map_err(|e| db_error(&e))
 }
 
-async fn run_sql(
+pub(super) async fn run_sql(
     client: &tokio_postgres::Client,
     ctx: &TaskContext,
     stmts: &[Statement],
@@ -138,14 +146,14 @@ async fn run_sql(
 }
 
 /// The server's message when there is one (tokio-postgres's Display hides it).
-fn db_error(e: &tokio_postgres::Error) -> String {
+pub(super) fn db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{}: {}", d.severity(), d.message()),
         None => e.to_string(),
     }
 }
 
-fn sql_err(e: sql::SqlError) -> String {
+pub(super) fn sql_err(e: sql::SqlError) -> String {
     e.to_string()
 }
 
@@ -157,6 +165,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         return Err(format!("step for host {} sent to {}", step.host, rt.host()));
     }
     let id = &id;
+    let drv = driver(args.replication.unwrap_or(Replication::Native));
     let superuser = |dbname: String| async move {
         let port = rt
             .inspect(id)
@@ -264,8 +273,25 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 ctx.log(format!("publication {name} exists"));
                 return Ok(());
             }
-            let s = sql::create_publication_all(name).map_err(sql_err)?;
-            run_sql(&c, ctx, &[s]).await
+            let port = rt
+                .inspect(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_or(0, |c| c.port);
+            let address = rt.advertise().to_string();
+            let me = Endpoint {
+                node: &step.node,
+                conn: sql::Conninfo {
+                    host: &address,
+                    port,
+                    dbname: &step.database,
+                    user: crate::plan::actual::REPLICATION_ROLE,
+                    password: &password,
+                    application_name: &step.node,
+                },
+            };
+            let stmts = drv.publish(&me).map_err(sql_err)?;
+            run_sql(&c, ctx, &stmts).await
         }
         Action::CreateSubscription {
             name,
@@ -281,9 +307,9 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 ctx.log(format!("subscription {name} exists"));
                 return Ok(());
             }
-            let s = sql::create_subscription(
-                name,
-                &sql::Conninfo {
+            let publisher = Endpoint {
+                node: publisher,
+                conn: sql::Conninfo {
                     host: address,
                     port: *port,
                     dbname: &step.database,
@@ -291,18 +317,50 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                     password: &password,
                     application_name: name,
                 },
-                crate::plan::actual::publication_name(),
-            )
-            .map_err(sql_err)?;
+            };
+            let stmts = drv.subscribe(name, &publisher).map_err(sql_err)?;
             ctx.log(format!(
-                "subscribing to node {publisher} at {address}:{port}"
+                "subscribing to node {} at {address}:{port} ({})",
+                publisher.node,
+                drv.name()
             ));
-            run_sql(&c, ctx, &[s]).await
+            run_sql(&c, ctx, &stmts).await
+        }
+        Action::EnableSubscription { name } => {
+            let c = superuser(step.database.clone()).await?;
+            let stmts = drv.enable(name).map_err(sql_err)?;
+            run_sql(&c, ctx, &stmts).await
+        }
+        Action::JoinMesh {
+            source,
+            others,
+            offset,
+            stride,
+        } => {
+            let password = replication_password(ctx, &step.database).await?;
+            let port = rt
+                .inspect(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|c| c.port)
+                .ok_or_else(|| format!("container {} does not exist", id.container()))?;
+            let join = super::join::Join {
+                rt,
+                ctx,
+                id,
+                port,
+                password: &password,
+                source,
+                others,
+                offset: *offset,
+                stride: *stride,
+            };
+            join.run().await
         }
         Action::RefreshSubscription { name } => {
             let c = superuser(step.database.clone()).await?;
-            let s = sql::refresh_subscription(name).map_err(sql_err)?;
-            run_sql(&c, ctx, &[s]).await
+            let stmts = drv.refresh(name).map_err(sql_err)?;
+            run_sql(&c, ctx, &stmts).await
         }
         Action::AlignSequences {
             offset,
@@ -310,41 +368,15 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             sequences,
         } => {
             let c = superuser(step.database.clone()).await?;
-            for seq in sequences {
-                let Some(row) = c
-                    .query_opt(
-                        "SELECT schemaname::text, sequencename::text, \
-                         COALESCE(last_value, start_value - 1) FROM pg_sequences \
-                         WHERE format('%I.%I', schemaname, sequencename) = $1",
-                        &[seq],
-                    )
-                    .await
-                    .map_err(|e| db_error(&e))?
-                else {
-                    ctx.log(format!("sequence {seq} is gone"));
-                    continue;
-                };
-                let (schema, name, current): (String, String, i64) =
-                    (row.get(0), row.get(1), row.get(2));
-                let next = next_in_residue(current, *offset, *stride);
-                let alter =
-                    sql::alter_sequence_increment(&schema, &name, *stride).map_err(sql_err)?;
-                run_sql(&c, ctx, &[alter]).await?;
-                c.execute(
-                    "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, false)",
-                    &[&schema, &name, &next],
-                )
-                .await
-                .map_err(|e| format!("setval on {seq}: {}", db_error(&e)))?;
-                ctx.log(format!(
-                    "sequence {seq}: next value {next} (≡ {offset} mod {stride})"
-                ));
-            }
-            Ok(())
+            align_sequences(&c, ctx, *offset, *stride, sequences).await
         }
         Action::InstallAutoDdl { node } => {
+            // Its functions are granted to the replication role.
+            let password = replication_password(ctx, &step.database).await?;
+            let admin = superuser("postgres".into()).await?;
+            ensure_replication_role(&admin, ctx, &password).await?;
             let c = superuser(step.database.clone()).await?;
-            let stmts = sql::install_autoddl(&step.database, node).map_err(sql_err)?;
+            let stmts = drv.autoddl(&step.database, node).map_err(sql_err)?;
             run_sql(&c, ctx, &stmts).await
         }
         Action::DropSubscription { name } => {
@@ -355,15 +387,15 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 ctx.log(format!("subscription {name} does not exist"));
                 return Ok(());
             }
-            let drop = sql::drop_subscription(name).map_err(sql_err)?;
-            if run_sql(&c, ctx, std::slice::from_ref(&drop)).await.is_err() {
+            let drop = drv.drop_subscription(name).map_err(sql_err)?;
+            if run_sql(&c, ctx, &drop).await.is_err() {
                 // The publisher is gone: detach the slot (it went with it) and drop.
                 ctx.log(format!(
                     "the publisher of {name} does not answer; dropping without its slot"
                 ));
                 let detach = sql::detach_subscription(name).map_err(sql_err)?;
                 run_sql(&c, ctx, &detach).await?;
-                run_sql(&c, ctx, &[drop]).await?;
+                run_sql(&c, ctx, &drop).await?;
             }
             Ok(())
         }
@@ -519,6 +551,46 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             Ok(())
         }
     }
+}
+
+/// Makes each sequence step by `stride` and continue at the next value
+/// `≡ offset (mod stride)`.
+pub(super) async fn align_sequences(
+    c: &tokio_postgres::Client,
+    ctx: &TaskContext,
+    offset: i64,
+    stride: i64,
+    sequences: &[String],
+) -> Result<(), String> {
+    for seq in sequences {
+        let Some(row) = c
+            .query_opt(
+                "SELECT schemaname::text, sequencename::text, \
+                 COALESCE(last_value, start_value - 1) FROM pg_sequences \
+                 WHERE format('%I.%I', schemaname, sequencename) = $1",
+                &[seq],
+            )
+            .await
+            .map_err(|e| db_error(&e))?
+        else {
+            ctx.log(format!("sequence {seq} is gone"));
+            continue;
+        };
+        let (schema, name, current): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        let next = next_in_residue(current, offset, stride);
+        let alter = sql::alter_sequence_increment(&schema, &name, stride).map_err(sql_err)?;
+        run_sql(c, ctx, &[alter]).await?;
+        c.execute(
+            "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, false)",
+            &[&schema, &name, &next],
+        )
+        .await
+        .map_err(|e| format!("setval on {seq}: {}", db_error(&e)))?;
+        ctx.log(format!(
+            "sequence {seq}: next value {next} (≡ {offset} mod {stride})"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ pub struct Statement {
 }
 
 impl Statement {
-    fn plain(sql: String) -> Self {
+    /// A statement holding no secret: shown as it runs.
+    pub(crate) fn plain(sql: String) -> Self {
         Self {
             shown: sql.clone(),
             sql,
@@ -184,7 +185,9 @@ fn conninfo_value(v: &str) -> String {
 }
 
 impl Conninfo<'_> {
-    fn render(&self, password: &str) -> String {
+    /// The connection string with `password` in place of the real one
+    /// (`"********"` for logs).
+    pub(crate) fn render(&self, password: &str) -> String {
         format!(
             "host={} port={} dbname={} user={} password={} application_name={}",
             conninfo_value(self.host),
@@ -205,8 +208,32 @@ pub fn create_subscription(
     conn: &Conninfo,
     publication: &str,
 ) -> Result<Statement, SqlError> {
+    subscription(name, conn, publication, "")
+}
+
+/// [`create_subscription`] for a node joining the mesh: disabled, on the
+/// slot made for it beforehand (so its start position can be set first).
+pub fn create_subscription_on_slot(
+    name: &str,
+    conn: &Conninfo,
+    publication: &str,
+) -> Result<Statement, SqlError> {
+    subscription(
+        name,
+        conn,
+        publication,
+        ", create_slot = false, enabled = false",
+    )
+}
+
+fn subscription(
+    name: &str,
+    conn: &Conninfo,
+    publication: &str,
+    options: &str,
+) -> Result<Statement, SqlError> {
     let tail = format!(
-        "PUBLICATION {} WITH (origin = none, copy_data = false, slot_name = {})",
+        "PUBLICATION {} WITH (origin = none, copy_data = false{options}, slot_name = {})",
         ident(publication)?,
         literal(name)?
     );
@@ -229,6 +256,31 @@ pub fn refresh_subscription(name: &str) -> Result<Statement, SqlError> {
     Ok(Statement::plain(format!(
         "ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = false)",
         ident(name)?
+    )))
+}
+
+/// `ALTER SUBSCRIPTION name ENABLE`.
+pub fn enable_subscription(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER SUBSCRIPTION {} ENABLE",
+        ident(name)?
+    )))
+}
+
+/// `DROP DATABASE IF EXISTS name WITH (FORCE)`.
+pub fn drop_database(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        ident(name)?
+    )))
+}
+
+/// `ALTER DATABASE name RENAME TO to`.
+pub fn rename_database(name: &str, to: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        ident(name)?,
+        ident(to)?
     )))
 }
 
@@ -293,14 +345,65 @@ END
 $pgcd$",
         ),
         plain(
+            "CREATE TABLE IF NOT EXISTS pgcd.ddl_failures (origin text NOT NULL, id bigint NOT NULL, \
+             statement text NOT NULL, error text NOT NULL, at timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (origin, id))",
+        ),
+        // A statement that fails here is recorded and skipped (its effects
+        // rolled back), so the link keeps running and pgcd shows the failure
+        // instead of the apply worker retrying it forever.
+        plain(
             "CREATE OR REPLACE FUNCTION pgcd.apply_ddl() RETURNS trigger LANGUAGE plpgsql AS $pgcd$
 BEGIN
   PERFORM set_config('search_path', NEW.search_path, true);
-  EXECUTE NEW.statement;
+  BEGIN
+    EXECUTE NEW.statement;
+  EXCEPTION WHEN OTHERS THEN
+    INSERT INTO pgcd.ddl_failures (origin, id, statement, error)
+    VALUES (NEW.node, NEW.id, NEW.statement, SQLSTATE || ': ' || SQLERRM)
+    ON CONFLICT DO NOTHING;
+  END;
   RETURN NEW;
 END
 $pgcd$",
         ),
+        // For a node joining the mesh, whose agent connects here as the
+        // replication role: pause and resume pgcd's subscriptions, and read
+        // how far each has received and applied. Nothing else.
+        plain(
+            "CREATE OR REPLACE FUNCTION pgcd.subscription_pause(sub text, enable boolean) RETURNS void \
+             LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $pgcd$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = sub AND sub LIKE 'pgcd\\_sub\\_%') THEN
+    RAISE EXCEPTION 'no pgcd subscription %', sub;
+  END IF;
+  IF enable THEN
+    EXECUTE format('ALTER SUBSCRIPTION %I ENABLE', sub);
+  ELSE
+    EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', sub);
+  END IF;
+END
+$pgcd$",
+        ),
+        plain(
+            "CREATE OR REPLACE FUNCTION pgcd.subscription_position(sub text, OUT received pg_lsn, \
+             OUT applied pg_lsn, OUT worker boolean) \
+             LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $pgcd$
+  SELECT st.latest_end_lsn, pg_replication_origin_progress('pg_' || s.oid, true), st.pid IS NOT NULL
+  FROM pg_subscription s
+  LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+  WHERE s.subname = sub AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+$pgcd$",
+        ),
+        plain("REVOKE ALL ON FUNCTION pgcd.subscription_pause(text, boolean), pgcd.subscription_position(text) FROM PUBLIC"),
+        Statement::plain(format!(
+            "GRANT USAGE ON SCHEMA pgcd TO {}",
+            ident(crate::plan::actual::REPLICATION_ROLE)?
+        )),
+        Statement::plain(format!(
+            "GRANT EXECUTE ON FUNCTION pgcd.subscription_pause(text, boolean), pgcd.subscription_position(text) TO {}",
+            ident(crate::plan::actual::REPLICATION_ROLE)?
+        )),
         plain("DROP TRIGGER IF EXISTS apply_ddl ON pgcd.ddl_log"),
         plain(
             "CREATE TRIGGER apply_ddl BEFORE INSERT ON pgcd.ddl_log \

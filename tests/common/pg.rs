@@ -203,3 +203,91 @@ pub fn pg_cluster(
     });
     (agents, work)
 }
+
+/// What a [`Writer`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Writes {
+    /// Inserts committed.
+    pub ok: u64,
+    /// Inserts that failed (an error or a lost connection).
+    pub failed: u64,
+}
+
+/// A client inserting one row per transaction into `items (node, n)` of a
+/// node, over one TCP connection as the superuser, until stopped.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Writes>>,
+}
+
+impl Writer {
+    /// Starts writing to `addr:port`, database `db`, rows labelled `node`.
+    pub fn start(addr: &str, port: u16, password: &str, db: &str, node: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, addr, password, db, node) = (
+            stop.clone(),
+            addr.to_string(),
+            password.to_string(),
+            db.to_string(),
+            node.to_string(),
+        );
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut w = Writes::default();
+                let conninfo = format!(
+                    "host={addr} port={port} user=postgres password={password} dbname={db}"
+                );
+                let mut n: i32 = 0;
+                while !flag.load(Ordering::Relaxed) {
+                    let client =
+                        match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                            Ok((c, conn)) => {
+                                tokio::spawn(conn);
+                                c
+                            }
+                            Err(e) => {
+                                eprintln!("writer {node}: {e}");
+                                w.failed += 1;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
+                    while !flag.load(Ordering::Relaxed) {
+                        n += 1;
+                        match client
+                            .execute("INSERT INTO items (node, n) VALUES ($1, $2)", &[&node, &n])
+                            .await
+                        {
+                            Ok(_) => w.ok += 1,
+                            Err(e) => {
+                                eprintln!("writer {node}: {e}");
+                                w.failed += 1;
+                                break;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                w
+            })
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns what it did.
+    pub fn finish(mut self) -> Writes {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("writer thread"))
+            .unwrap_or_default()
+    }
+}

@@ -6,7 +6,7 @@ use super::databases;
 use crate::api::ApiState;
 use crate::cluster::registry::list_hosts;
 use crate::cluster::tasks::list_tasks;
-use crate::reconcile::status::{DatabaseStatus, ReconcilerStats, STATS_KEY};
+use crate::reconcile::status::{DatabaseStatus, LinkStatus, ReconcilerStats, STATS_KEY};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -126,7 +126,82 @@ pub fn render_reconciler(stats: &ReconcilerStats, dbs: &[DatabaseStatus]) -> Str
             );
         }
     }
+    render_links(&mut out, dbs);
     out
+}
+
+/// Per replication link: lag, apply and copy errors, conflicts by kind.
+fn render_links(out: &mut String, dbs: &[DatabaseStatus]) {
+    let links = || {
+        dbs.iter().flat_map(|d| {
+            d.links.iter().map(move |l| {
+                (
+                    format!(
+                        "database=\"{}\",subscription=\"{}\",from=\"{}\",to=\"{}\"",
+                        escape_label(&d.name),
+                        escape_label(&l.subscription),
+                        escape_label(&l.from),
+                        escape_label(&l.to)
+                    ),
+                    l,
+                )
+            })
+        })
+    };
+    let mut family =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&LinkStatus) -> Option<String>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, l) in links() {
+                if let Some(v) = value(l) {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        };
+    family(
+        "pgcd_replication_link_up",
+        "gauge",
+        "1 when the link's subscription is enabled and its apply worker runs.",
+        &|l| Some(u8::from(l.state == "streaming").to_string()),
+    );
+    family(
+        "pgcd_replication_lag_bytes",
+        "gauge",
+        "WAL of the publisher not yet applied by the subscriber.",
+        &|l| l.lag_bytes.map(|v| v.to_string()),
+    );
+    family(
+        "pgcd_replication_lag_seconds",
+        "gauge",
+        "Replay lag of the link.",
+        &|l| l.lag_seconds.map(|v| v.to_string()),
+    );
+    family(
+        "pgcd_replication_apply_errors_total",
+        "counter",
+        "Errors applying the link's changes.",
+        &|l| Some(l.apply_errors.to_string()),
+    );
+    family(
+        "pgcd_replication_sync_errors_total",
+        "counter",
+        "Errors copying tables for the link.",
+        &|l| Some(l.sync_errors.to_string()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pgcd_replication_conflicts_total Conflicts met applying the link's changes, by kind (PostgreSQL 18+)."
+    );
+    let _ = writeln!(out, "# TYPE pgcd_replication_conflicts_total counter");
+    for (labels, l) in links() {
+        for (kind, n) in &l.conflicts {
+            let _ = writeln!(
+                out,
+                "pgcd_replication_conflicts_total{{{labels},kind=\"{}\"}} {n}",
+                escape_label(kind)
+            );
+        }
+    }
 }
 
 /// Escapes a label value for the Prometheus text format: backslash, double
