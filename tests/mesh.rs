@@ -21,10 +21,12 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
     let _containers = Containers::new(ids.clone());
+    // The agents resolve the user's password from their environment.
+    std::env::set_var("PGCD_TEST_SHOPPER_PASSWORD", "shop'pw");
     let (agents, work) = pg_cluster(block, 3, dir.path(), WAIT);
     let api = agents[0].api();
     let spec = format!(
-        "database_name: shop3\npostgres_version: \"17\"\nport: 6549\nreplication: native\nnodes:\n  - name: n1\n    host_ids: [{}]\n  - name: n2\n    host_ids: [{}]\n  - name: n3\n    host_ids: [{}]\n",
+        "database_name: shop3\npostgres_version: \"17\"\nport: 6549\nreplication: native\nnodes:\n  - name: n1\n    host_ids: [{}]\n  - name: n2\n    host_ids: [{}]\n  - name: n3\n    host_ids: [{}]\ndatabase_users:\n  - username: shopper\n    password: {{env: PGCD_TEST_SHOPPER_PASSWORD}}\n    db_owner: true\n    attributes: [LOGIN]\n",
         ids[0], ids[1], ids[2]
     );
     std::fs::write(work.join("databases/shop3.yaml"), spec).unwrap();
@@ -70,10 +72,15 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
             Some("1")
         );
     }
-    // A table created on one node reaches the others by itself, and pgcd
-    // refreshes the subscriptions so its rows replicate (3 tables, pgcd's
-    // DDL log and failure record and this one, in each of 2 subscriptions).
-    on(0, "CREATE TABLE events (node text, n int)").unwrap();
+    // A table created on one node reaches the others by itself, and its
+    // rows replicate from the first one, written in the same transaction:
+    // the DDL replay enters it into every subscription at once (3 tables,
+    // pgcd's DDL log and failure record and this one, in each of 2).
+    on(
+        0,
+        "CREATE TABLE events (node text, n int); INSERT INTO events VALUES ('early', 0)",
+    )
+    .unwrap();
     for i in 0..3 {
         wait_for("the table everywhere, in both subscriptions", WAIT, || {
             on(i, "SELECT count(*) FROM pg_subscription_rel").filter(|c| c == "6")
@@ -85,7 +92,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
     for i in 0..3 {
         wait_for("every node's row on every node", WAIT, || {
             on(i, "SELECT string_agg(node, ',' ORDER BY node) FROM events")
-                .filter(|v| v == "n1,n2,n3")
+                .filter(|v| v == "early,n1,n2,n3")
         });
     }
     // No loop: a marker written after them arrives, and still every row
@@ -95,10 +102,40 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
         wait_for("the marker on every node", WAIT, || {
             on(i, "SELECT count(*) FROM events WHERE node = 'marker'").filter(|c| c == "1")
         });
-        assert_eq!(on(i, "SELECT count(*) FROM events").as_deref(), Some("4"));
+        assert_eq!(on(i, "SELECT count(*) FROM events").as_deref(), Some("5"));
     }
     let s = status(&api, "shop3").unwrap();
     assert!(condition(&s, "Ready") && !condition(&s, "Degraded"), "{s}");
+
+    // A table made by the database's owner (not a superuser) on n2, with a
+    // row in the same transaction: replayed as that role, so it has the same
+    // owner everywhere, and the row is there too.
+    let shopper = |i: usize, sql: &str| {
+        psql(
+            &format!("pgcd-shop3-n{}-{}", i + 1, ids[i]),
+            &addr(block, i),
+            6549,
+            "shopper",
+            "shop'pw",
+            "shop3",
+            sql,
+        )
+    };
+    shopper(
+        1,
+        "CREATE TABLE carts (id int PRIMARY KEY); INSERT INTO carts VALUES (7)",
+    )
+    .unwrap();
+    for i in 0..3 {
+        wait_for("the owner's table and row everywhere", WAIT, || {
+            on(
+                i,
+                "SELECT pg_get_userbyid(relowner) || ':' || (SELECT string_agg(id::text, ',') FROM carts) \
+                 FROM pg_class WHERE relname = 'carts'",
+            )
+            .filter(|v| v == "shopper:7")
+        });
+    }
 
     // ALTER TABLE on the third node and CREATE INDEX on the first reach all.
     on(2, "ALTER TABLE events ADD COLUMN note text").unwrap();
@@ -116,7 +153,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
     }
 
     // Status: six links streaming, and the DDL log in step on every node
-    // (three statements: CREATE TABLE, ALTER TABLE, CREATE INDEX).
+    // (four queries: two CREATE TABLE, ALTER TABLE, CREATE INDEX).
     wait_for("links and DDL positions in status", WAIT, || {
         let s = status(&api, "shop3")?;
         let streaming = s["links"]
@@ -128,7 +165,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
             .iter()
             .filter_map(|n| s["ddl_log"][n].as_i64())
             .collect();
-        (streaming == 6 && ddl == [3, 3, 3]).then_some(())
+        (streaming == 6 && ddl == [4, 4, 4]).then_some(())
     });
 
     // Keys: a table with a generated key, created on the second node; pgcd
@@ -149,7 +186,7 @@ fn three_nodes_replicate_rows_to_each_other_without_loops() {
                     "SELECT increment_by FROM pg_sequences WHERE sequencename = 'orders_id_seq'",
                 )?;
                 let rels = on(i, "SELECT count(*) FROM pg_subscription_rel")?;
-                (inc == "16" && rels == "8").then_some(())
+                (inc == "16" && rels == "10").then_some(())
             },
         );
     }

@@ -265,7 +265,7 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
         out.autoddl = db
             .query_opt(
                 "SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgcd_capture_ddl' \
-                 AND to_regprocedure('pgcd.subscription_position(text)') IS NOT NULL",
+                 AND to_regprocedure('pgcd.log_ddl(text,text)') IS NOT NULL",
                 &[],
             )
             .await

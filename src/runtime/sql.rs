@@ -297,125 +297,44 @@ pub fn alter_sequence_increment(
     )))
 }
 
-/// Installs pgcd's DDL replication in a database (idempotent). Each DDL
+/// Installs pgcd's DDL replication in a database (idempotent): the node's
+/// name as a per-database setting (not replicated), then `autoddl.sql`
+/// (which says how it works), then its replication-role grants. Each DDL
 /// statement run on this node — outside pgcd's own sessions and the apply
-/// workers (`session_replication_role = replica`), and not about
-/// publications, subscriptions or the `pgcd` schema — is logged once per
-/// transaction into `pgcd.ddl_log`, keyed by (node, local id) so keys never
-/// collide across nodes. The log replicates like any table; on the other
-/// nodes a replica-only trigger runs the statement with its `search_path`.
+/// workers, and not about publications, subscriptions or the `pgcd` schema
+/// — is logged once per transaction into `pgcd.ddl_log`, keyed by (node,
+/// local id) so keys never collide across nodes, and replayed on the others
+/// as the role that ran it.
 pub fn install_autoddl(database: &str, node: &str) -> Result<Vec<Statement>, SqlError> {
-    let plain = |s: &str| Statement::plain(s.to_string());
-    Ok(vec![
+    let role = ident(crate::plan::actual::REPLICATION_ROLE)?;
+    let mut out = vec![
         Statement::plain(format!(
             "ALTER DATABASE {} SET pgcd.node = {}",
             ident(database)?,
             literal(node)?
         )),
         Statement::plain(format!("SET pgcd.node = {}", literal(node)?)),
-        plain("CREATE SCHEMA IF NOT EXISTS pgcd"),
-        plain(
-            "CREATE TABLE IF NOT EXISTS pgcd.ddl_log (node text NOT NULL, id bigint NOT NULL, \
-             xid bigint NOT NULL, at timestamptz NOT NULL DEFAULT now(), \
-             search_path text NOT NULL, statement text NOT NULL, PRIMARY KEY (node, id))",
-        ),
-        plain("CREATE SEQUENCE IF NOT EXISTS pgcd.ddl_log_id"),
-        plain(
-            "CREATE OR REPLACE FUNCTION pgcd.capture_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $pgcd$
-DECLARE
-  q text := current_query();
-BEGIN
-  IF current_setting('session_replication_role') = 'replica'
-     OR current_setting('application_name') = 'pgcd' THEN
-    RETURN;
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-             WHERE c.command_tag LIKE '%PUBLICATION' OR c.command_tag LIKE '%SUBSCRIPTION'
-                OR c.schema_name = 'pgcd') THEN
-    RETURN;
-  END IF;
-  -- A query of several statements fires once per statement: log it once.
-  IF EXISTS (SELECT 1 FROM pgcd.ddl_log WHERE xid = txid_current() AND statement = q) THEN
-    RETURN;
-  END IF;
-  INSERT INTO pgcd.ddl_log (node, id, xid, search_path, statement)
-  VALUES (current_setting('pgcd.node'), nextval('pgcd.ddl_log_id'), txid_current(),
-          current_setting('search_path'), q);
-END
-$pgcd$",
-        ),
-        plain(
-            "CREATE TABLE IF NOT EXISTS pgcd.ddl_failures (origin text NOT NULL, id bigint NOT NULL, \
-             statement text NOT NULL, error text NOT NULL, at timestamptz NOT NULL DEFAULT now(), \
-             PRIMARY KEY (origin, id))",
-        ),
-        // A statement that fails here is recorded and skipped (its effects
-        // rolled back), so the link keeps running and pgcd shows the failure
-        // instead of the apply worker retrying it forever.
-        plain(
-            "CREATE OR REPLACE FUNCTION pgcd.apply_ddl() RETURNS trigger LANGUAGE plpgsql AS $pgcd$
-BEGIN
-  PERFORM set_config('search_path', NEW.search_path, true);
-  BEGIN
-    EXECUTE NEW.statement;
-  EXCEPTION WHEN OTHERS THEN
-    INSERT INTO pgcd.ddl_failures (origin, id, statement, error)
-    VALUES (NEW.node, NEW.id, NEW.statement, SQLSTATE || ': ' || SQLERRM)
-    ON CONFLICT DO NOTHING;
-  END;
-  RETURN NEW;
-END
-$pgcd$",
-        ),
-        // For a node joining the mesh, whose agent connects here as the
-        // replication role: pause and resume pgcd's subscriptions, and read
-        // how far each has received and applied. Nothing else.
-        plain(
-            "CREATE OR REPLACE FUNCTION pgcd.subscription_pause(sub text, enable boolean) RETURNS void \
-             LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $pgcd$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = sub AND sub LIKE 'pgcd\\_sub\\_%') THEN
-    RAISE EXCEPTION 'no pgcd subscription %', sub;
-  END IF;
-  IF enable THEN
-    EXECUTE format('ALTER SUBSCRIPTION %I ENABLE', sub);
-  ELSE
-    EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', sub);
-  END IF;
-END
-$pgcd$",
-        ),
-        plain(
-            "CREATE OR REPLACE FUNCTION pgcd.subscription_position(sub text, OUT received pg_lsn, \
-             OUT applied pg_lsn, OUT worker boolean) \
-             LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $pgcd$
-  SELECT st.latest_end_lsn, pg_replication_origin_progress('pg_' || s.oid, true), st.pid IS NOT NULL
-  FROM pg_subscription s
-  LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
-  WHERE s.subname = sub AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-$pgcd$",
-        ),
-        plain("REVOKE ALL ON FUNCTION pgcd.subscription_pause(text, boolean), pgcd.subscription_position(text) FROM PUBLIC"),
-        Statement::plain(format!(
-            "GRANT USAGE ON SCHEMA pgcd TO {}",
-            ident(crate::plan::actual::REPLICATION_ROLE)?
-        )),
-        Statement::plain(format!(
-            "GRANT EXECUTE ON FUNCTION pgcd.subscription_pause(text, boolean), pgcd.subscription_position(text) TO {}",
-            ident(crate::plan::actual::REPLICATION_ROLE)?
-        )),
-        plain("DROP TRIGGER IF EXISTS apply_ddl ON pgcd.ddl_log"),
-        plain(
-            "CREATE TRIGGER apply_ddl BEFORE INSERT ON pgcd.ddl_log \
-             FOR EACH ROW EXECUTE FUNCTION pgcd.apply_ddl()",
-        ),
-        plain("ALTER TABLE pgcd.ddl_log ENABLE REPLICA TRIGGER apply_ddl"),
-        plain("DROP EVENT TRIGGER IF EXISTS pgcd_capture_ddl"),
-        plain(
-            "CREATE EVENT TRIGGER pgcd_capture_ddl ON ddl_command_end \
-             EXECUTE FUNCTION pgcd.capture_ddl()",
-        ),
-    ])
+    ];
+    out.extend(sql_file(AUTODDL).map(Statement::plain));
+    out.push(Statement::plain(format!(
+        "GRANT EXECUTE ON FUNCTION pgcd.subscription_pause(text, boolean), \
+         pgcd.subscription_position(text) TO {role}"
+    )));
+    Ok(out)
+}
+
+/// pgcd's DDL replication objects, one statement after each `-- statement` line.
+const AUTODDL: &str = include_str!("autoddl.sql");
+
+/// The statements of a `.sql` file: the chunks between `-- statement`
+/// lines that hold more than comments.
+fn sql_file(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split("\n-- statement\n").filter_map(|chunk| {
+        let code = chunk
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"));
+        code.then(|| chunk.trim().to_string())
+    })
 }
 
 /// `DROP SUBSCRIPTION name` (drops its slot on the publisher too).
@@ -591,6 +510,28 @@ mod tests {
             r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1''' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, slot_name = 'pgcd_sub_n2_to_n1')"#
         );
         assert!(s.shown.contains("password=''********''") && !s.shown.contains("p\\''w"));
+    }
+
+    #[test]
+    fn the_autoddl_file_splits_into_its_statements() {
+        let stmts = install_autoddl("shop", "n'1").unwrap();
+        assert_eq!(
+            stmts[0].sql,
+            r#"ALTER DATABASE "shop" SET pgcd.node = 'n''1'"#
+        );
+        let texts: Vec<&str> = stmts.iter().map(|s| s.sql.as_str()).collect();
+        assert!(texts.iter().all(|t| !t.contains("-- statement")));
+        assert!(texts.contains(&"CREATE SCHEMA IF NOT EXISTS pgcd"));
+        assert!(texts.last().unwrap().ends_with(r#"TO "pgcd_replication""#));
+        let event = texts
+            .iter()
+            .position(|t| t.starts_with("CREATE EVENT TRIGGER"))
+            .unwrap();
+        let function = texts
+            .iter()
+            .position(|t| t.contains("FUNCTION pgcd.capture_ddl()"))
+            .unwrap();
+        assert!(function < event, "the trigger's function first");
     }
 
     #[test]

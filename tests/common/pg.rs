@@ -217,31 +217,29 @@ pub struct Writes {
 /// node, over one TCP connection as the superuser, until stopped.
 pub struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Writes>>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     /// Starts writing to `addr:port`, database `db`, rows labelled `node`.
     pub fn start(addr: &str, port: u16, password: &str, db: &str, node: &str) -> Self {
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, addr, password, db, node) = (
-            stop.clone(),
-            addr.to_string(),
-            password.to_string(),
-            db.to_string(),
-            node.to_string(),
-        );
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (flag, oks, fails) = (stop.clone(), ok.clone(), failed.clone());
+        let conninfo =
+            format!("host={addr} port={port} user=postgres password={password} dbname={db}");
+        let node = node.to_string();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let mut w = Writes::default();
-                let conninfo = format!(
-                    "host={addr} port={port} user=postgres password={password} dbname={db}"
-                );
                 let mut n: i32 = 0;
                 while !flag.load(Ordering::Relaxed) {
                     let client =
@@ -252,7 +250,7 @@ impl Writer {
                             }
                             Err(e) => {
                                 eprintln!("writer {node}: {e}");
-                                w.failed += 1;
+                                fails.fetch_add(1, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                                 continue;
                             }
@@ -263,31 +261,41 @@ impl Writer {
                             .execute("INSERT INTO items (node, n) VALUES ($1, $2)", &[&node, &n])
                             .await
                         {
-                            Ok(_) => w.ok += 1,
+                            Ok(_) => oks.fetch_add(1, Ordering::Relaxed),
                             Err(e) => {
                                 eprintln!("writer {node}: {e}");
-                                w.failed += 1;
+                                fails.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
-                        }
+                        };
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
-                w
             })
         });
         Self {
             stop,
+            ok,
+            failed,
             thread: Some(thread),
+        }
+    }
+
+    /// What it did so far.
+    pub fn writes(&self) -> Writes {
+        use std::sync::atomic::Ordering;
+        Writes {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 
     /// Stops and returns what it did.
     pub fn finish(mut self) -> Writes {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread
-            .take()
-            .map(|t| t.join().expect("writer thread"))
-            .unwrap_or_default()
+        if let Some(t) = self.thread.take() {
+            t.join().expect("writer thread");
+        }
+        self.writes()
     }
 }
