@@ -16,7 +16,6 @@
 //! bench/replication.md; `PGCD_BENCH_GB` sets the size of the third part).
 //! Needs Docker and the image pgcd/postgres:17.
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
