@@ -112,6 +112,20 @@ impl Join<'_> {
     /// Carries out the addition (idempotent: a joined node is left alone).
     pub async fn run(&self) -> Result<(), String> {
         let admin = self.local("postgres").await?;
+        // One attempt at a time (a new leader may send the step again while
+        // its predecessor's attempt still runs): the lock lives as long as
+        // this session.
+        let alone: bool = admin
+            .query_one("SELECT pg_try_advisory_lock(hashtext('pgcd_join'))", &[])
+            .await
+            .map_err(|e| db_error(&e))?
+            .get(0);
+        if !alone {
+            return Err(format!(
+                "another attempt to join {} to the mesh is running",
+                self.me()
+            ));
+        }
         ensure_replication_role(&admin, self.ctx, self.password).await?;
         let target = self.local(self.db()).await?;
         if exists(

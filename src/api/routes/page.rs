@@ -266,6 +266,7 @@ fn render_databases(o: &mut String, dbs: &[DatabaseStatus]) {
             }
             o.push_str("</table>\n");
         }
+        render_links(o, db);
         if let Some(plan) = &db.last_plan {
             let _ = writeln!(
                 o,
@@ -275,6 +276,49 @@ fn render_databases(o: &mut String, dbs: &[DatabaseStatus]) {
                 e(&plan.text)
             );
         }
+    }
+}
+
+/// The replication links of a database with their lag and errors, and the
+/// DDL log position per node.
+fn render_links(o: &mut String, db: &DatabaseStatus) {
+    let e = escape;
+    if db.links.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "<table><tr><th>link</th><th>state</th><th>lag</th><th>apply errors</th><th>last error</th></tr>"
+    );
+    for l in &db.links {
+        let lag = match (l.lag_bytes, l.lag_seconds) {
+            (Some(b), Some(s)) => format!("{b} B, {s:.3} s"),
+            (Some(b), None) => format!("{b} B"),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "<tr><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&l.from),
+            e(&l.to),
+            e(&l.state),
+            e(&lag),
+            l.apply_errors,
+            e(l.last_error.as_deref().unwrap_or("-"))
+        );
+    }
+    o.push_str("</table>\n");
+    if !db.ddl_log.is_empty() {
+        let positions: Vec<String> = db
+            .ddl_log
+            .iter()
+            .map(|(node, n)| format!("{}: {n}", e(node)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "<p class=\"muted\">DDL log position per node (equal: every DDL change in force everywhere): {}</p>",
+            positions.join(", ")
+        );
     }
 }
 
@@ -391,6 +435,19 @@ mod tests {
             lag_bytes: None,
             lag_seconds: None,
         });
+        db.links.push(crate::reconcile::status::LinkStatus {
+            from: "n2".into(),
+            to: "n1".into(),
+            subscription: "pgcd_sub_n2_to_n1".into(),
+            state: "down".into(),
+            lag_bytes: Some(4096),
+            lag_seconds: None,
+            apply_errors: 3,
+            sync_errors: 0,
+            conflicts: Default::default(),
+            last_error: Some("relation \"<t>\" does not exist".into()),
+        });
+        db.ddl_log.insert("n1".into(), 4);
         db.last_plan = Some(PlanRecord {
             text: "create <db>".into(),
             ..PlanRecord::default()
@@ -422,5 +479,9 @@ mod tests {
         assert!(html.contains("<pre>create &lt;db&gt;</pre>"));
         assert!(html.contains("<td>primary</td><td>running</td><td>17.2</td>"));
         assert!(html.contains("href=\"/v1/tasks/t&quot;1/log\""));
+        assert!(html.contains(
+            "<td>n2 → n1</td><td>down</td><td>4096 B</td><td>3</td><td>relation &quot;&lt;t&gt;&quot; does not exist</td>"
+        ));
+        assert!(html.contains("n1: 4</p>"));
     }
 }
