@@ -303,16 +303,7 @@ fn node_addition(api: &str, work: &Path, n: &Node, gb: f64) -> Addition {
     let to_links = t1.elapsed().as_secs_f64();
     let during_tps = (total(&writers) - c1) as f64 / to_links;
     let writes: Vec<Writes> = writers.into_iter().map(Writer::finish).collect();
-    let tasks = get_json(&format!("{api}/v1/tasks")).unwrap();
-    let join = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["id"].as_str())
-        .find(|id| id.contains(".n3.") && id.contains(".join-"))
-        .unwrap()
-        .to_string();
-    let log = get_text(&format!("{api}/v1/tasks/{join}/log")).unwrap();
+    let log = task_log(api, &format!("s-{}.n3.", n.db), ".join-");
     let join_step = log
         .lines()
         .filter(|l| l.contains("copied ") || l.contains("restored ") || l.contains("step took"))

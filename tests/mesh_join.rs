@@ -129,16 +129,7 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
     });
     // It joined through one step that paused n1's link from n2 during the
     // copy and started n3's link from n2 where the copy ended.
-    let tasks = get_json(&format!("{api}/v1/tasks")).unwrap();
-    let join = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["id"].as_str())
-        .find(|id| id.starts_with("s-shop4.n3.") && id.contains(".join-"))
-        .expect("a join task")
-        .to_string();
-    let log = get_text(&format!("{api}/v1/tasks/{join}/log")).unwrap();
+    let log = task_log(&api, "s-shop4.n3.", ".join-");
     for line in [
         "pgcd_sub_n2_to_n1 paused at",
         "copied n1 at the consistent point",

@@ -28,6 +28,23 @@ fn checked(d: &crate::spec::Desired, a: &Actual) -> Plan {
     p
 }
 
+/// A healthy host with Docker and no instances.
+fn add_host(a: &mut Actual, id: &str) {
+    a.hosts.push(crate::plan::actual::HostActual {
+        id: id.into(),
+        healthy: true,
+        docker: true,
+        address: String::new(),
+    });
+}
+
+/// Whether the plan has a node join the mesh.
+fn joins(p: &Plan) -> bool {
+    p.steps
+        .iter()
+        .any(|s| matches!(s.action, Action::JoinMesh { .. }))
+}
+
 fn orders() -> crate::spec::Desired {
     desired(&[("orders", ORDERS)])
 }
@@ -332,12 +349,7 @@ fn a_node_added_to_a_running_mesh_joins_by_copying_a_member() {
     assert!(plan(&three, &a).is_empty());
     let four = nodes(4);
     let mut a4 = a.clone();
-    a4.hosts.push(crate::plan::actual::HostActual {
-        id: "h4".into(),
-        healthy: true,
-        docker: true,
-        address: String::new(),
-    });
+    add_host(&mut a4, "h4");
     // First pass: n4 is made and joins with one step; nothing subscribes
     // to it yet (it has no data of its own to send).
     let p1 = plan(&four, &a4);
@@ -396,12 +408,7 @@ fn a_single_node_with_data_seeds_the_node_added_to_it() {
             "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
         ),
     )]);
-    a.hosts.push(crate::plan::actual::HostActual {
-        id: "h2".into(),
-        healthy: true,
-        docker: true,
-        address: String::new(),
-    });
+    add_host(&mut a, "h2");
     let p = plan(&two, &a);
     let on_n1: Vec<&str> = p
         .steps
@@ -444,12 +451,7 @@ fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
     n2.autoddl = false;
     n2.tables = 2;
     let p = plan(&two, &a);
-    assert!(
-        !p.steps
-            .iter()
-            .any(|s| matches!(s.action, Action::JoinMesh { .. })),
-        "{p}"
-    );
+    assert!(!joins(&p), "{p}");
     assert!(
         p.notes
             .iter()
@@ -717,19 +719,9 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
         ),
     )]);
     let mut a3 = Actual::converged(&d);
-    a3.hosts.push(crate::plan::actual::HostActual {
-        id: "h3".into(),
-        healthy: true,
-        docker: true,
-        address: String::new(),
-    });
+    add_host(&mut a3, "h3");
     let p = plan(&three, &a3);
-    assert!(
-        !p.steps
-            .iter()
-            .any(|s| matches!(s.action, Action::JoinMesh { .. })),
-        "{p}"
-    );
+    assert!(!joins(&p), "{p}");
     assert!(
         p.notes
             .iter()

@@ -299,3 +299,18 @@ impl Writer {
         self.writes()
     }
 }
+
+/// The log of the first task whose id starts with `prefix` and contains
+/// `part` (`s-<db>.<node>.` and `.join-` find a node's join step).
+pub fn task_log(api: &str, prefix: &str, part: &str) -> String {
+    let tasks = get_json(&format!("{api}/v1/tasks")).expect("tasks");
+    let id = tasks
+        .as_array()
+        .expect("a list of tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .find(|id| id.starts_with(prefix) && id.contains(part))
+        .unwrap_or_else(|| panic!("no task {prefix}…{part}…"))
+        .to_string();
+    get_text(&format!("{api}/v1/tasks/{id}/log")).expect("the task's log")
+}

@@ -86,13 +86,15 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
     }
     let id = &id;
     let drv = driver(args.replication.unwrap_or(Replication::Native));
-    let superuser = |dbname: String| async move {
-        let port = rt
-            .inspect(id)
+    let port = || async move {
+        rt.inspect(id)
             .await
             .map_err(|e| e.to_string())?
             .map(|c| c.port)
-            .ok_or_else(|| format!("container {} does not exist", id.container()))?;
+            .ok_or_else(|| format!("container {} does not exist", id.container()))
+    };
+    let superuser = |dbname: String| async move {
+        let port = port().await?;
         observe::connect(rt, id, port, &dbname).await
     };
     match &step.action {
@@ -193,11 +195,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                 ctx.log(format!("publication {name} exists"));
                 return Ok(());
             }
-            let port = rt
-                .inspect(id)
-                .await
-                .map_err(|e| e.to_string())?
-                .map_or(0, |c| c.port);
+            let port = port().await?;
             let address = rt.advertise().to_string();
             let me = Endpoint {
                 node: &step.node,
@@ -258,12 +256,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             stride,
         } => {
             let password = replication_password(ctx, &step.database).await?;
-            let port = rt
-                .inspect(id)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|c| c.port)
-                .ok_or_else(|| format!("container {} does not exist", id.container()))?;
+            let port = port().await?;
             let join = super::join::Join {
                 rt,
                 ctx,
