@@ -1,8 +1,9 @@
-//! Zero-downtime node addition on native replication, for real: a third
-//! node is added to two nodes that replicate while a writer inserts on
+//! Zero-downtime node addition on native replication, for real: a fourth
+//! node is added to three nodes that replicate while a writer inserts on
 //! each of them throughout; no write fails, and at the end every node has
 //! exactly the same rows. Then a DDL statement that fails on one node is
-//! recorded and shown, and replication goes on.
+//! recorded and shown, and replication goes on; an apply error is counted
+//! and shown, not a silent stall.
 
 mod common;
 
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(240);
 const PORT: u16 = 6561;
+/// The nodes that replicate before the addition; node `EXISTING + 1` joins.
+const EXISTING: usize = 3;
 
 fn spec(ids: &[String], nodes: usize) -> String {
     let mut s = format!(
@@ -29,9 +32,9 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
     require_image(17);
     let block = 66;
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
+    let ids: Vec<String> = (0..=EXISTING).map(|i| host_id(block, i)).collect();
     let _containers = Containers::new(ids.clone());
-    let (agents, work) = pg_cluster(block, 3, dir.path(), WAIT);
+    let (agents, work) = pg_cluster(block, EXISTING + 1, dir.path(), WAIT);
     let api = agents[0].api();
     let commit = |text: String, msg: &str| {
         std::fs::write(work.join("databases/shop4.yaml"), text).unwrap();
@@ -39,7 +42,7 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
         git(&work, &["commit", "-q", "-m", msg]);
         git(&work, &["rev-parse", "HEAD"])
     };
-    let sha = commit(spec(&ids, 2), "shop4 on two nodes");
+    let sha = commit(spec(&ids, EXISTING), "shop4 on three nodes");
     wait_ready(&api, "shop4", Some(&sha), WAIT);
 
     let password = |i: usize| {
@@ -66,9 +69,9 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
         "CREATE TABLE items (id bigserial PRIMARY KEY, node text NOT NULL, n int NOT NULL)",
     )
     .unwrap();
-    // The table reaches n2, both subscriptions take it, and its sequence is
-    // aligned on both nodes: a row from each node then reaches the other.
-    for i in 0..2 {
+    // The table reaches every node, every subscription takes it, and its
+    // sequence is aligned everywhere.
+    for i in 0..EXISTING {
         wait_for("items aligned everywhere", WAIT, || {
             on(
                 i,
@@ -77,17 +80,20 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
             .filter(|v| v == "16")
         });
     }
-    for i in 0..2 {
-        wait_for("every table in the subscription", WAIT, || {
+    for i in 0..EXISTING {
+        wait_for("every table in every subscription", WAIT, || {
             on(
                 i,
-                "SELECT (SELECT count(*) FROM pg_subscription_rel) = \
-                 (SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pgcd_all')",
+                &format!(
+                    "SELECT (SELECT count(*) FROM pg_subscription_rel) = {} * \
+                     (SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pgcd_all')",
+                    EXISTING - 1
+                ),
             )
             .filter(|v| v == "t")
         });
     }
-    for i in 0..2 {
+    for i in 0..EXISTING {
         on(
             i,
             &format!(
@@ -97,14 +103,15 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
         )
         .unwrap();
     }
-    for i in 0..2 {
-        wait_for("4000 seed rows on both nodes", WAIT, || {
-            on(i, "SELECT count(*) FROM items").filter(|c| c == "4000")
+    let seeded = (2000 * EXISTING).to_string();
+    for i in 0..EXISTING {
+        wait_for("the seed rows on every node", WAIT, || {
+            on(i, "SELECT count(*) FROM items").filter(|c| *c == seeded)
         });
     }
 
-    // Writers on both nodes, all through the addition of n3.
-    let writers: Vec<Writer> = (0..2)
+    // Writers on every node, all through the addition of n4.
+    let writers: Vec<Writer> = (0..EXISTING)
         .map(|i| {
             Writer::start(
                 &addr(block, i),
@@ -115,7 +122,7 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
             )
         })
         .collect();
-    let sha = commit(spec(&ids, 3), "shop4 gains n3");
+    let sha = commit(spec(&ids, EXISTING + 1), "shop4 gains n4");
     wait_ready(&api, "shop4", Some(&sha), WAIT);
     let links = |s: &serde_json::Value| {
         s["links"]
@@ -123,28 +130,37 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
             .map(|l| l.iter().filter(|l| l["state"] == "streaming").count())
             .unwrap_or(0)
     };
-    wait_for("six streaming links", WAIT, || {
+    let all = (EXISTING + 1) * EXISTING;
+    wait_for("every link streaming", WAIT, || {
         let s = status(&api, "shop4")?;
-        (links(&s) == 6).then_some(())
+        (links(&s) == all).then_some(())
     });
-    // It joined through one step that paused n1's link from n2 during the
-    // copy and started n3's link from n2 where the copy ended.
-    let log = task_log(&api, "s-shop4.n3.", ".join-");
+    // It joined through one step that paused n1's links from n2 and n3
+    // during the copy and started n4's links from them where it ended.
+    let new = EXISTING; // n4, on the fourth host
+    let log = task_log(&api, "s-shop4.n4.", ".join-");
     for line in [
         "pgcd_sub_n2_to_n1 paused at",
+        "pgcd_sub_n3_to_n1 paused at",
         "copied n1 at the consistent point",
-        "pgcd_sub_n2_to_n3 starts after",
+        "pgcd_sub_n2_to_n4 starts after",
+        "pgcd_sub_n3_to_n4 starts after",
         "pgcd_sub_n2_to_n1 resumed",
-        "n3 joined",
+        "pgcd_sub_n3_to_n1 resumed",
+        "n4 joined",
     ] {
         assert!(log.contains(line), "{line:?} not in the join log:\n{log}");
     }
     assert!(!log.contains(&password(0)), "{log}");
-    // The writers go on a little after n3 took part, then stop.
-    let before = on(2, "SELECT count(*) FROM items WHERE node LIKE 'w%'").unwrap();
-    wait_for("new writes reach n3", WAIT, || {
-        let now = on(2, "SELECT count(*) FROM items WHERE node LIKE 'w%'")?;
-        (now.parse::<i64>().ok()? > before.parse::<i64>().ok()? + 50).then_some(())
+    // The writers go on a little after n4 took part, then stop.
+    let writes_on = |i: usize| {
+        on(i, "SELECT count(*) FROM items WHERE node LIKE 'w%'")?
+            .parse::<i64>()
+            .ok()
+    };
+    let before = writes_on(new).unwrap();
+    wait_for("new writes reach n4", WAIT, || {
+        (writes_on(new)? > before + 50).then_some(())
     });
     let done: Vec<Writes> = writers.into_iter().map(Writer::finish).collect();
     let written: u64 = done.iter().map(|w| w.ok).sum();
@@ -157,7 +173,7 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
         done.iter().all(|w| w.ok > 100),
         "the writers wrote: {done:?}"
     );
-    let total = (4000 + written).to_string();
+    let total = (2000 * EXISTING as u64 + written).to_string();
     let digest =
         "SELECT md5(string_agg(id::text || ':' || node || ':' || n, ',' ORDER BY id)) FROM items";
     let reference = wait_for("every write on n1", WAIT, || {
@@ -165,7 +181,7 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
             .filter(|c| *c == total)
             .and_then(|_| on(0, digest))
     });
-    for i in 1..3 {
+    for i in 1..=new {
         wait_for("the same rows on every node", WAIT, || {
             on(i, "SELECT count(*) FROM items")
                 .filter(|c| *c == total)
@@ -173,19 +189,19 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
                 .filter(|d| *d == reference)
         });
     }
-    // n3 generates keys in its own residue, and its rows reach the others.
-    on(2, "INSERT INTO items (node, n) VALUES ('n3', 1)").unwrap();
+    // n4 generates keys in its own residue, and its rows reach the others.
+    on(new, "INSERT INTO items (node, n) VALUES ('n4', 1)").unwrap();
     assert_eq!(
-        on(2, "SELECT id % 16 FROM items WHERE node = 'n3'").as_deref(),
-        Some("3")
+        on(new, "SELECT id % 16 FROM items WHERE node = 'n4'").as_deref(),
+        Some("4")
     );
-    for i in 0..2 {
-        wait_for("n3's row everywhere", WAIT, || {
-            on(i, "SELECT count(*) FROM items WHERE node = 'n3'").filter(|c| c == "1")
+    for i in 0..new {
+        wait_for("n4's row everywhere", WAIT, || {
+            on(i, "SELECT count(*) FROM items WHERE node = 'n4'").filter(|c| c == "1")
         });
     }
     // No slot is left behind: every pgcd slot on every node is in use.
-    for i in 0..3 {
+    for i in 0..=new {
         assert_eq!(
             on(
                 i,
@@ -215,21 +231,24 @@ fn a_node_added_under_write_load_ends_with_exactly_the_same_rows() {
         "{s}"
     );
     on(0, "INSERT INTO items (node, n) VALUES ('after', 1)").unwrap();
-    for i in 1..3 {
+    for i in 1..=new {
         wait_for("rows flow after the failed DDL", WAIT, || {
             on(i, "SELECT count(*) FROM items WHERE node = 'after'").filter(|c| c == "1")
         });
     }
-    assert_eq!(
-        on(
-            2,
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'clash'"
-        )
-        .as_deref(),
-        Some("2"),
-        "the statement ran on n3"
-    );
-    assert_eq!(links(&status(&api, "shop4").unwrap()), 6);
+    for i in [2, new] {
+        assert_eq!(
+            on(
+                i,
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'clash'"
+            )
+            .as_deref(),
+            Some("2"),
+            "the statement ran on n{}",
+            i + 1
+        );
+    }
+    assert_eq!(links(&status(&api, "shop4").unwrap()), all);
 
     // The two shapes of `clash` make n2's link from n1 fail on the first
     // row: the error is counted and shown, not a silent stall. Fixing the
