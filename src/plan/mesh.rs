@@ -81,14 +81,16 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
     // addition). When none replicates yet and all are empty they are wired
     // at once; when exactly one holds tables it seeds the others.
     let joined = |m: &Member| m.inst.is_some_and(|i| in_mesh(i, m.node));
-    let joining: Vec<usize> = if members.iter().any(joined) {
+    let holds = |m: &Member| m.inst.is_some_and(|i| i.tables > 0);
+    let joining: Vec<usize> = if !members.iter().any(holds) {
+        // No node has data to copy: all are wired at once.
+        Vec::new()
+    } else if members.iter().any(joined) {
         (0..members.len())
             .filter(|&k| !joined(&members[k]))
             .collect()
     } else {
-        let holding: Vec<usize> = (0..members.len())
-            .filter(|&k| members[k].inst.is_some_and(|i| i.tables > 0))
-            .collect();
+        let holding: Vec<usize> = (0..members.len()).filter(|&k| holds(&members[k])).collect();
         match holding.as_slice() {
             [] => Vec::new(),
             [seed] => (0..members.len()).filter(|k| k != seed).collect(),

@@ -345,9 +345,22 @@ fn a_node_added_to_a_running_mesh_joins_by_copying_a_member() {
         )])
     };
     let three = nodes(3);
-    let a = Actual::converged(&three);
+    let mut a = Actual::converged(&three);
     assert!(plan(&three, &a).is_empty());
+    // Before any table exists there is nothing to copy: a new node is
+    // wired at once, like the first ones.
     let four = nodes(4);
+    let mut empty = a.clone();
+    add_host(&mut empty, "h4");
+    let p0 = plan(&four, &empty);
+    assert!(!joins(&p0), "{p0}");
+    assert!(p0
+        .steps
+        .iter()
+        .any(|s| s.node == "n1" && matches!(s.action, Action::CreateSubscription { .. })));
+    for i in &mut a.instances {
+        i.tables = 1;
+    }
     let mut a4 = a.clone();
     add_host(&mut a4, "h4");
     // First pass: n4 is made and joins with one step; nothing subscribes
@@ -719,6 +732,7 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
         ),
     )]);
     let mut a3 = Actual::converged(&d);
+    a3.instances[0].tables = 1;
     add_host(&mut a3, "h3");
     let p = plan(&three, &a3);
     assert!(!joins(&p), "{p}");

@@ -275,13 +275,7 @@ impl Join<'_> {
     /// replaces data.
     async fn require_empty(&self, c: &Client) -> Result<(), String> {
         let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') \
-                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcd') \
-                 AND n.nspname !~ '^pg_(toast|temp)'",
-                &[],
-            )
+            .query_one(observe::OWN_TABLES, &[])
             .await
             .map_err(|e| db_error(&e))?
             .get(0);

@@ -20,6 +20,17 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
+/// Counts the tables of the connected database that hold its own data:
+/// not the catalogs', not pgcd's, and not those an extension made (PostGIS's
+/// `spatial_ref_sys`, pg_cron's `cron.job`), which every node has alike.
+pub(crate) const OWN_TABLES: &str = "SELECT count(*) FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcd') \
+     AND n.nspname !~ '^pg_(toast|temp)' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                     AND d.objid = c.oid AND d.deptype = 'e')";
+
 /// The etcd key prefix of host observations.
 pub const PREFIX: &str = "observed/";
 
@@ -222,17 +233,7 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
         out.owner = Some(owner.get(0));
         let db = connect(rt, &c.id, c.port, &c.id.database).await?;
         replication::read(rt, c, &db, out).await?;
-        out.tables = db
-            .query_one(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
-                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcd') \
-                 AND n.nspname !~ '^pg_(toast|temp)'",
-                &[],
-            )
-            .await
-            .map_err(err)?
-            .get(0);
+        out.tables = db.query_one(OWN_TABLES, &[]).await.map_err(err)?.get(0);
         out.unaligned_sequences = db
             .query(
                 "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
