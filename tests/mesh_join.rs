@@ -24,6 +24,9 @@ fn spec(ids: &[String], nodes: usize) -> String {
     for (k, id) in ids.iter().enumerate().take(nodes) {
         s.push_str(&format!("  - name: n{}\n    host_ids: [{id}]\n", k + 1));
     }
+    // Extensions that make tables of their own, one behind row security:
+    // the copy must take them as they are.
+    s.push_str("extensions: [postgis, pg_cron]\npostgresql_conf:\n  cron.database_name: shop4\n");
     s
 }
 

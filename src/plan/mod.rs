@@ -125,7 +125,15 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             }
             instance::strays(db, &index, &mut out);
             if out.steps.len() > first && applied(actual, db) {
-                for s in &mut out.steps[first..] {
+                // Keeping up with tables and sequences users create is
+                // upkeep, not a correction of a change made by hand.
+                let upkeep = |a: &Action| {
+                    matches!(
+                        a,
+                        Action::AlignSequences { .. } | Action::RefreshSubscription { .. }
+                    )
+                };
+                for s in out.steps[first..].iter_mut().filter(|s| !upkeep(&s.action)) {
                     s.drift = true;
                     s.reason.insert_str(0, "drift: ");
                 }

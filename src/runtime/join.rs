@@ -14,15 +14,15 @@
 //!    snapshot, and `pg_dump` copies the database at exactly that
 //!    snapshot: the source's own changes up to the slot, X's up to `L_X`.
 //! 4. The source's subscriptions resume (it catches up on X).
-//! 5. The copy is restored into a scratch database, sequences move to the
-//!    new node's residue, and the subscriptions are made there, disabled, on
-//!    the slots of step 1 and 3; X's start position is set to `L_X`.
-//! 6. The empty database is swapped for the scratch one and the
-//!    subscriptions are enabled. The other members subscribe to the new
-//!    node in the planner's next pass.
+//! 5. In one transaction: the copy is restored into the new node's empty
+//!    database, its sequences move to the new node's residue, and the
+//!    subscriptions are made, disabled, on the slots of steps 1 and 3, X's
+//!    starting after `L_X`.
+//! 6. The subscriptions are enabled. The other members subscribe to the
+//!    new node in the planner's next pass.
 //!
 //! A failure before step 6 leaves the new node's database as it was (its
-//! next attempt starts over); a failure after it leaves disabled
+//! next attempt starts over); a failure during it leaves disabled
 //! subscriptions, which the planner enables. The agent connects to the
 //! members as the replication role, which may only read, make slots and
 //! call pgcd's `subscription_pause` / `subscription_position` functions.
@@ -30,15 +30,13 @@
 use super::docker::{InstanceId, Runtime};
 use super::exec::{db_error, ensure_replication_role, exists, run_sql, sql_err};
 use super::observe;
-use super::sql::{self, Conninfo};
+use super::sql::{self, Conninfo, Statement};
 use crate::cluster::tasks::TaskContext;
 use crate::plan::actual::{publication_name, subscription_name, REPLICATION_ROLE};
 use crate::plan::steps::Peer;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
-/// The database the copy is restored into before it replaces the empty one.
-const SCRATCH: &str = "pgcd_join";
 /// Where the copy is written, inside the container (the instance directory).
 const DUMP_DIR: &str = "/var/lib/pgcd/join.dump";
 /// How long the source may take to receive a member's stream past a slot.
@@ -141,14 +139,6 @@ impl Join<'_> {
         }
         self.require_empty(&target).await?;
         drop(target);
-        let owner: String = admin
-            .query_one(
-                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
-                &[&self.db()],
-            )
-            .await
-            .map_err(|e| db_error(&e))?
-            .get(0);
 
         // 1. A slot on every other member, kept from now on.
         let mut starts = Vec::new();
@@ -189,51 +179,22 @@ impl Join<'_> {
         }
         let positions = copied?;
 
-        // 5. Restore into a scratch database and subscribe there, disabled.
-        run_sql(
-            &admin,
-            self.ctx,
-            &[sql::drop_database(SCRATCH).map_err(sql_err)?],
-        )
-        .await?;
-        run_sql(
-            &admin,
-            self.ctx,
-            &[sql::create_database(SCRATCH, &owner).map_err(sql_err)?],
-        )
-        .await?;
-        self.restore().await?;
-        let scratch = self.local(SCRATCH).await?;
-        let sequences: Vec<String> = scratch
-            .query(
-                "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
-                 WHERE schemaname <> 'pgcd' ORDER BY 1",
-                &[],
-            )
-            .await
-            .map_err(|e| db_error(&e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        super::exec::align_sequences(&scratch, self.ctx, self.offset, self.stride, &sequences)
-            .await?;
-        self.subscribe(&scratch, self.source, None).await?;
+        // 5. Restore, move the sequences to this node's residue and subscribe
+        //    (disabled, X's start set), all in one transaction: a failure
+        //    leaves the database as empty as it was.
+        let mut tail = vec![sql::align_all_sequences(self.offset, self.stride)];
+        tail.extend(self.subscription(self.source, None)?);
         for (x, applied) in self.others.iter().zip(&positions) {
-            self.subscribe(&scratch, x, Some(applied)).await?;
+            tail.extend(self.subscription(x, Some(applied))?);
+            self.log(format!(
+                "{} starts after {applied} of {}'s stream (what the copy holds)",
+                subscription_name(&x.node, self.me()),
+                x.node
+            ));
         }
-        drop(scratch);
+        self.restore(&tail).await?;
 
-        // 6. Swap the databases (the empty one is checked again first) and start.
-        let target = self.local(self.db()).await?;
-        self.require_empty(&target).await?;
-        drop(target);
-        run_sql(
-            &admin,
-            self.ctx,
-            &[sql::drop_database(self.db()).map_err(sql_err)?],
-        )
-        .await?;
-        self.rename(&admin).await?;
+        // 6. Start receiving.
         let target = self.local(self.db()).await?;
         let mut names = vec![subscription_name(&self.source.node, self.me())];
         names.extend(
@@ -402,31 +363,42 @@ PGCD_EOF
         Ok(applied)
     }
 
-    /// Restores the copy into the scratch database, without pgcd's event
-    /// trigger (installed by the planner once the node has joined).
-    async fn restore(&self) -> Result<(), String> {
+    /// Restores the copy into the new node's database and runs `tail` in
+    /// the same transaction, without pgcd's event trigger (installed by the
+    /// planner once the node has joined).
+    async fn restore(&self, tail: &[Statement]) -> Result<(), String> {
+        for s in tail {
+            self.log(format!("sql (in the restore's transaction): {}", s.shown));
+        }
         let script = format!(
             r#"set -euo pipefail
 pg_restore -l {DUMP_DIR} | grep -v ' EVENT TRIGGER ' > {DUMP_DIR}/list
-pg_restore --exit-on-error -j 2 -L {DUMP_DIR}/list -h /var/lib/pgcd/run -p "$PGCD_PORT" -U postgres -d {SCRATCH} {DUMP_DIR}
+{{ pg_restore -f - -L {DUMP_DIR}/list {DUMP_DIR}; printf '%s\n' "$PGCD_TAIL"; }} \
+  | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h /var/lib/pgcd/run -p "$PGCD_PORT" -U postgres -d "$PGCD_DB" >/dev/null
 echo PGCD_RESTORE_OK
 "#
         );
+        let tail: Vec<&str> = tail.iter().map(|s| s.sql.as_str()).collect();
         let started = Instant::now();
         let (code, out) = self
             .rt
             .exec(
                 self.id,
                 &script,
-                vec![format!("PGCD_PORT={}", self.port)],
+                vec![
+                    format!("PGCD_PORT={}", self.port),
+                    format!("PGCD_DB={}", self.db()),
+                    format!("PGCD_TAIL={};", tail.join(";\n")),
+                    "PGAPPNAME=pgcd".to_string(),
+                ],
                 COPY,
             )
             .await
             .map_err(|e| e.to_string())?;
         if code != 0 || !out.contains("PGCD_RESTORE_OK") {
             return Err(format!(
-                "restoring the copy failed (exit {code}): {}",
-                out.trim()
+                "restoring the copy failed (exit {code}), nothing was kept: {}",
+                out.replace(self.password, "********").trim()
             ));
         }
         self.log(format!(
@@ -436,16 +408,11 @@ echo PGCD_RESTORE_OK
         Ok(())
     }
 
-    /// Subscribes the scratch database to `p` on the slot made for it,
-    /// disabled; with `applied`, starting after that position of its stream.
-    async fn subscribe(
-        &self,
-        c: &Client,
-        p: &Peer,
-        applied: Option<&String>,
-    ) -> Result<(), String> {
+    /// The subscription to `p` on the slot made for it, disabled; with
+    /// `applied`, starting after that position of its stream.
+    fn subscription(&self, p: &Peer, applied: Option<&String>) -> Result<Vec<Statement>, String> {
         let name = subscription_name(&p.node, self.me());
-        let s = sql::create_subscription_on_slot(
+        let mut out = vec![sql::create_subscription_on_slot(
             &name,
             &Conninfo {
                 host: &p.address,
@@ -457,38 +424,11 @@ echo PGCD_RESTORE_OK
             },
             publication_name(),
         )
-        .map_err(sql_err)?;
-        run_sql(c, self.ctx, &[s]).await?;
+        .map_err(sql_err)?];
         if let Some(lsn) = applied {
-            c.execute(
-                "SELECT pg_replication_origin_advance('pg_' || oid, $2::text::pg_lsn) \
-                 FROM pg_subscription WHERE subname = $1 \
-                 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[&name, lsn],
-            )
-            .await
-            .map_err(|e| format!("setting where {name} starts: {}", db_error(&e)))?;
-            self.log(format!(
-                "{name} starts after {lsn} of {}'s stream (what the copy already holds)",
-                p.node
-            ));
+            out.push(sql::advance_subscription_origin(&name, lsn).map_err(sql_err)?);
         }
-        Ok(())
-    }
-
-    /// Renames the scratch database, waiting for its last sessions to end.
-    async fn rename(&self, admin: &Client) -> Result<(), String> {
-        let stmt = sql::rename_database(SCRATCH, self.db()).map_err(sql_err)?;
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            match run_sql(admin, self.ctx, std::slice::from_ref(&stmt)).await {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < until && e.contains("being accessed") => {
-                    tokio::time::sleep(Duration::from_millis(200)).await
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(out)
     }
 }
 

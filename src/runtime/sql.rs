@@ -267,21 +267,37 @@ pub fn enable_subscription(name: &str) -> Result<Statement, SqlError> {
     )))
 }
 
-/// `DROP DATABASE IF EXISTS name WITH (FORCE)`.
-pub fn drop_database(name: &str) -> Result<Statement, SqlError> {
+/// Sets where subscription `name` starts in its publisher's stream: after
+/// `lsn` (what the copy it was made with already holds).
+pub fn advance_subscription_origin(name: &str, lsn: &str) -> Result<Statement, SqlError> {
     Ok(Statement::plain(format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        ident(name)?
+        "SELECT pg_replication_origin_advance('pg_' || oid, {}::pg_lsn) FROM pg_subscription \
+         WHERE subname = {} AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        literal(lsn)?,
+        literal(name)?
     )))
 }
 
-/// `ALTER DATABASE name RENAME TO to`.
-pub fn rename_database(name: &str, to: &str) -> Result<Statement, SqlError> {
-    Ok(Statement::plain(format!(
-        "ALTER DATABASE {} RENAME TO {}",
-        ident(name)?,
-        ident(to)?
-    )))
+/// Every sequence outside pgcd's schema steps by `stride` and continues at
+/// its next value `≡ offset (mod stride)` (a copied node's keys move to its
+/// own residue).
+pub fn align_all_sequences(offset: i64, stride: i64) -> Statement {
+    Statement::plain(format!(
+        "DO $pgcd$
+DECLARE
+  r record;
+  v bigint;
+BEGIN
+  FOR r IN SELECT schemaname, sequencename, COALESCE(last_value, start_value - 1) AS cur
+           FROM pg_catalog.pg_sequences WHERE schemaname <> 'pgcd' LOOP
+    v := greatest(r.cur + 1, 1);
+    v := v + ((({offset} - v % {stride}) % {stride}) + {stride}) % {stride};
+    EXECUTE format('ALTER SEQUENCE %I.%I INCREMENT BY {stride}', r.schemaname, r.sequencename);
+    PERFORM pg_catalog.setval(format('%I.%I', r.schemaname, r.sequencename)::regclass, v, false);
+  END LOOP;
+END
+$pgcd$"
+    ))
 }
 
 /// `ALTER SEQUENCE schema.name INCREMENT BY stride`.

@@ -31,8 +31,9 @@ pub(crate) async fn replication_password(
     String::from_utf8(entry.value).map_err(|_| "the replication secret is not text".to_string())
 }
 
-/// The role standbys and subscribers connect as: LOGIN REPLICATION, the
-/// cluster's password, and read access for logical replication.
+/// The role standbys, subscribers and joining nodes connect as: LOGIN
+/// REPLICATION, the cluster's password, and read access to all data, row
+/// security included (a joining node copies every row, pg_cron's jobs too).
 pub(crate) async fn ensure_replication_role(
     c: &tokio_postgres::Client,
     ctx: &TaskContext,
@@ -40,18 +41,17 @@ pub(crate) async fn ensure_replication_role(
 ) -> Result<(), String> {
     let role = crate::plan::actual::REPLICATION_ROLE;
     let exists = exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &role).await?;
-    let stmt = if exists {
-        sql::set_password(role, password)
+    let attributes = ["LOGIN".into(), "REPLICATION".into(), "BYPASSRLS".into()];
+    let mut stmts = if exists {
+        vec![
+            sql::set_password(role, password).map_err(sql_err)?,
+            sql::alter_role(role, &attributes).map_err(sql_err)?,
+        ]
     } else {
-        sql::create_role(
-            role,
-            &["LOGIN".into(), "REPLICATION".into()],
-            Some(password),
-        )
-    }
-    .map_err(sql_err)?;
-    let grant = sql::grant("pg_read_all_data", role).map_err(sql_err)?;
-    run_sql(c, ctx, &[stmt, grant]).await
+        vec![sql::create_role(role, &attributes, Some(password)).map_err(sql_err)?]
+    };
+    stmts.push(sql::grant("pg_read_all_data", role).map_err(sql_err)?);
+    run_sql(c, ctx, &stmts).await
 }
 
 /// Whether `sql` (a `SELECT 1 ... WHERE x = $1`) finds a row for `key`.
