@@ -13,7 +13,8 @@
 //!    throughput during the addition over their throughput before it.
 //!
 //! Run: `cargo bench --bench replication` (prints Markdown for
-//! bench/replication.md; `PGCD_BENCH_GB` sets the size of the third part).
+//! bench/replication.md; `PGCD_BENCH_GB` sets the size of the third part,
+//! `PGCD_BENCH_ONLY=ready|lag|join` runs one part).
 //! Needs Docker and the image pgcd/postgres:17.
 
 #[path = "../tests/common/mod.rs"]
@@ -340,7 +341,21 @@ fn main() {
     let (agents, work) = pg_cluster(block, 3, dir.path(), WAIT);
     let api = agents[0].api();
 
-    let ready = three_node_ready(&api, &work, &ids);
+    let only = std::env::var("PGCD_BENCH_ONLY").ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("ready") {
+        ready_part(&api, &work, &ids);
+    }
+    if runs("lag") {
+        lag_part(&api, &work, &ids, dir.path(), block);
+    }
+    if runs("join") {
+        join_part(&api, &work, &ids, dir.path(), block, gb);
+    }
+}
+
+fn ready_part(api: &str, work: &Path, ids: &[String]) {
+    let ready = three_node_ready(api, work, ids);
     let mut sorted = ready.clone();
     sorted.sort_by(f64::total_cmp);
     println!("## Commit → three-node active-active database Ready (six links streaming)\n");
@@ -349,16 +364,18 @@ fn main() {
         println!("| {} | {t:.1} |", i + 1);
     }
     println!("\np50 **{:.1} s** (target under 45 s)\n", pct(&sorted, 0.5));
+}
 
+fn lag_part(api: &str, work: &Path, ids: &[String], dir: &Path, block: u8) {
     let lagdb = Node {
-        dir: dir.path(),
+        dir,
         block,
-        ids: &ids,
+        ids,
         db: "lag",
         port: 6620,
     };
-    let sha = commit(&work, "lag", &spec("lag", 6620, &ids, 2));
-    wait_ready(&api, "lag", Some(&sha), WAIT);
+    let sha = commit(work, "lag", &spec("lag", 6620, ids, 2));
+    wait_ready(api, "lag", Some(&sha), WAIT);
     let (rate, seconds) = (200, 60);
     let (lags, summary) = lag_under_load(&lagdb, rate, seconds);
     println!("## Replication lag n1 → n2 under write load on both nodes\n");
@@ -373,17 +390,19 @@ fn main() {
         pct(&lags, 0.99) * 1e3,
         lags.last().copied().unwrap_or(0.0) * 1e3
     );
+}
 
+fn join_part(api: &str, work: &Path, ids: &[String], dir: &Path, block: u8, gb: f64) {
     let big = Node {
-        dir: dir.path(),
+        dir,
         block,
-        ids: &ids,
+        ids,
         db: "grow",
         port: 6630,
     };
-    let sha = commit(&work, "grow", &spec("grow", 6630, &ids, 2));
-    wait_ready(&api, "grow", Some(&sha), WAIT);
-    let a = node_addition(&api, &work, &big, gb);
+    let sha = commit(work, "grow", &spec("grow", 6630, ids, 2));
+    wait_ready(api, "grow", Some(&sha), WAIT);
+    let a = node_addition(api, work, &big, gb);
     println!("## Adding a third node to a two-node database under write load\n");
     println!(
         "Database size {:.2} GB (`pg_database_size` on n1; loaded and replicated to n2 in {:.0} s). One writer per existing node, one-row transactions with a 5 ms pause.\n",

@@ -42,10 +42,9 @@ pub(super) async fn read(
         })
         .collect();
     subscription_stats(db, &mut out.subscriptions).await?;
-    let troubled = out
-        .subscriptions
-        .iter()
-        .any(|s| (s.enabled && !s.running) || s.apply_errors > 0 || s.sync_errors > 0);
+    // The log is read only while a link is down (its error counters never
+    // go back to zero, so they cannot say whether the trouble is now).
+    let troubled = out.subscriptions.iter().any(|s| s.enabled && !s.running);
     if troubled {
         match rt.log_tail(&c.id, 400).await {
             Ok(log) => {
