@@ -366,16 +366,25 @@ fn ready_part(api: &str, work: &Path, ids: &[String]) {
     println!("\np50 **{:.1} s** (target under 45 s)\n", pct(&sorted, 0.5));
 }
 
+/// Commits `n`'s database on two nodes and waits until it is Ready.
+fn two_nodes<'a>(api: &str, work: &Path, n: Node<'a>) -> Node<'a> {
+    let sha = commit(work, n.db, &spec(n.db, n.port, n.ids, 2));
+    wait_ready(api, n.db, Some(&sha), WAIT);
+    n
+}
+
 fn lag_part(api: &str, work: &Path, ids: &[String], dir: &Path, block: u8) {
-    let lagdb = Node {
-        dir,
-        block,
-        ids,
-        db: "lag",
-        port: 6620,
-    };
-    let sha = commit(work, "lag", &spec("lag", 6620, ids, 2));
-    wait_ready(api, "lag", Some(&sha), WAIT);
+    let lagdb = two_nodes(
+        api,
+        work,
+        Node {
+            dir,
+            block,
+            ids,
+            db: "lag",
+            port: 6620,
+        },
+    );
     let (rate, seconds) = (200, 60);
     let (lags, summary) = lag_under_load(&lagdb, rate, seconds);
     println!("## Replication lag n1 → n2 under write load on both nodes\n");
@@ -393,15 +402,17 @@ fn lag_part(api: &str, work: &Path, ids: &[String], dir: &Path, block: u8) {
 }
 
 fn join_part(api: &str, work: &Path, ids: &[String], dir: &Path, block: u8, gb: f64) {
-    let big = Node {
-        dir,
-        block,
-        ids,
-        db: "grow",
-        port: 6630,
-    };
-    let sha = commit(work, "grow", &spec("grow", 6630, ids, 2));
-    wait_ready(api, "grow", Some(&sha), WAIT);
+    let big = two_nodes(
+        api,
+        work,
+        Node {
+            dir,
+            block,
+            ids,
+            db: "grow",
+            port: 6630,
+        },
+    );
     let a = node_addition(api, work, &big, gb);
     println!("## Adding a third node to a two-node database under write load\n");
     println!(

@@ -45,6 +45,14 @@ fn joins(p: &Plan) -> bool {
         .any(|s| matches!(s.action, Action::JoinMesh { .. }))
 }
 
+/// ORDERS with a second node, n2 on h2.
+fn orders_on_two_nodes() -> String {
+    ORDERS.replace(
+        "    host_ids: [h1]\n",
+        "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+    )
+}
+
 fn orders() -> crate::spec::Desired {
     desired(&[("orders", ORDERS)])
 }
@@ -414,13 +422,7 @@ fn a_single_node_with_data_seeds_the_node_added_to_it() {
     let one = desired(&[("orders", ORDERS)]);
     let mut a = Actual::converged(&one);
     a.instances[0].tables = 3;
-    let two = desired(&[(
-        "orders",
-        &ORDERS.replace(
-            "    host_ids: [h1]\n",
-            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
-        ),
-    )]);
+    let two = desired(&[("orders", &orders_on_two_nodes())]);
     add_host(&mut a, "h2");
     let p = plan(&two, &a);
     let on_n1: Vec<&str> = p
@@ -451,13 +453,7 @@ fn a_single_node_with_data_seeds_the_node_added_to_it() {
 
 #[test]
 fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
-    let two = desired(&[(
-        "orders",
-        &ORDERS.replace(
-            "    host_ids: [h1]\n",
-            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
-        ),
-    )]);
+    let two = desired(&[("orders", &orders_on_two_nodes())]);
     let mut a = Actual::converged(&two);
     let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
     n2.subscriptions.clear();
@@ -475,13 +471,7 @@ fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
 
 #[test]
 fn a_disabled_subscription_is_enabled_and_ddl_failures_are_noted() {
-    let two = desired(&[(
-        "orders",
-        &ORDERS.replace(
-            "    host_ids: [h1]\n",
-            "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
-        ),
-    )]);
+    let two = desired(&[("orders", &orders_on_two_nodes())]);
     let mut a = Actual::converged(&two);
     let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
     n2.subscriptions[0].enabled = false;
