@@ -3,7 +3,8 @@
 //! 50 ms each. Run: `cargo bench --bench plan` (prints Markdown rows for
 //! bench/plan.md).
 
-use pgcd::plan::{plan, Actual};
+use pgcd::plan::plan;
+use pgcd::state::Actual;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -30,7 +31,7 @@ fn time(desired: &pgcd::spec::Desired, actual: &Actual) -> (f64, f64, usize) {
 fn main() {
     let files: Vec<SourceFile> = (0..1000).map(database).collect();
     let desired = load(&files).expect("generated repository is valid");
-    let converged = Actual::converged(&desired);
+    let converged = pgcd::plan::converged(&desired);
     let mut changed = converged.clone();
     // Ten changes by hand, on ten different primaries: a setting, a dropped
     // role, a stopped container, a dropped extension, a restart-needing setting.

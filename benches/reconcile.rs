@@ -15,7 +15,6 @@
 mod gitrepo;
 
 use gitrepo::git;
-use pgcd::plan::Actual;
 use pgcd::runtime::observe::HostObservation;
 use pgcd::spec::SourceFile;
 use std::path::Path;
@@ -179,7 +178,7 @@ fn pass_cpu(tmp: &Path) {
     let obs = HostObservation {
         host: host.into(),
         docker: true,
-        instances: Actual::converged(&desired).instances,
+        instances: pgcd::plan::converged(&desired).instances,
         at: pgcd::cluster::now_rfc3339(),
     };
     let _a = agent(

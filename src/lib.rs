@@ -6,11 +6,16 @@
 //! (the pure planner) and `api` (the read-only HTTP surface). `cli` holds the
 //! command-line verbs.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod exec;
 pub mod plan;
+pub mod postgres;
 pub mod reconcile;
 pub mod runtime;
+pub mod secrets;
 pub mod source;
 pub mod spec;
+pub mod state;

@@ -6,11 +6,13 @@
 mod common;
 
 use common::*;
+use pgcd::cluster::keys;
 use pgcd::cluster::tasks::{TaskState, TaskStatus};
-use pgcd::plan::{Action, InstanceRole, Step};
+use pgcd::plan::{Action, Step};
 use pgcd::reconcile::status::{
-    self, ConditionType, DatabaseStatus, InstanceStatus, PlanRecord, ReconcilerStats,
+    ConditionType, DatabaseStatus, InstanceStatus, PlanRecord, ReconcilerStats,
 };
+use pgcd::state::InstanceRole;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -130,8 +132,8 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
     let (_, metrics) = fetch(&format!("{api}/metrics"));
     assert_eq!(metric(&metrics, "pgcd_reconcile_passes_total"), Some(0.0));
 
-    put(&etcd, &status::key("orders"), &orders());
-    put(&etcd, &status::key("billing"), &billing());
+    put(&etcd, &keys::database_status("orders"), &orders());
+    put(&etcd, &keys::database_status("billing"), &billing());
     let stats = ReconcilerStats {
         leader: "h1".into(),
         passes: 7,
@@ -144,7 +146,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
         steps_total: 9,
         updated_at: "2025-01-01T00:00:00Z".into(),
     };
-    put(&etcd, status::STATS_KEY, &stats);
+    put(&etcd, keys::RECONCILER_STATS, &stats);
 
     // The list is sorted by name and leaves out plan steps.
     let (code, list) = fetch_json(&format!("{api}/v1/databases"));

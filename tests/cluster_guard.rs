@@ -9,7 +9,8 @@ use common::*;
 use pgcd::cluster::election::{campaign, LeaderGuard};
 use pgcd::cluster::metrics::Metrics;
 use pgcd::cluster::store::Store;
-use pgcd::cluster::{ClusterError, HostId};
+use pgcd::cluster::ClusterError;
+use pgcd::spec::names::HostId;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@ pub mod routes;
 
 use crate::cluster::metrics::Metrics;
 use crate::cluster::store::Store;
-use crate::cluster::HostId;
+use crate::spec::names::HostId;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

@@ -1,19 +1,11 @@
 //! `pgcd agent`: runs the agent of one host until SIGTERM or SIGINT.
 
-use crate::cluster::agent::{self, AgentConfig, EtcdMode};
-use crate::cluster::election::LeaderService;
-use crate::cluster::services::{FactsDispatcher, Heartbeat, HostService, RaftLeaderAway};
-use crate::cluster::{executors, HostId};
-use crate::reconcile::Reconciler;
-use crate::runtime::docker::Runtime;
-use crate::runtime::exec::{self, StepExecutor};
-use crate::runtime::observe::{ObserveLoop, Observer};
-use crate::source::follow::Follower;
+use crate::agent::{self, AgentConfig, EtcdMode, Options, RuntimeKind};
+use crate::spec::names::HostId;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -24,15 +16,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// Where PostgreSQL instances run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeKind {
-    /// Docker on this host.
-    Docker,
-    /// None: this host runs no instances.
-    None,
 }
 
 /// Arguments of `pgcd agent`.
@@ -170,7 +153,6 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         bail!("one of --init, --join or --etcd-endpoints is needed");
     };
-    let embedded = !matches!(mode, EtcdMode::External { .. });
     let config = AgentConfig {
         host_id: args.host_id.clone(),
         advertise: args.advertise,
@@ -206,45 +188,12 @@ pub fn run(args: Args) -> Result<i32> {
             }
             signals.cancel();
         });
-        let mut services: Vec<Arc<dyn LeaderService>> =
-            vec![Arc::new(Heartbeat), Arc::new(FactsDispatcher)];
-        if embedded {
-            services.push(Arc::new(RaftLeaderAway));
-        }
-        services.push(Arc::new(Follower::new(
-            config.data_dir.clone(),
-            format!("http://{}:{}", config.advertise, config.api_port),
-        )));
-        services.push(Arc::new(Reconciler::new(
-            args.resync_interval,
-            config.data_dir.join("source"),
-            format!("http://{}:{}", config.advertise, config.api_port),
-        )));
-        let mut executors = executors::builtin();
-        let mut host_services: Vec<Arc<dyn HostService>> = Vec::new();
-        let rt = match args.runtime {
-            RuntimeKind::None => None,
-            RuntimeKind::Docker => {
-                match Runtime::connect(config.host_id.as_str(), config.advertise, &config.data_dir)
-                    .await
-                {
-                    Ok(rt) => Some(rt),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Docker is not reachable: this host runs no PostgreSQL instances");
-                        None
-                    }
-                }
-            }
+        let options = Options {
+            observe_interval: args.observe_interval,
+            resync_interval: args.resync_interval,
+            runtime: args.runtime,
         };
-        match rt {
-            Some(rt) => {
-                let observer = Observer::new(rt);
-                executors.insert(exec::KIND, Box::new(StepExecutor::new(observer.clone())));
-                host_services.push(Arc::new(ObserveLoop::new(observer, args.observe_interval)));
-            }
-            None => tracing::info!("no container runtime: this host runs no PostgreSQL instances"),
-        }
-        agent::run(config, executors, services, host_services, shutdown).await
+        agent::run(config, options, shutdown).await
     })?;
     Ok(0)
 }

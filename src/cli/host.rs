@@ -5,7 +5,7 @@ use super::status::get_json;
 use crate::cluster::keys;
 use crate::cluster::metrics::Metrics;
 use crate::cluster::store::Store;
-use crate::cluster::HostId;
+use crate::spec::names::HostId;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::sync::Arc;

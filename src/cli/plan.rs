@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None
     } else {
         let v = super::status::get_json(&args.api, "/v1/actual")?;
-        Some(serde_json::from_value::<crate::plan::Actual>(v).context("reading /v1/actual")?)
+        Some(serde_json::from_value::<crate::state::Actual>(v).context("reading /v1/actual")?)
     };
     let steps = match live {
         Some(actual) => Some(crate::plan::plan(&desired, &actual)),
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 .collect();
             hosts.sort_unstable();
             hosts.dedup();
-            crate::plan::plan(&desired, &crate::plan::actual::Actual::empty(&hosts))
+            crate::plan::plan(&desired, &crate::state::actual::Actual::empty(&hosts))
         }),
     };
     if args.output == Output::Json {

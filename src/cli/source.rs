@@ -3,8 +3,8 @@
 //! etcd (an operator's write, not the leader's) and wakes the leader.
 
 use super::Output;
+use crate::cluster::keys;
 use crate::source::git::SourceConfig;
-use crate::source::records;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,7 +131,7 @@ fn set_source(a: SetArgs) -> Result<i32> {
                     a.etcd.join(",")
                 )
             })?;
-        let key = crate::cluster::store::full_key(records::CONFIG);
+        let key = crate::cluster::store::full_key(keys::SOURCE_CONFIG);
         let current = client
             .get(key.clone(), None)
             .await
@@ -167,7 +167,7 @@ fn set_source(a: SetArgs) -> Result<i32> {
             serde_json::json!({ "at": crate::cluster::now_rfc3339(), "by": "pgcd source set" });
         client
             .put(
-                crate::cluster::store::full_key(records::WAKE),
+                crate::cluster::store::full_key(keys::SOURCE_WAKE),
                 serde_json::to_vec(&wake)?,
                 None,
             )

@@ -5,7 +5,8 @@
 
 use super::keys;
 use super::store::{full_key, Store};
-use super::{ClusterError, HostId};
+use super::ClusterError;
+use crate::spec::names::HostId;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};
 use futures::future::BoxFuture;
 use std::sync::atomic::Ordering;

@@ -1,15 +1,34 @@
 //! The etcd key layout, relative to the `/pgcd/v1/` namespace that the store
-//! adds. Every key the cluster core reads or writes is named here.
+//! adds. Every key pgcd reads or writes is named here and nowhere else, so
+//! this file is the map of what lives in etcd.
+//!
+//! ```text
+//! cluster/id                       the cluster id, written once at --init
+//! leader/...                       etcd's election (candidates' keys)
+//! status/leader                    the leader's heartbeat
+//! hosts/<host>                     a live host's record (under its lease)
+//! hosts/<host>/tasks/<task>        a task addressed to the host
+//! known/<host>                     every host that ever joined
+//! facts/<host>                     what a host reported of itself
+//! tasks/<task>                     a task's state, result and log
+//! source/{config,wake,applied,settings}   the Git source (see source::records)
+//! revisions/<sha>                  one revision and what became of it
+//! desired                          the desired state in force
+//! observed/<host>                  what a host observed of its instances
+//! status/databases/<db>            a database's status (conditions, instances)
+//! status/reconciler                the reconciler's counters
+//! reconcile/applied/<db>           digest of a database's spec last carried out in full
+//! reconcile/operations/<id>        an operation's record (once per id)
+//! secrets/replication/<db>         a database's replication password
+//! ```
 
-use super::HostId;
+use crate::spec::names::HostId;
 
 /// The namespace every pgcd key lives under.
 pub const NAMESPACE: &str = "/pgcd/v1/";
 
 /// The cluster id, written once at `--init`.
 pub const CLUSTER_ID: &str = "cluster/id";
-/// Where the Git source is configured (`{"url","branch"}`).
-pub const SOURCE_CONFIG: &str = "source/config";
 /// The election name; etcd's election API keeps candidates under it.
 pub const LEADER: &str = "leader";
 /// A record the leader refreshes through guarded writes.
@@ -22,6 +41,33 @@ pub const KNOWN: &str = "known/";
 pub const FACTS: &str = "facts/";
 /// Prefix of task states.
 pub const TASKS: &str = "tasks/";
+
+/// Where the Git source is configured (`{"url","branch",...}`): written at
+/// `--init`, changed by `pgcd source set`.
+pub const SOURCE_CONFIG: &str = "source/config";
+/// Any agent touches it to make the leader fetch now (webhooks).
+pub const SOURCE_WAKE: &str = "source/wake";
+/// The revision whose desired state is in force (the source loop's resume point).
+pub const SOURCE_APPLIED: &str = "source/applied";
+/// What every agent's webhook endpoint needs from the state in force (the
+/// secret's reference, never the secret).
+pub const SOURCE_SETTINGS: &str = "source/settings";
+/// Prefix of revision records.
+pub const REVISIONS: &str = "revisions/";
+/// The desired state in force, with its revision.
+pub const DESIRED: &str = "desired";
+/// Prefix of host observations.
+pub const OBSERVED: &str = "observed/";
+/// Prefix of database statuses.
+pub const DATABASE_STATUS: &str = "status/databases/";
+/// The reconciler's counters.
+pub const RECONCILER_STATS: &str = "status/reconciler";
+/// Prefix of the spec digests last carried out in full.
+pub const APPLIED_SPECS: &str = "reconcile/applied/";
+/// Prefix of operation records.
+pub const OPERATIONS: &str = "reconcile/operations/";
+/// Prefix of replication passwords.
+pub const REPLICATION_SECRETS: &str = "secrets/replication/";
 
 /// The leased record of a live host.
 pub fn host(id: &HostId) -> String {
@@ -57,6 +103,36 @@ pub fn task(task: &str) -> String {
 pub fn host_id_of_record(rel: &str) -> Option<&str> {
     let rest = rel.strip_prefix(HOSTS)?;
     (!rest.contains('/')).then_some(rest)
+}
+
+/// The record of one revision.
+pub fn revision(sha: &str) -> String {
+    format!("{REVISIONS}{sha}")
+}
+
+/// What one host observed of its instances.
+pub fn observed(host: &str) -> String {
+    format!("{OBSERVED}{host}")
+}
+
+/// One database's status.
+pub fn database_status(database: &str) -> String {
+    format!("{DATABASE_STATUS}{database}")
+}
+
+/// The digest of a database's spec last carried out in full.
+pub fn applied_spec(database: &str) -> String {
+    format!("{APPLIED_SPECS}{database}")
+}
+
+/// The record of one operation.
+pub fn operation(id: &str) -> String {
+    format!("{OPERATIONS}{id}")
+}
+
+/// A database's replication password (made once by the leader).
+pub fn replication_secret(database: &str) -> String {
+    format!("{REPLICATION_SECRETS}{database}")
 }
 
 #[cfg(test)]

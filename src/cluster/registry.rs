@@ -4,7 +4,8 @@
 
 use super::keys;
 use super::store::{to_json, Store};
-use super::{ClusterError, HostId};
+use super::ClusterError;
+use crate::spec::names::HostId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,7 +7,8 @@
 use super::keys;
 use super::store::{full_key, to_json, Store};
 use super::tasks::{Executors, TaskContext, TaskSpec, TaskState, TaskStatus};
-use super::{now_rfc3339, ClusterError, HostId};
+use super::{now_rfc3339, ClusterError};
+use crate::spec::names::HostId;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 use std::collections::HashSet;
 use std::path::PathBuf;

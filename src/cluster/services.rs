@@ -1,17 +1,15 @@
-//! The leader services of this issue: a status heartbeat written through the
-//! guard (it finds lost leadership even when nothing else writes), and the
-//! dispatcher that sends `host.facts` to every newly started host.
+//! The cluster core's own leader services: a status heartbeat written
+//! through the guard (it finds lost leadership even when nothing else
+//! writes) and keeping etcd's raft leader off the pgcd leader's host; and
+//! the `HostService` trait for services every agent runs.
 
 use super::election::{LeaderGuard, LeaderService};
-use super::executors::HOST_FACTS;
 use super::keys;
-use super::registry::HostRecord;
 use super::store::to_json;
-use super::tasks::{dispatch, TaskSpec};
+
 use super::{now_rfc3339, ClusterError};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// A service every agent runs (not only the leader), from registration
@@ -49,70 +47,6 @@ impl LeaderService for Heartbeat {
                         Ok(()) => {}
                     },
                     Err(e) => tracing::warn!(error = %e, "leader heartbeat not encodable"),
-                }
-                tokio::select! {
-                    () = guard.token().cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-        .boxed()
-    }
-}
-
-/// Dispatches `host.facts` once to each host each time it starts.
-pub struct FactsDispatcher;
-
-/// The facts task id for one start of a host.
-pub fn facts_task_id(record: &HostRecord) -> String {
-    let stamp: String = record
-        .started_at
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    format!("facts-{}-{stamp}", record.id)
-}
-
-impl LeaderService for FactsDispatcher {
-    fn name(&self) -> &'static str {
-        "facts-dispatcher"
-    }
-
-    fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
-        async move {
-            let mut done: HashSet<String> = HashSet::new();
-            loop {
-                match guard.store().get_prefix(keys::HOSTS).await {
-                    Ok((entries, _)) => {
-                        for e in entries
-                            .iter()
-                            .filter(|e| keys::host_id_of_record(&e.key).is_some())
-                        {
-                            let Ok(record) = e.json::<HostRecord>() else {
-                                continue;
-                            };
-                            let id = facts_task_id(&record);
-                            if done.contains(&id) {
-                                continue;
-                            }
-                            let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
-                            let spec = TaskSpec {
-                                id: id.clone(),
-                                kind: HOST_FACTS.into(),
-                                args: serde_json::Value::Null,
-                                deadline: deadline
-                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                            };
-                            match dispatch(&guard, &record.id, &spec).await {
-                                Ok(_) => {
-                                    done.insert(id);
-                                }
-                                Err(ClusterError::NotLeader) => return,
-                                Err(e) => tracing::warn!(error = %e, "cannot dispatch host.facts"),
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot list hosts"),
                 }
                 tokio::select! {
                     () = guard.token().cancelled() => return,

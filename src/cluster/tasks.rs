@@ -6,7 +6,8 @@
 use super::election::LeaderGuard;
 use super::keys;
 use super::store::{full_key, to_json, Store};
-use super::{now_rfc3339, ClusterError, HostId};
+use super::{now_rfc3339, ClusterError};
+use crate::spec::names::HostId;
 use etcd_client::{Compare, CompareOp, TxnOp};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};

@@ -2,12 +2,12 @@
 //! owner, memberships, settings, the restart they need, and extensions.
 //! Pure; this file must not do I/O.
 
-use super::actual::{held_attributes, InstanceActual, ROLE_FLAGS};
 use super::instance::{Steps, DATABASE, EXTENSIONS, GRANTS, RESTART, ROLES, SETTINGS};
 use super::settings;
 use super::steps::{Action, Note, NoteKind, SettingChange};
 use super::SUPERUSER;
 use crate::spec::Database;
+use crate::state::actual::{held_attributes, InstanceActual, ROLE_FLAGS};
 use std::collections::BTreeMap;
 
 /// Roles, database, memberships, settings, restart and extensions of a

@@ -3,13 +3,14 @@
 //! changed, and `simulate`, which carries a plan's effects out on an actual
 //! state as the agents would. Test-only; no I/O except reading `sample-repo/`.
 
-use super::actual::{
-    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, REPLICATION_ROLE,
-    ROLE_FLAGS,
-};
 use super::steps::{Action, Plan};
-use super::{Actual, SUPERUSER};
+use super::SUPERUSER;
 use crate::spec::{self, Desired, SourceFile};
+use crate::state::actual::{
+    ExtActual, InstanceActual, InstanceRole, RoleActual, IMAGE_EXTENSIONS, ROLE_FLAGS,
+};
+use crate::state::names::REPLICATION_ROLE;
+use crate::state::Actual;
 use std::collections::BTreeMap;
 
 /// One database, PostgreSQL 17, on h1: a user, an owner, pgvector and settings.
@@ -198,14 +199,15 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 }
             }
             Action::JoinMesh { source, others, .. } => {
-                i.publications = vec![super::actual::publication_name().to_string()];
+                i.publications = vec![crate::state::names::publication_name().to_string()];
                 for p in std::iter::once(source).chain(others) {
-                    i.subscriptions.push(super::actual::SubscriptionActual {
-                        name: super::actual::subscription_name(&p.node, &s.node),
-                        enabled: true,
-                        running: true,
-                        ..Default::default()
-                    });
+                    i.subscriptions
+                        .push(crate::state::actual::SubscriptionActual {
+                            name: crate::state::names::subscription_name(&p.node, &s.node),
+                            enabled: true,
+                            running: true,
+                            ..Default::default()
+                        });
                 }
             }
             Action::RefreshSubscription { name } => {
@@ -215,12 +217,13 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
             }
             Action::CreatePublication { name } => i.publications.push(name.clone()),
             Action::CreateSubscription { name, .. } => {
-                i.subscriptions.push(super::actual::SubscriptionActual {
-                    name: name.clone(),
-                    enabled: true,
-                    running: true,
-                    ..Default::default()
-                })
+                i.subscriptions
+                    .push(crate::state::actual::SubscriptionActual {
+                        name: name.clone(),
+                        enabled: true,
+                        running: true,
+                        ..Default::default()
+                    })
             }
             Action::StartInstance => {
                 i.running = true;

@@ -2,12 +2,12 @@
 //! and its steps in fixed phases chained by dependencies. Pure; this file
 //! must not do I/O.
 
-use super::actual::{InstanceActual, InstanceRole};
 use super::settings;
 use super::steps::{Action, Note, NoteKind, Plan, Step};
 use super::Index;
 use crate::spec::database::{NodeSpec, NodeState};
 use crate::spec::Database;
+use crate::state::actual::{InstanceActual, InstanceRole};
 
 /// The phases of one instance, in order; each step waits for the steps of
 /// the last non-empty phase before its own.
@@ -217,7 +217,7 @@ fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index
         .host_ids
         .iter()
         .filter(|h| h.as_str() != primary)
-        .map(|h| super::actual::standby_name(node_name, h.as_str()))
+        .map(|h| crate::state::names::standby_name(node_name, h.as_str()))
         .collect();
     for slot in p
         .slots
@@ -276,7 +276,7 @@ fn standby_steps(
         });
         return;
     };
-    let slot = super::actual::standby_name(node_name, host);
+    let slot = crate::state::names::standby_name(node_name, host);
     let port = running.map_or_else(
         || {
             node.port
@@ -294,7 +294,7 @@ fn standby_steps(
     let has_role = running.is_some_and(|p| {
         p.roles
             .iter()
-            .any(|r| r.name == super::actual::REPLICATION_ROLE)
+            .any(|r| r.name == crate::state::names::REPLICATION_ROLE)
     });
     if !has_role || !running.is_some_and(|p| p.slots.contains(&slot)) {
         let s = step(
@@ -390,7 +390,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, o
             .host_ids
             .iter()
             .filter(|h| h.as_str() != primary)
-            .map(|h| super::actual::standby_name(node_name, h.as_str()))
+            .map(|h| crate::state::names::standby_name(node_name, h.as_str()))
             .collect();
         wanted.insert(
             "synchronous_standby_names".into(),

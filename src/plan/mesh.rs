@@ -7,13 +7,12 @@
 //! that copies a member and starts every link where the copy ends (see
 //! `runtime::join`). Pure; this file must not do I/O.
 
-use super::actual::{
-    publication_name, subscription_name, InstanceActual, InstanceRole, SEQUENCE_STRIDE,
-};
 use super::instance::step;
 use super::steps::{Action, Note, NoteKind, Peer, Plan};
 use super::Index;
 use crate::spec::Database;
+use crate::state::actual::{InstanceActual, InstanceRole};
+use crate::state::names::{publication_name, subscription_name, SEQUENCE_STRIDE};
 
 /// One node's primary as the mesh sees it.
 struct Member<'a> {

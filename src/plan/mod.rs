@@ -10,8 +10,8 @@
 //! the database's owner must exist; extensions last because a preloaded
 //! library only loads at the restart).
 
-pub mod actual;
 mod catalog;
+mod converged;
 mod instance;
 mod mesh;
 mod render;
@@ -23,11 +23,12 @@ mod example;
 #[cfg(test)]
 mod tests;
 
-pub use actual::{Actual, DatabaseActual, InstanceActual, InstanceRole};
+pub use converged::converged;
 pub use steps::{Action, Effect, Note, NoteKind, Plan, SettingChange, Step};
 
 use crate::spec::database::DatabaseState;
 use crate::spec::{Database, Desired};
+use crate::state::{Actual, InstanceActual};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The superuser every instance has; owner of databases whose spec names none.
@@ -67,23 +68,13 @@ impl<'a> Index<'a> {
     }
 }
 
-/// A digest of a database's spec (SHA-256 of its JSON), recorded by the
-/// apply loop once the spec is carried out in full.
-pub fn spec_digest(db: &Database) -> String {
-    use sha2::{Digest, Sha256};
-    // Serialising plain spec values cannot fail; an empty digest would only
-    // make drift look like a spec change.
-    let json = serde_json::to_vec(db).unwrap_or_default();
-    hex::encode(Sha256::digest(json))
-}
-
 /// Whether `db`'s spec is the one last carried out in full.
 fn applied(actual: &Actual, db: &Database) -> bool {
     actual
         .databases
         .iter()
         .find(|a| a.name == db.database_name.as_str())
-        .is_some_and(|a| a.applied_spec == spec_digest(db))
+        .is_some_and(|a| a.applied_spec == crate::state::spec_digest(db))
 }
 
 /// Plans the steps that take `actual` to `desired`.
@@ -104,8 +95,8 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         if db.state == Some(DatabaseState::Absent) {
             instance::remove(db, &index, &mut out);
         } else {
-            let spock = actual::spock_wired(db);
-            if actual::spock_mesh(db) && !spock {
+            let spock = crate::state::actual::spock_wired(db);
+            if crate::state::actual::spock_mesh(db) && !spock {
                 let names: Vec<&str> = db.nodes.iter().map(|n| n.name.as_str()).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
@@ -120,7 +111,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             for node in &db.nodes {
                 instance::node(db, node, &index, &mut out);
             }
-            if actual::native_mesh(db) || spock {
+            if crate::state::actual::native_mesh(db) || spock {
                 mesh::steps(db, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);

@@ -53,8 +53,8 @@ pub fn desired(
         .chain(&node.postgresql_conf)
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
-    let spock = super::actual::spock_wired(db) && offered("spock");
-    if super::actual::native_mesh(db) || spock {
+    let spock = crate::state::actual::spock_wired(db) && offered("spock");
+    if crate::state::actual::native_mesh(db) || spock {
         out.insert("wal_level".into(), "logical".into());
     }
     if spock {

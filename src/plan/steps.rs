@@ -153,7 +153,7 @@ pub enum Action {
     AlignSequences {
         /// This node's residue (1-based node position).
         offset: i64,
-        /// The stride ([`super::actual::SEQUENCE_STRIDE`]).
+        /// The stride ([`crate::state::names::SEQUENCE_STRIDE`]).
         stride: i64,
         /// The sequences to align (`schema.name`, quoted as needed).
         sequences: Vec<String>,
@@ -178,7 +178,7 @@ pub enum Action {
         others: Vec<Peer>,
         /// This node's residue for generated keys (1-based position).
         offset: i64,
-        /// The stride ([`super::actual::SEQUENCE_STRIDE`]).
+        /// The stride ([`crate::state::names::SEQUENCE_STRIDE`]).
         stride: i64,
     },
     /// `ALTER SUBSCRIPTION ... ENABLE`: a pgcd subscription found disabled

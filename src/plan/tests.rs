@@ -2,9 +2,10 @@
 //! plans compared with reviewed snapshots, and idempotence through
 //! `example::simulate`.
 
-use super::actual::InstanceRole;
 use super::example::{self, desired, instance, orders_with, simulate, INVENTORY, ORDERS};
-use super::{plan, Action, Actual, NoteKind, Plan};
+use super::{plan, Action, NoteKind, Plan};
+use crate::state::actual::InstanceRole;
+use crate::state::Actual;
 
 /// Plans, checks the plan is well-formed and that carrying it out leaves
 /// nothing to do, and returns it.
@@ -30,7 +31,7 @@ fn checked(d: &crate::spec::Desired, a: &Actual) -> Plan {
 
 /// A healthy host with Docker and no instances.
 fn add_host(a: &mut Actual, id: &str) {
-    a.hosts.push(crate::plan::actual::HostActual {
+    a.hosts.push(crate::state::actual::HostActual {
         id: id.into(),
         healthy: true,
         docker: true,
@@ -74,7 +75,7 @@ fn empty_cluster_plan_as_json() {
 #[test]
 fn converged_has_no_changes() {
     let d = orders();
-    let p = checked(&d, &Actual::converged(&d));
+    let p = checked(&d, &super::converged(&d));
     assert!(p.notes.is_empty());
     insta::assert_snapshot!(p.to_string(), @"No changes.");
 }
@@ -82,7 +83,7 @@ fn converged_has_no_changes() {
 #[test]
 fn sample_repo_converged_has_no_steps_and_notes_standbys() {
     let d = example::sample_repo();
-    let p = checked(&d, &Actual::converged(&d));
+    let p = checked(&d, &super::converged(&d));
     assert!(p.steps.is_empty());
     assert!(p
         .notes
@@ -101,7 +102,7 @@ fn sample_repo_on_empty_hosts() {
 #[test]
 fn reload_setting_change_is_set_without_restart() {
     let d = orders_with("work_mem: 16MB", "work_mem: 64MB");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     assert!(p.steps.iter().all(|s| !s.disruptive));
     insta::assert_snapshot!(p.to_string());
 }
@@ -109,7 +110,7 @@ fn reload_setting_change_is_set_without_restart() {
 #[test]
 fn restart_setting_change_plans_one_restart() {
     let d = orders_with("shared_buffers: 1GB", "shared_buffers: 2GB");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     let restarts = p
         .steps
         .iter()
@@ -122,7 +123,7 @@ fn restart_setting_change_plans_one_restart() {
 #[test]
 fn same_value_in_another_spelling_is_no_change() {
     let d = orders_with("shared_buffers: 1GB", "shared_buffers: 1024MB");
-    let mut a = Actual::converged(&orders());
+    let mut a = super::converged(&orders());
     instance(&mut a, "orders", "n1", "h1")
         .settings
         .insert("jit".into(), "off".into());
@@ -132,14 +133,14 @@ fn same_value_in_another_spelling_is_no_change() {
 #[test]
 fn new_preload_extension_adds_library_restarts_then_creates() {
     let d = orders_with("  - pgvector\n", "  - pgvector\n  - pg_cron\n");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     insta::assert_snapshot!(p.to_string());
 }
 
 #[test]
 fn pending_restart_alone_plans_a_restart() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     instance(&mut a, "orders", "n1", "h1").pending_restart = vec!["wal_level".into()];
     insta::assert_snapshot!(checked(&d, &a).to_string());
 }
@@ -147,7 +148,7 @@ fn pending_restart_alone_plans_a_restart() {
 #[test]
 fn role_dropped_by_hand_is_recreated_with_its_grants() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     instance(&mut a, "orders", "n1", "h1")
         .roles
         .retain(|r| r.name != "app");
@@ -157,7 +158,7 @@ fn role_dropped_by_hand_is_recreated_with_its_grants() {
 #[test]
 fn role_attributes_changed_by_hand_are_put_back() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     let i = instance(&mut a, "orders", "n1", "h1");
     let app = i.roles.iter_mut().find(|r| r.name == "app").expect("app");
     app.attributes = vec!["INHERIT".into(), "LOGIN".into(), "SUPERUSER".into()];
@@ -167,7 +168,7 @@ fn role_attributes_changed_by_hand_are_put_back() {
 #[test]
 fn container_stopped_by_hand_is_started() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     let i = instance(&mut a, "orders", "n1", "h1");
     i.running = false;
     i.role = InstanceRole::Unknown;
@@ -177,7 +178,7 @@ fn container_stopped_by_hand_is_started() {
 #[test]
 fn container_removed_by_hand_is_recreated_on_its_data() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     let i = instance(&mut a, "orders", "n1", "h1");
     i.container_exists = false;
     i.running = false;
@@ -187,7 +188,7 @@ fn container_removed_by_hand_is_recreated_on_its_data() {
 #[test]
 fn setting_changed_by_hand_is_put_back() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     instance(&mut a, "orders", "n1", "h1")
         .settings
         .insert("work_mem".into(), "4MB".into());
@@ -197,14 +198,14 @@ fn setting_changed_by_hand_is_put_back() {
 #[test]
 fn users_and_extensions_not_in_the_spec_are_left_alone() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     let i = instance(&mut a, "orders", "n1", "h1");
-    i.roles.push(super::actual::RoleActual {
+    i.roles.push(crate::state::actual::RoleActual {
         name: "dba_alice".into(),
         attributes: vec!["LOGIN".into(), "SUPERUSER".into()],
         member_of: vec![],
     });
-    i.extensions.push(super::actual::ExtActual {
+    i.extensions.push(crate::state::actual::ExtActual {
         name: "hstore".into(),
         version: "1.8".into(),
     });
@@ -216,7 +217,7 @@ fn users_and_extensions_not_in_the_spec_are_left_alone() {
 #[test]
 fn removed_database_file_is_only_noted_as_orphaned() {
     let both = desired(&[("orders", ORDERS), ("inventory", INVENTORY)]);
-    let p = checked(&orders(), &Actual::converged(&both));
+    let p = checked(&orders(), &super::converged(&both));
     assert!(p.steps.is_empty());
     assert_eq!(p.notes.len(), 1);
     assert_eq!(p.notes[0].kind, NoteKind::Orphaned);
@@ -229,7 +230,7 @@ fn state_absent_without_delete_data_removes_and_keeps_data() {
         "port: 6432",
         "port: 6432\nstate: absent\nconfirm_delete: orders",
     );
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     insta::assert_snapshot!(p.to_string());
 }
 
@@ -239,14 +240,14 @@ fn state_absent_with_delete_data_deletes_it() {
         "port: 6432",
         "port: 6432\nstate: absent\nconfirm_delete: orders\ndelete_data: true",
     );
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     insta::assert_snapshot!(p.to_string());
 }
 
 #[test]
 fn state_stopped_stops_the_instance() {
     let d = orders_with("port: 6432", "port: 6432\nstate: stopped");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     assert!(p.steps.iter().all(|s| s.disruptive));
     insta::assert_snapshot!(p.to_string());
 }
@@ -271,7 +272,7 @@ fn unhealthy_host_is_noted_not_planned() {
 #[test]
 fn the_reported_primary_is_planned_not_the_first_host() {
     let d = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2]\n");
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     instance(&mut a, "orders", "n1", "h1").role = InstanceRole::Standby;
     let h2 = instance(&mut a, "orders", "n1", "h2");
     h2.role = InstanceRole::Primary;
@@ -284,7 +285,7 @@ fn the_reported_primary_is_planned_not_the_first_host() {
 #[test]
 fn a_host_taken_out_of_a_node_loses_its_standby_and_slot() {
     let three = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2, h3]\n");
-    let a = Actual::converged(&three);
+    let a = super::converged(&three);
     assert_eq!(
         a.instances.iter().find(|i| i.host == "h1").unwrap().slots,
         ["pgcd_n1_h2", "pgcd_n1_h3"]
@@ -325,7 +326,7 @@ fn synchronous_standbys_are_set_once_a_standby_runs() {
     let p = plan(&sync, &Actual::empty(&["h1", "h2", "h3"]));
     assert!(!p.to_string().contains("synchronous_standby_names"), "{p}");
     // Standbys running: the primary gets ANY 1 over both, by reload.
-    let p = plan(&sync, &Actual::converged(&sync));
+    let p = plan(&sync, &super::converged(&sync));
     let text = p.to_string();
     assert!(
         text.contains("synchronous_standby_names")
@@ -353,7 +354,7 @@ fn a_node_added_to_a_running_mesh_joins_by_copying_a_member() {
         )])
     };
     let three = nodes(3);
-    let mut a = Actual::converged(&three);
+    let mut a = super::converged(&three);
     assert!(plan(&three, &a).is_empty());
     // Before any table exists there is nothing to copy: a new node is
     // wired at once, like the first ones.
@@ -420,7 +421,7 @@ fn a_node_added_to_a_running_mesh_joins_by_copying_a_member() {
 #[test]
 fn a_single_node_with_data_seeds_the_node_added_to_it() {
     let one = desired(&[("orders", ORDERS)]);
-    let mut a = Actual::converged(&one);
+    let mut a = super::converged(&one);
     a.instances[0].tables = 3;
     let two = desired(&[("orders", &orders_on_two_nodes())]);
     add_host(&mut a, "h2");
@@ -454,7 +455,7 @@ fn a_single_node_with_data_seeds_the_node_added_to_it() {
 #[test]
 fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
     let two = desired(&[("orders", &orders_on_two_nodes())]);
-    let mut a = Actual::converged(&two);
+    let mut a = super::converged(&two);
     let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
     n2.subscriptions.clear();
     n2.autoddl = false;
@@ -472,11 +473,11 @@ fn a_node_with_tables_of_its_own_is_not_overwritten_by_a_join() {
 #[test]
 fn a_disabled_subscription_is_enabled_and_ddl_failures_are_noted() {
     let two = desired(&[("orders", &orders_on_two_nodes())]);
-    let mut a = Actual::converged(&two);
+    let mut a = super::converged(&two);
     let n2 = a.instances.iter_mut().find(|i| i.node == "n2").unwrap();
     n2.subscriptions[0].enabled = false;
     n2.subscriptions[0].running = false;
-    n2.ddl_failures.push(crate::plan::actual::DdlFailure {
+    n2.ddl_failures.push(crate::state::actual::DdlFailure {
         origin: "n1".into(),
         id: 7,
         statement: "CREATE INDEX CONCURRENTLY i ON t (a)".into(),
@@ -500,14 +501,14 @@ fn a_disabled_subscription_is_enabled_and_ddl_failures_are_noted() {
 #[test]
 fn drift_is_told_from_a_spec_change() {
     let d = orders();
-    let mut by_hand = Actual::converged(&d);
+    let mut by_hand = super::converged(&d);
     instance(&mut by_hand, "orders", "n1", "h1")
         .settings
         .insert("work_mem".into(), "4MB".into());
     let p = plan(&d, &by_hand);
     assert!(!p.is_empty() && p.steps.iter().all(|s| s.drift));
     let edited = orders_with("work_mem: 16MB", "work_mem: 64MB");
-    let p = plan(&edited, &Actual::converged(&d));
+    let p = plan(&edited, &super::converged(&d));
     assert!(!p.is_empty() && p.steps.iter().all(|s| !s.drift));
     let unknown = Actual {
         databases: Vec::new(),
@@ -533,7 +534,7 @@ fn plan_json_reads_back_the_same() {
     let json = serde_json::to_string(&p).expect("serialises");
     let back: Plan = serde_json::from_str(&json).expect("deserialises");
     assert_eq!(back, p);
-    let a = Actual::converged(&d);
+    let a = super::converged(&d);
     let json = serde_json::to_string(&a).expect("serialises");
     assert_eq!(
         serde_json::from_str::<Actual>(&json).expect("deserialises"),
@@ -553,7 +554,7 @@ fn instance_of_a_removed_node_is_only_noted() {
         "    host_ids: [h1]\n",
         "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
     );
-    let p = checked(&orders(), &Actual::converged(&two_nodes));
+    let p = checked(&orders(), &super::converged(&two_nodes));
     assert!(p.steps.is_empty());
     insta::assert_snapshot!(p.to_string());
 }
@@ -562,7 +563,7 @@ fn instance_of_a_removed_node_is_only_noted() {
 fn extension_missing_from_the_image_is_noted_not_created() {
     // pg_stat_monitor is preloaded: its library must not be added either.
     let d = orders_with("  - pgvector\n", "  - pgvector\n  - pg_stat_monitor\n");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     assert!(p.steps.is_empty());
     assert_eq!(p.notes[0].kind, NoteKind::Unavailable);
     insta::assert_snapshot!(p.to_string());
@@ -571,7 +572,7 @@ fn extension_missing_from_the_image_is_noted_not_created() {
 #[test]
 fn other_version_running_is_noted_not_upgraded() {
     let d = orders();
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     instance(&mut a, "orders", "n1", "h1").version = Some("16.10".into());
     let p = checked(&d, &a);
     assert!(p.steps.is_empty());
@@ -584,7 +585,7 @@ fn owner_and_extension_version_changed_by_hand_are_put_back() {
         "  - pgvector\n",
         "  - {name: pgvector, version: \"0.8.0\"}\n",
     );
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     let i = instance(&mut a, "orders", "n1", "h1");
     i.owner = Some("postgres".into());
     i.extensions
@@ -597,13 +598,13 @@ fn owner_and_extension_version_changed_by_hand_are_put_back() {
 #[test]
 fn port_change_is_a_restart() {
     let d = orders_with("port: 6432", "port: 6433");
-    insta::assert_snapshot!(checked(&d, &Actual::converged(&orders())).to_string());
+    insta::assert_snapshot!(checked(&d, &super::converged(&orders())).to_string());
 }
 
 #[test]
 fn preloaded_extension_waits_for_the_restart() {
     let d = orders_with("  - pgvector\n", "  - pgvector\n  - pgaudit\n");
-    let p = checked(&d, &Actual::converged(&orders()));
+    let p = checked(&d, &super::converged(&orders()));
     let create = p.step("orders/n1/h1/extension/pgaudit").expect("planned");
     assert_eq!(create.depends_on, ["orders/n1/h1/restart"]);
     let restart = p.step("orders/n1/h1/restart").expect("planned");
@@ -652,7 +653,7 @@ mod property {
             changes in proptest::collection::vec((0usize..8, 0u8..10), 0..6)
         ) {
             let d = example::sample_repo();
-            let mut a = Actual::converged(&d);
+            let mut a = crate::plan::converged(&d);
             for (which, kind) in changes {
                 mutate(&mut a, which, kind);
             }
@@ -692,7 +693,7 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
     // Declared: the same mesh steps as native, carried out by the Spock
     // driver; Spock's settings; nothing of pgcd's own DDL log.
     let d = desired(&[("orders", &spec("  - pgvector\n  - spock\n"))]);
-    let mut a = Actual::converged(&d);
+    let mut a = super::converged(&d);
     for i in &mut a.instances {
         i.publications.clear();
         i.subscriptions.clear();
@@ -703,7 +704,7 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
         .steps
         .iter()
         .any(|s| matches!(s.action, Action::CreateSubscription { .. })));
-    let created = Actual::converged(&d);
+    let created = super::converged(&d);
     let n1 = &created.instances[0];
     assert_eq!(
         n1.settings
@@ -721,7 +722,7 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
             "    host_ids: [h2]\n  - name: n3\n    host_ids: [h3]\n",
         ),
     )]);
-    let mut a3 = Actual::converged(&d);
+    let mut a3 = super::converged(&d);
     a3.instances[0].tables = 1;
     add_host(&mut a3, "h3");
     let p = plan(&three, &a3);

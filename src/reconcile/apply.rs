@@ -6,9 +6,10 @@ use crate::cluster::election::LeaderGuard;
 use crate::cluster::identity::random_hex;
 use crate::cluster::keys;
 use crate::cluster::tasks::{dispatch, TaskSpec, TaskState, TaskStatus};
-use crate::cluster::{ClusterError, HostId};
+use crate::cluster::ClusterError;
+use crate::exec::{StepArgs, KIND};
 use crate::plan::{Action, Step};
-use crate::runtime::exec::{StepArgs, KIND};
+use crate::spec::names::HostId;
 use std::time::{Duration, Instant};
 
 /// Attempts per step within one pass (later passes retry again).

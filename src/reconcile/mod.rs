@@ -7,31 +7,29 @@
 //! resync interval (which is how drift is found).
 
 pub mod apply;
-pub mod assemble;
 pub mod status;
 
 use crate::cluster::election::{LeaderGuard, LeaderService};
+use crate::cluster::keys;
 use crate::cluster::registry::list_hosts;
 use crate::cluster::store::to_json;
 use crate::cluster::tasks::{dispatch, list_tasks, TaskSpec, TaskState};
-use crate::cluster::{now_rfc3339, ClusterError, HostId};
-use crate::plan::{Action, Actual, NoteKind, Plan, Step};
-use crate::runtime::exec::{StepArgs, KIND};
-use crate::source::records;
+use crate::cluster::{now_rfc3339, ClusterError};
+use crate::exec::{StepArgs, KIND};
+use crate::plan::{Action, NoteKind, Plan, Step};
 use crate::source::report::{Reporter, StatusJob};
 use crate::source::status::{CommitStatus, State};
 use crate::spec::database::DatabaseState;
+use crate::spec::names::HostId;
 use crate::spec::operation::Action as OpAction;
 use crate::spec::{ClusterConfig, Desired};
+use crate::state::Actual;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use status::{ConditionType as C, DatabaseStatus, InstanceStatus, PlanRecord, ReconcilerStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The key prefix of operations carried out (`reconcile/operations/<id>`).
-pub const OPERATIONS_PREFIX: &str = "reconcile/operations/";
 
 /// The reconciler service.
 pub struct Reconciler {
@@ -92,7 +90,7 @@ async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: Stri
         statuses: HashMap::new(),
         stats: guard
             .store()
-            .get_json(status::STATS_KEY)
+            .get_json(keys::RECONCILER_STATS)
             .await
             .ok()
             .flatten()
@@ -101,7 +99,7 @@ async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: Stri
         last_steps: BTreeSet::new(),
     };
     lp.stats.leader = lp.guard.host().to_string();
-    if let Ok((entries, _)) = lp.guard.store().get_prefix(status::PREFIX).await {
+    if let Ok((entries, _)) = lp.guard.store().get_prefix(keys::DATABASE_STATUS).await {
         for e in entries {
             if let Ok(s) = e.json::<DatabaseStatus>() {
                 lp.statuses.insert(s.name.clone(), s);
@@ -120,7 +118,7 @@ async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: Stri
         if lp.guard.token().is_cancelled() {
             return;
         }
-        let entry = match lp.guard.store().get(records::DESIRED).await {
+        let entry = match lp.guard.store().get(keys::DESIRED).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the desired state");
@@ -182,7 +180,7 @@ impl Loop {
         let started = Instant::now();
         let cpu = process_cpu_seconds();
         let store = self.guard.store().clone();
-        let actual = assemble::actual(&store).await?;
+        let actual = crate::state::assemble::actual(&store).await?;
         let plan = crate::plan::plan(&rec.desired, &actual);
         let mut by_db: BTreeMap<String, Vec<Step>> = BTreeMap::new();
         for s in &plan.steps {
@@ -228,7 +226,7 @@ impl Loop {
         let after = if plan.steps.is_empty() {
             actual
         } else {
-            assemble::actual(&store).await?
+            crate::state::assemble::actual(&store).await?
         };
         let all_ok = outcomes.values().flatten().all(|o| o.error.is_none());
         self.record(rec, &plan, &after, &outcomes, repeating)
@@ -250,7 +248,7 @@ impl Loop {
         }
         self.stats.updated_at = now_rfc3339();
         self.guard
-            .put(status::STATS_KEY, to_json(&self.stats)?)
+            .put(keys::RECONCILER_STATS, to_json(&self.stats)?)
             .await?;
         if !plan.steps.is_empty() {
             tracing::info!(
@@ -327,7 +325,9 @@ impl Loop {
             return Ok(());
         };
         st.updated_at = now_rfc3339();
-        self.guard.put(&status::key(db), to_json(st)?).await
+        self.guard
+            .put(&keys::database_status(db), to_json(st)?)
+            .await
     }
 
     /// Computes and stores every database's status after a pass.
@@ -386,9 +386,9 @@ impl Loop {
             {
                 // Deleted as instructed: nothing left to report.
                 if self.statuses.remove(&name).is_some() {
-                    self.guard.delete(&status::key(&name)).await?;
+                    self.guard.delete(&keys::database_status(&name)).await?;
                 }
-                self.guard.delete(&assemble::applied_key(&name)).await?;
+                self.guard.delete(&keys::applied_spec(&name)).await?;
                 continue;
             }
             let notes: Vec<&crate::plan::Note> =
@@ -487,11 +487,11 @@ impl Loop {
                         &now,
                     );
                     if let Some(db) = spec {
-                        let digest = crate::plan::spec_digest(db);
+                        let digest = crate::state::spec_digest(db);
                         let current = actual.databases.iter().find(|d| d.name == name);
                         if current.is_none_or(|d| d.applied_spec != digest) {
                             self.guard
-                                .put(&assemble::applied_key(&name), digest.into_bytes())
+                                .put(&keys::applied_spec(&name), digest.into_bytes())
                                 .await?;
                         }
                     }
@@ -535,7 +535,7 @@ impl Loop {
             {
                 continue;
             }
-            let done_key = format!("{OPERATIONS_PREFIX}{}", op.id);
+            let done_key = keys::operation(op.id.as_str());
             if self.guard.store().get(&done_key).await?.is_some() {
                 continue;
             }
@@ -653,8 +653,7 @@ async fn ensure_replication_secret(
     database: &str,
 ) -> Result<(), ClusterError> {
     use etcd_client::{Compare, CompareOp, TxnOp};
-    let key =
-        crate::cluster::store::full_key(&crate::runtime::exec::replication_secret_key(database));
+    let key = crate::cluster::store::full_key(&keys::replication_secret(database));
     guard
         .txn(
             vec![Compare::version(key.clone(), CompareOp::Equal, 0)],
@@ -733,19 +732,19 @@ fn mesh_status(
 ) -> (Vec<status::LinkStatus>, BTreeMap<String, i64>) {
     let mut links = Vec::new();
     let mut ddl = BTreeMap::new();
-    let Some(db) = spec.filter(|d| crate::plan::actual::native_mesh(d)) else {
+    let Some(db) = spec.filter(|d| crate::state::actual::native_mesh(d)) else {
         return (links, ddl);
     };
     for i in actual
         .instances
         .iter()
-        .filter(|i| i.database == name && i.role == crate::plan::InstanceRole::Primary)
+        .filter(|i| i.database == name && i.role == crate::state::InstanceRole::Primary)
     {
         if let Some(rows) = i.ddl_rows {
             ddl.insert(i.node.clone(), rows);
         }
         for n in db.nodes.iter().filter(|n| n.name.as_str() != i.node) {
-            let sub = crate::plan::actual::subscription_name(n.name.as_str(), &i.node);
+            let sub = crate::state::names::subscription_name(n.name.as_str(), &i.node);
             let found = i.subscriptions.iter().find(|s| s.name == sub);
             let state = match found {
                 Some(s) if s.enabled && s.running => "streaming",
@@ -759,7 +758,7 @@ fn mesh_status(
                 .filter(|p| {
                     p.database == name
                         && p.node == n.name.as_str()
-                        && p.role == crate::plan::InstanceRole::Primary
+                        && p.role == crate::state::InstanceRole::Primary
                 })
                 .flat_map(|p| p.replicas.iter())
                 .find(|r| r.name == sub);
@@ -784,19 +783,19 @@ fn mesh_status(
 /// What a standby's primary reports of it (`pg_stat_replication`).
 fn standby_lag<'a>(
     actual: &'a Actual,
-    standby: &crate::plan::InstanceActual,
-) -> Option<&'a crate::plan::actual::ReplicaActual> {
-    if standby.role != crate::plan::InstanceRole::Standby {
+    standby: &crate::state::InstanceActual,
+) -> Option<&'a crate::state::actual::ReplicaActual> {
+    if standby.role != crate::state::InstanceRole::Standby {
         return None;
     }
-    let name = crate::plan::actual::standby_name(&standby.node, &standby.host);
+    let name = crate::state::names::standby_name(&standby.node, &standby.host);
     actual
         .instances
         .iter()
         .filter(|p| {
             p.database == standby.database
                 && p.node == standby.node
-                && p.role == crate::plan::InstanceRole::Primary
+                && p.role == crate::state::InstanceRole::Primary
         })
         .flat_map(|p| p.replicas.iter())
         .find(|r| r.name == name)

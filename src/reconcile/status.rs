@@ -5,16 +5,9 @@
 //! and `Orphaned`, each `true` or `false` with a machine reason and a message
 //! a person reads. Plain values: no I/O here.
 
-use crate::plan::{InstanceRole, Note, Step};
+use crate::plan::{Note, Step};
+use crate::state::InstanceRole;
 use serde::{Deserialize, Serialize};
-
-/// The etcd key prefix of database statuses (relative to the namespace).
-pub const PREFIX: &str = "status/databases/";
-
-/// The key of one database's status.
-pub fn key(database: &str) -> String {
-    format!("{PREFIX}{database}")
-}
 
 /// The kinds of condition, as kstatus names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -253,9 +246,6 @@ mod tests {
         assert_eq!(kinds, vec![ConditionType::Ready, ConditionType::Orphaned]);
     }
 }
-
-/// The etcd key of the reconciler's counters (relative to the namespace).
-pub const STATS_KEY: &str = "status/reconciler";
 
 /// The reconciler's counters, kept in etcd by the leader so that they
 /// survive a change of leader and every agent's `/metrics` can show them.

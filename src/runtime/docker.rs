@@ -5,6 +5,7 @@
 //! a host directory under the agent's data dir that outlives the container.
 //! Health is `pg_isready`, run by Docker's health check.
 
+use crate::state::InstanceId;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy};
 use bollard::models::{HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::query_parameters::{
@@ -62,33 +63,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |error| RuntimeError::Io {
         path: path.display().to_string(),
         error,
-    }
-}
-
-/// Which instance: database, node and host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId {
-    /// The database.
-    pub database: String,
-    /// The node.
-    pub node: String,
-    /// The host.
-    pub host: String,
-}
-
-impl InstanceId {
-    /// Makes an id.
-    pub fn new(database: &str, node: &str, host: &str) -> Self {
-        Self {
-            database: database.into(),
-            node: node.into(),
-            host: host.into(),
-        }
-    }
-
-    /// The container name, `pgcd-<database>-<node>-<host>`.
-    pub fn container(&self) -> String {
-        format!("pgcd-{}-{}-{}", self.database, self.node, self.host)
     }
 }
 
@@ -623,13 +597,5 @@ mod tests {
         assert_eq!(nano_cpus("2"), Some(2_000_000_000));
         assert_eq!(nano_cpus("500m"), Some(500_000_000));
         assert_eq!(nano_cpus("x"), None);
-    }
-
-    #[test]
-    fn container_names_follow_the_convention() {
-        assert_eq!(
-            InstanceId::new("orders", "n1", "h1").container(),
-            "pgcd-orders-n1-h1"
-        );
     }
 }

@@ -1,10 +1,6 @@
-//! What runs on each host for its instances: the Docker runtime, observing
-//! the instances' real state, and the `pg.step` executor that carries out
-//! plan steps. SQL is built only in `sql`, and replication's in `driver`.
+//! What runs on each host for its instances: the Docker runtime (containers,
+//! images, data directories) and the observation of the host's instances.
+//! Plan steps are carried out by `exec`; SQL is built only in `postgres`.
 
 pub mod docker;
-pub mod driver;
-pub mod exec;
-pub mod join;
 pub mod observe;
-pub mod sql;

@@ -10,6 +10,7 @@ use super::records::{self, Applied, DesiredRecord, RevisionRecord, RevisionState
 use super::report::{Reporter, StatusJob};
 use super::status::{CommitStatus, State};
 use crate::cluster::election::{LeaderGuard, LeaderService};
+use crate::cluster::keys;
 use crate::cluster::store::{full_key, to_json};
 use crate::cluster::ClusterError;
 use crate::spec::{self, Desired};
@@ -134,7 +135,7 @@ impl Loop {
     /// fetch timeout of the desired state's `pgcd.yaml` unless set there.
     async fn config(&self) -> Result<(Option<SourceConfig>, Duration), ClusterError> {
         let store = self.guard.store();
-        let cfg: Option<SourceConfig> = store.get_json(records::CONFIG).await?;
+        let cfg: Option<SourceConfig> = store.get_json(keys::SOURCE_CONFIG).await?;
         let mut poll = cfg
             .as_ref()
             .and_then(|c| c.poll_interval.as_deref())
@@ -158,7 +159,7 @@ impl Loop {
         let cancel = self.guard.token().clone();
         tokio::spawn(async move {
             let mut client = store.client();
-            let Ok(mut stream) = client.watch(full_key(records::WAKE), None).await else {
+            let Ok(mut stream) = client.watch(full_key(keys::SOURCE_WAKE), None).await else {
                 tracing::warn!("cannot watch the wake key; webhooks wait for the next poll");
                 return;
             };
@@ -217,7 +218,7 @@ impl Loop {
             .unwrap_or(DEFAULT_FETCH_TIMEOUT);
         let dir = self.dir.clone();
         let branch_ref = format!("refs/heads/{}", cfg.branch);
-        let applied: Option<Applied> = self.guard.store().get_json(records::APPLIED).await?;
+        let applied: Option<Applied> = self.guard.store().get_json(keys::SOURCE_APPLIED).await?;
         let cached = self.applied.take();
 
         // Fetch and read off the runtime: git2 blocks.
@@ -244,7 +245,7 @@ impl Loop {
             if self
                 .guard
                 .store()
-                .get(&records::revision(&rev.info.sha))
+                .get(&keys::revision(&rev.info.sha))
                 .await?
                 .is_some()
             {
@@ -311,8 +312,7 @@ impl Loop {
                     record.summary = short(&summary(&d, current));
                     // The plan against the cluster as observed now: what a
                     // merge would do (the pgcd/plan status).
-                    if let Ok(actual) = crate::reconcile::assemble::actual(self.guard.store()).await
-                    {
+                    if let Ok(actual) = crate::state::assemble::actual(self.guard.store()).await {
                         record.plan = Some(crate::plan::plan(&d, &actual).summary());
                     }
                     desired = Some(d);
@@ -327,7 +327,7 @@ impl Loop {
         // A valid revision's own pgcd.yaml says where its statuses go.
         let reporters = desired.as_ref().map(|d| d.config.reporters.clone());
         let mut ops = vec![TxnOp::put(
-            full_key(&records::revision(&sha)),
+            full_key(&keys::revision(&sha)),
             to_json(&record)?,
             None,
         )];
@@ -342,12 +342,12 @@ impl Loop {
                     plan_refs: d.config.source.plan_refs.clone(),
                 };
                 ops.push(TxnOp::put(
-                    full_key(records::SETTINGS),
+                    full_key(keys::SOURCE_SETTINGS),
                     to_json(&settings)?,
                     None,
                 ));
                 ops.push(TxnOp::put(
-                    full_key(records::DESIRED),
+                    full_key(keys::DESIRED),
                     to_json(&DesiredRecord {
                         revision: sha.clone(),
                         desired: d,
@@ -355,13 +355,13 @@ impl Loop {
                     None,
                 ));
                 ops.push(TxnOp::put(
-                    full_key(records::APPLIED),
+                    full_key(keys::SOURCE_APPLIED),
                     to_json(&applied)?,
                     None,
                 ));
                 if let Some(prev) = self.previous_applied().await? {
                     ops.push(TxnOp::put(
-                        full_key(&records::revision(&prev.sha)),
+                        full_key(&keys::revision(&prev.sha)),
                         to_json(&prev)?,
                         None,
                     ));
@@ -369,7 +369,7 @@ impl Loop {
             }
         }
         // Only if nobody recorded this revision meanwhile: exactly once.
-        let absent = Compare::version(full_key(&records::revision(&sha)), CompareOp::Equal, 0);
+        let absent = Compare::version(full_key(&keys::revision(&sha)), CompareOp::Equal, 0);
         let resp = self.guard.txn(vec![absent], ops, vec![]).await?;
         if !resp.succeeded() {
             return Ok(record.state);
@@ -384,7 +384,7 @@ impl Loop {
         let Some(applied) = self
             .guard
             .store()
-            .get_json::<Applied>(records::APPLIED)
+            .get_json::<Applied>(keys::SOURCE_APPLIED)
             .await?
         else {
             return Ok(None);
@@ -392,7 +392,7 @@ impl Loop {
         let prev: Option<RevisionRecord> = self
             .guard
             .store()
-            .get_json(&records::revision(&applied.sha))
+            .get_json(&keys::revision(&applied.sha))
             .await?;
         Ok(prev.map(|mut p| {
             p.state = RevisionState::Superseded;
@@ -460,7 +460,7 @@ impl Loop {
         });
         let mut done = record.clone();
         done.reported = true;
-        let key = full_key(&records::revision(&record.sha));
+        let key = full_key(&keys::revision(&record.sha));
         self.guard
             .txn(vec![], vec![TxnOp::put(key, to_json(&done)?, None)], vec![])
             .await?;
@@ -469,7 +469,7 @@ impl Loop {
 
     /// A predecessor may have died between recording and reporting.
     async fn resend_unreported(&self) {
-        let Ok((entries, _)) = self.guard.store().get_prefix(records::REVISIONS).await else {
+        let Ok((entries, _)) = self.guard.store().get_prefix(keys::REVISIONS).await else {
             return;
         };
         for e in entries {

@@ -4,25 +4,6 @@
 use crate::spec::{Desired, Diagnostic};
 use serde::{Deserialize, Serialize};
 
-/// `source/config`: where the repository is (written at `--init`, changed by `pgcd source set`).
-pub const CONFIG: &str = "source/config";
-/// `source/wake`: any agent touches it to make the leader fetch now.
-pub const WAKE: &str = "source/wake";
-/// `source/applied`: the revision whose desired state is in force (resume point).
-pub const APPLIED: &str = "source/applied";
-/// `desired`: the desired state in force, with its revision.
-pub const DESIRED: &str = "desired";
-/// `source/settings`: what every agent's webhook endpoint needs from the
-/// state in force (the secret's reference, never the secret).
-pub const SETTINGS: &str = "source/settings";
-/// Prefix of revision records.
-pub const REVISIONS: &str = "revisions/";
-
-/// The key of one revision's record.
-pub fn revision(sha: &str) -> String {
-    format!("{REVISIONS}{sha}")
-}
-
 /// What became of a revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

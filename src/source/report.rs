@@ -4,7 +4,6 @@
 
 use super::status::{self, CommitStatus, HttpStatuses};
 use crate::spec::config::Reporters;
-use crate::spec::secret::SecretRef;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -52,20 +51,6 @@ impl Reporter {
     }
 }
 
-/// Reads a secret reference on this host. Age values need a key the agent
-/// does not have yet.
-pub fn resolve_secret(secret: &SecretRef) -> Result<String, String> {
-    match secret {
-        SecretRef::Env(name) => {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-        }
-        SecretRef::File(path) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end().to_string())
-            .map_err(|e| format!("{path}: {e}")),
-        SecretRef::Age(_) => Err("age-encrypted secrets are not decrypted by this version".into()),
-    }
-}
-
 async fn deliver(client: &reqwest::Client, mirror_dir: &std::path::Path, job: StatusJob) {
     if job.reporters.git_notes.enabled != Some(false) {
         let dir = mirror_dir.to_path_buf();
@@ -92,7 +77,7 @@ async fn deliver(client: &reqwest::Client, mirror_dir: &std::path::Path, job: St
         }
     }
     if let Some(http) = &job.reporters.http {
-        let token = match resolve_secret(&http.token) {
+        let token = match crate::secrets::resolve(&http.token).map_err(|e| e.to_string()) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP statuses skipped: no token");

@@ -3,13 +3,11 @@
 //! `pgcd plan DIR --api URL` plans an uncommitted edit against the live state.
 
 use crate::api::{ApiError, ApiState};
-use crate::plan::Actual;
+use crate::state::Actual;
 use axum::extract::State;
 use axum::Json;
 
 /// The assembled observed state.
 pub async fn get(State(state): State<ApiState>) -> Result<Json<Actual>, ApiError> {
-    Ok(Json(
-        crate::reconcile::assemble::actual(&state.store).await?,
-    ))
+    Ok(Json(crate::state::assemble::actual(&state.store).await?))
 }

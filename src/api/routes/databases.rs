@@ -3,9 +3,10 @@
 //! as the reconciler last wrote them under `status/databases/`.
 
 use crate::api::{ApiError, ApiState};
+use crate::cluster::keys;
 use crate::cluster::store::Store;
 use crate::cluster::ClusterError;
-use crate::reconcile::status::{self, DatabaseStatus};
+use crate::reconcile::status::DatabaseStatus;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,7 +14,7 @@ use axum::Json;
 /// Reads every database status, sorted by name. A record that does not
 /// decode is skipped with a warning: one bad record must not hide the rest.
 pub async fn all(store: &Store) -> Result<Vec<DatabaseStatus>, ClusterError> {
-    let (entries, _) = store.get_prefix(status::PREFIX).await?;
+    let (entries, _) = store.get_prefix(keys::DATABASE_STATUS).await?;
     let mut dbs: Vec<DatabaseStatus> = entries
         .iter()
         .filter_map(|e| match e.json() {
@@ -38,7 +39,7 @@ pub async fn one(store: &Store, name: &str) -> Result<DatabaseStatus, ApiError> 
         ));
     }
     store
-        .get_json(&status::key(name))
+        .get_json(&keys::database_status(name))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no database {name}")))
 }

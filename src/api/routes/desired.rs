@@ -1,7 +1,7 @@
 //! `GET /v1/desired`: the desired state in force and its revision (404 before the first).
 
 use crate::api::{ApiError, ApiState};
-use crate::source::records;
+use crate::cluster::keys;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -10,7 +10,7 @@ use axum::Json;
 pub async fn get(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .store
-        .get_json(records::DESIRED)
+        .get_json(keys::DESIRED)
         .await?
         .map(Json)
         .ok_or_else(|| {

@@ -4,7 +4,8 @@
 //! add a member yet (it wants the last one connected for a few seconds).
 
 use crate::api::{ApiError, ApiState};
-use crate::cluster::{keys, HostId};
+use crate::cluster::keys;
+use crate::spec::names::HostId;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

@@ -6,7 +6,7 @@ use super::databases;
 use crate::api::ApiState;
 use crate::cluster::registry::list_hosts;
 use crate::cluster::tasks::list_tasks;
-use crate::reconcile::status::{DatabaseStatus, LinkStatus, ReconcilerStats, STATS_KEY};
+use crate::reconcile::status::{DatabaseStatus, LinkStatus, ReconcilerStats};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -30,7 +30,11 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
         }
     }
     let tasks: Vec<(String, usize)> = by_state.into_iter().collect();
-    let stats = match state.store.get_json::<ReconcilerStats>(STATS_KEY).await {
+    let stats = match state
+        .store
+        .get_json::<ReconcilerStats>(crate::cluster::keys::RECONCILER_STATS)
+        .await
+    {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the reconciler's counters; /metrics shows zeros");

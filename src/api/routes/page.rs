@@ -7,11 +7,12 @@
 use super::databases;
 use crate::api::ApiState;
 use crate::cluster::election::current_leader;
+use crate::cluster::keys;
 use crate::cluster::now_rfc3339;
 use crate::cluster::registry::{list_hosts, HostView};
 use crate::cluster::tasks::{list_tasks, TaskStatus};
 use crate::reconcile::status::{ConditionType, DatabaseStatus};
-use crate::source::records::{self, RevisionRecord};
+use crate::source::records::RevisionRecord;
 use axum::extract::State;
 use axum::response::Html;
 use std::fmt::Write as _;
@@ -81,7 +82,7 @@ pub async fn gather(state: &ApiState) -> PageData {
         note("database statuses", &e);
         Vec::new()
     });
-    let mut revisions: Vec<RevisionRecord> = match store.get_prefix(records::REVISIONS).await {
+    let mut revisions: Vec<RevisionRecord> = match store.get_prefix(keys::REVISIONS).await {
         Ok((entries, _)) => entries.iter().filter_map(|e| e.json().ok()).collect(),
         Err(e) => {
             note("revisions", &e);
@@ -389,8 +390,8 @@ fn render_tasks(o: &mut String, tasks: &[TaskStatus]) {
 mod tests {
     use super::*;
     use crate::cluster::tasks::TaskState;
-    use crate::plan::InstanceRole;
     use crate::reconcile::status::{InstanceStatus, PlanRecord};
+    use crate::state::InstanceRole;
 
     #[test]
     fn escape_neutralises_markup_and_quotes() {

@@ -2,7 +2,8 @@
 //! `GET /v1/revisions/{sha}` (full record; a unique prefix of 7+ characters works).
 
 use crate::api::{ApiError, ApiState};
-use crate::source::records::{self, RevisionRecord};
+use crate::cluster::keys;
+use crate::source::records::RevisionRecord;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -23,7 +24,7 @@ pub struct Summary {
 }
 
 async fn all(state: &ApiState) -> Result<Vec<RevisionRecord>, ApiError> {
-    let (entries, _) = state.store.get_prefix(records::REVISIONS).await?;
+    let (entries, _) = state.store.get_prefix(keys::REVISIONS).await?;
     let mut revs: Vec<RevisionRecord> = entries.iter().filter_map(|e| e.json().ok()).collect();
     revs.sort_by(|a, b| b.fetched_at.cmp(&a.fetched_at));
     Ok(revs)
@@ -63,7 +64,7 @@ pub async fn get_one(
     }
     if let Some(r) = state
         .store
-        .get_json::<RevisionRecord>(&records::revision(&sha))
+        .get_json::<RevisionRecord>(&keys::revision(&sha))
         .await?
     {
         return Ok(Json(r));

@@ -4,9 +4,9 @@
 //! plans are accepted and ignored, with the reason in the answer.
 
 use crate::api::{ApiError, ApiState};
+use crate::cluster::keys;
 use crate::source::git::{ref_matches, SourceConfig};
-use crate::source::records::{self, Settings};
-use crate::source::report::resolve_secret;
+use crate::source::records::Settings;
 use crate::source::webhook::{self, Flavor, MAX_BODY};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -58,11 +58,11 @@ async fn handle(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let settings: Settings = state
         .store
-        .get_json(records::SETTINGS)
+        .get_json(keys::SOURCE_SETTINGS)
         .await?
         .unwrap_or_default();
     let secret = match &settings.webhook_secret {
-        Some(r) => resolve_secret(r).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("webhook secret: {e}")))?,
+        Some(r) => crate::secrets::resolve(r).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("webhook secret: {e}")))?,
         None => std::env::var(SECRET_ENV).map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -85,7 +85,7 @@ async fn handle(
             Json(serde_json::json!({ "accepted": true, "ignored": "ping" })),
         ));
     }
-    let config: Option<SourceConfig> = state.store.get_json(records::CONFIG).await?;
+    let config: Option<SourceConfig> = state.store.get_json(keys::SOURCE_CONFIG).await?;
     let branch = config.map_or_else(|| "main".to_string(), |c| c.branch);
     let tracked = format!("refs/heads/{branch}");
     if let Some(r) = webhook::pushed_ref(&body) {
@@ -101,7 +101,7 @@ async fn handle(
         }
     }
     let wake = serde_json::json!({ "at": crate::cluster::now_rfc3339(), "by": state.host, "via": flavor.header() });
-    state.store.put_json(records::WAKE, &wake).await?;
+    state.store.put_json(keys::SOURCE_WAKE, &wake).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "accepted": true, "woke": "leader" })),

@@ -7,12 +7,13 @@ mod replication;
 
 pub use replication::last_worker_error;
 
-use super::docker::{ContainerInfo, InstanceId, Runtime, RuntimeError};
+use super::docker::{ContainerInfo, Runtime, RuntimeError};
 use crate::cluster::now_rfc3339;
 use crate::cluster::store::Store;
-use crate::plan::actual::{
+use crate::state::actual::{
     ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, ROLE_FLAGS,
 };
+use crate::state::InstanceId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,14 +31,6 @@ pub(crate) const OWN_TABLES: &str = "SELECT count(*) FROM pg_class c \
      AND n.nspname !~ '^pg_(toast|temp)' \
      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                      AND d.objid = c.oid AND d.deptype = 'e')";
-
-/// The etcd key prefix of host observations.
-pub const PREFIX: &str = "observed/";
-
-/// The key of one host's observation.
-pub fn key(host: &str) -> String {
-    format!("{PREFIX}{host}")
-}
 
 /// What one host reported.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -238,7 +231,7 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .query(
                 "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences \
                  WHERE increment_by <> $1 AND schemaname <> 'pgcd' ORDER BY 1",
-                &[&crate::plan::actual::SEQUENCE_STRIDE],
+                &[&crate::state::names::SEQUENCE_STRIDE],
             )
             .await
             .map_err(err)?
@@ -299,7 +292,7 @@ impl Observer {
         let _turn = self.lock.lock().await;
         let obs = self.observe().await;
         store
-            .put_json(&key(self.rt.host()), &obs)
+            .put_json(&crate::cluster::keys::observed(self.rt.host()), &obs)
             .await
             .map_err(|e| format!("storing the observation: {e}"))?;
         Ok(obs)

@@ -3,8 +3,9 @@
 //! log and its failures, or a Spock node's equivalents.
 
 use super::texts;
-use crate::plan::actual::{publication_name, DdlFailure, InstanceActual, SubscriptionActual};
 use crate::runtime::docker::{ContainerInfo, Runtime};
+use crate::state::actual::{DdlFailure, InstanceActual, SubscriptionActual};
+use crate::state::names::publication_name;
 use tokio_postgres::Client;
 
 /// Reads the replication state of the database `db` of instance `c`.
@@ -206,7 +207,7 @@ async fn spock_state(db: &Client, out: &mut InstanceActual) -> Result<(), String
     if node && !out.publications.iter().any(|p| p == publication_name()) {
         out.publications.push(publication_name().to_string());
     }
-    let status = crate::runtime::driver::spock_sub_status(None).map_err(|e| e.to_string())?;
+    let status = crate::postgres::driver::spock_sub_status(None).map_err(|e| e.to_string())?;
     out.subscriptions = db
         .query(&status.sql, &[])
         .await

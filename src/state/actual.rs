@@ -6,8 +6,7 @@
 //! Instances are keyed by (database, node, host), so a node's standbys sit
 //! beside its primary and which one is primary is a reported fact.
 
-use crate::spec::database::{DatabaseState, RoleAttribute};
-use crate::spec::Desired;
+use crate::spec::database::RoleAttribute;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -141,12 +140,6 @@ pub struct DdlFailure {
     pub error: String,
 }
 
-/// Every sequence of a natively replicated database steps by this much, and
-/// node `k` (1-based, in spec order) takes the values `≡ k (mod stride)`, so
-/// nodes inserting at once never generate the same key. At most this many
-/// nodes.
-pub const SEQUENCE_STRIDE: i64 = 16;
-
 /// A logical replication subscription of the database.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionActual {
@@ -174,17 +167,6 @@ pub struct SubscriptionActual {
     /// The last error of its workers in the server log, when one is recent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-}
-
-/// The publication each node of a natively replicated database has.
-pub fn publication_name() -> &'static str {
-    "pgcd_all"
-}
-
-/// The subscription (and its slot on the publisher) by which `subscriber`
-/// receives `publisher`'s changes.
-pub fn subscription_name(publisher: &str, subscriber: &str) -> String {
-    format!("pgcd_sub_{publisher}_to_{subscriber}")
 }
 
 /// A standby streaming from a primary, as the primary sees it.
@@ -218,24 +200,6 @@ pub fn spock_mesh(db: &crate::spec::Database) -> bool {
 /// preloads a library it cannot confirm).
 pub fn spock_wired(db: &crate::spec::Database) -> bool {
     spock_mesh(db) && db.extensions.iter().any(|e| e.name == "spock")
-}
-
-/// The role standbys connect as.
-pub const REPLICATION_ROLE: &str = "pgcd_replication";
-
-/// The slot and `application_name` of a node's standby on a host.
-pub fn standby_name(node: &str, host: &str) -> String {
-    let clean: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("pgcd_{node}_{clean}")
 }
 
 /// A role as `pg_roles` and `pg_auth_members` show it.
@@ -325,144 +289,6 @@ impl Actual {
                 .collect(),
             instances: Vec::new(),
             databases: Vec::new(),
-        }
-    }
-
-    /// The state in which `desired` is fully carried out: every node's
-    /// instances exist and run (the first host primary, the others
-    /// standbys), with the spec's settings, roles and extensions, each
-    /// database's spec recorded as applied. Tests and
-    /// benchmarks start from it and change what they study.
-    pub fn converged(desired: &Desired) -> Self {
-        let mut hosts: Vec<String> = Vec::new();
-        let mut instances = Vec::new();
-        for db in &desired.databases {
-            if db.state == Some(DatabaseState::Absent) {
-                continue;
-            }
-            let owner = db
-                .database_users
-                .iter()
-                .find(|u| u.db_owner == Some(true))
-                .map(|u| u.username.to_string())
-                .unwrap_or_else(|| super::SUPERUSER.to_string());
-            let mut roles = vec![RoleActual {
-                name: super::SUPERUSER.to_string(),
-                attributes: ROLE_FLAGS.iter().map(|f| f.to_string()).collect(),
-                member_of: Vec::new(),
-            }];
-            if native_mesh(db) || db.nodes.iter().any(|n| n.host_ids.len() > 1) {
-                roles.push(RoleActual {
-                    name: REPLICATION_ROLE.to_string(),
-                    attributes: vec!["INHERIT".into(), "LOGIN".into(), "REPLICATION".into()],
-                    member_of: Vec::new(),
-                });
-            }
-            roles.extend(db.database_users.iter().map(|u| RoleActual {
-                name: u.username.to_string(),
-                attributes: held_attributes(u.attributes.as_deref().unwrap_or_default()),
-                member_of: u.roles.clone(),
-            }));
-            let mut extensions = vec![ExtActual {
-                name: "plpgsql".into(),
-                version: "1.0".into(),
-            }];
-            extensions.extend(db.extensions.iter().map(|e| ExtActual {
-                name: e.name.clone(),
-                version: e.version.clone().unwrap_or_else(|| "1.0".into()),
-            }));
-            let mut available: Vec<String> = IMAGE_EXTENSIONS
-                .iter()
-                .chain(crate::spec::extensions::CONTRIB)
-                .map(|e| e.to_string())
-                .collect();
-            for e in &extensions {
-                if !available.contains(&e.name) {
-                    available.push(e.name.clone());
-                }
-            }
-            let meshed = native_mesh(db) || spock_wired(db);
-            for node in &db.nodes {
-                let settings = super::settings::desired(db, node, &|_| true);
-                let running = node.state != Some(crate::spec::database::NodeState::Stopped);
-                let version = node.postgres_version.unwrap_or(db.postgres_version);
-                for (i, host) in node.host_ids.iter().enumerate() {
-                    if !hosts.iter().any(|h| h == host.as_str()) {
-                        hosts.push(host.to_string());
-                    }
-                    instances.push(InstanceActual {
-                        database: db.database_name.to_string(),
-                        node: node.name.to_string(),
-                        host: host.to_string(),
-                        container_exists: true,
-                        running,
-                        version: running
-                            .then(|| format!("{}.{}", version.major, version.minor.unwrap_or(6))),
-                        port: node.port.or(db.port).unwrap_or(5432),
-                        role: match (running, i) {
-                            (false, _) => InstanceRole::Unknown,
-                            (true, 0) => InstanceRole::Primary,
-                            (true, _) => InstanceRole::Standby,
-                        },
-                        settings: settings.clone(),
-                        pending_restart: Vec::new(),
-                        database_exists: true,
-                        owner: Some(owner.clone()),
-                        roles: roles.clone(),
-                        extensions: extensions.clone(),
-                        available_extensions: available.clone(),
-                        data_dir_exists: true,
-                        slots: if i == 0 {
-                            node.host_ids[1..]
-                                .iter()
-                                .map(|h| standby_name(node.name.as_str(), h.as_str()))
-                                .collect()
-                        } else {
-                            Vec::new()
-                        },
-                        replicas: Vec::new(),
-                        publications: if meshed && i == 0 {
-                            vec![publication_name().to_string()]
-                        } else {
-                            Vec::new()
-                        },
-                        unaligned_sequences: Vec::new(),
-                        autoddl: meshed && i == 0,
-                        ddl_rows: None,
-                        ddl_failures: Vec::new(),
-                        tables: 0,
-                        subscriptions: if meshed && i == 0 {
-                            db.nodes
-                                .iter()
-                                .filter(|o| o.name != node.name)
-                                .map(|o| SubscriptionActual {
-                                    name: subscription_name(o.name.as_str(), node.name.as_str()),
-                                    enabled: true,
-                                    running: true,
-                                    ..Default::default()
-                                })
-                                .collect()
-                        } else {
-                            Vec::new()
-                        },
-                    });
-                }
-            }
-        }
-        hosts.sort();
-        let ids: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        let databases = desired
-            .databases
-            .iter()
-            .map(|db| DatabaseActual {
-                name: db.database_name.to_string(),
-                applied_spec: super::spec_digest(db),
-            })
-            .collect();
-        Self {
-            instances,
-            databases,
-            ..Self::empty(&ids)
         }
     }
 }

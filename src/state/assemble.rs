@@ -1,25 +1,23 @@
 //! Assembling `Actual` from etcd: the registered hosts and their health,
 //! each host's last observation, and the specs last carried out in full.
 
+use crate::cluster::keys;
 use crate::cluster::registry::list_hosts;
 use crate::cluster::store::Store;
 use crate::cluster::ClusterError;
-use crate::plan::actual::HostActual;
-use crate::plan::{Actual, DatabaseActual};
-use crate::runtime::observe::{self, HostObservation};
-
-/// The key prefix of the spec digests last carried out in full.
-pub const APPLIED_PREFIX: &str = "reconcile/applied/";
+use crate::runtime::observe::HostObservation;
+use crate::state::actual::HostActual;
+use crate::state::{Actual, DatabaseActual};
 
 /// The key of one database's applied digest.
 pub fn applied_key(database: &str) -> String {
-    format!("{APPLIED_PREFIX}{database}")
+    keys::applied_spec(database)
 }
 
 /// Reads hosts, observations and applied digests into an `Actual`.
 pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
     let hosts = list_hosts(store).await?;
-    let (entries, _) = store.get_prefix(observe::PREFIX).await?;
+    let (entries, _) = store.get_prefix(keys::OBSERVED).await?;
     let observations: Vec<HostObservation> = entries.iter().filter_map(|e| e.json().ok()).collect();
     let mut out = Actual::default();
     for h in &hosts {
@@ -34,10 +32,10 @@ pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
             out.instances.extend(o.instances.iter().cloned());
         }
     }
-    let (applied, _) = store.get_prefix(APPLIED_PREFIX).await?;
+    let (applied, _) = store.get_prefix(keys::APPLIED_SPECS).await?;
     for e in applied {
         if let (Some(name), Ok(digest)) = (
-            e.key.strip_prefix(APPLIED_PREFIX),
+            e.key.strip_prefix(keys::APPLIED_SPECS),
             String::from_utf8(e.value.clone()),
         ) {
             out.databases.push(DatabaseActual {

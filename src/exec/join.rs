@@ -27,13 +27,14 @@
 //! members as the replication role, which may only read, make slots and
 //! call pgcd's `subscription_pause` / `subscription_position` functions.
 
-use super::docker::{InstanceId, Runtime};
-use super::exec::{db_error, ensure_replication_role, exists, run_sql, sql_err};
-use super::observe;
-use super::sql::{self, Conninfo, Statement};
+use super::{db_error, ensure_replication_role, exists, run_sql, sql_err};
 use crate::cluster::tasks::TaskContext;
-use crate::plan::actual::{publication_name, subscription_name, REPLICATION_ROLE};
 use crate::plan::steps::Peer;
+use crate::postgres::sql::{self, Conninfo, Statement};
+use crate::runtime::docker::Runtime;
+use crate::runtime::observe;
+use crate::state::names::{publication_name, subscription_name, REPLICATION_ROLE};
+use crate::state::InstanceId;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 

@@ -4,7 +4,7 @@
 //! vocabulary. A [`Statement`] carries the text to run and the text to log,
 //! in which a password is masked.
 
-use crate::plan::actual::ROLE_FLAGS;
+use crate::state::actual::ROLE_FLAGS;
 
 /// One statement: what runs, and what the task log shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,7 +322,7 @@ pub fn alter_sequence_increment(
 /// local id) so keys never collide across nodes, and replayed on the others
 /// as the role that ran it.
 pub fn install_autoddl(database: &str, node: &str) -> Result<Vec<Statement>, SqlError> {
-    let role = ident(crate::plan::actual::REPLICATION_ROLE)?;
+    let role = ident(crate::state::names::REPLICATION_ROLE)?;
     let mut out = vec![
         Statement::plain(format!(
             "ALTER DATABASE {} SET pgcd.node = {}",

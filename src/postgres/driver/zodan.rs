@@ -7,7 +7,7 @@ use super::{
     literal, spock_add_tables, spock_ddl_settings, spock_node_create, spock_slot, spock_sub_create,
     sql, Endpoint, ReplicationDriver, Spock, SqlError, Statement,
 };
-use crate::plan::actual::subscription_name;
+use crate::state::names::subscription_name;
 
 /// Waits, on a subscriber, until the sync event that `origin` emitted at
 /// `lsn` has been applied, for at most `timeout_secs`; returns one row, one

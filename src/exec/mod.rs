@@ -4,22 +4,22 @@
 //! fresh observation so the leader's next plan sees the result. Every step
 //! is idempotent: running it again after a success changes nothing.
 
+mod join;
 mod support;
 
-pub use support::replication_secret_key;
 pub(crate) use support::{
     align_sequences, db_error, ensure_replication_role, exists, replication_password, run_sql,
     sql_err,
 };
 
-use super::docker::{CreateSpec, InstanceId, StandbySource};
-use super::driver::{driver, Endpoint};
-use super::observe::{self, Observer};
-use super::sql;
 use crate::cluster::tasks::{Executor, TaskContext};
 use crate::plan::{Action, Step};
-use crate::source::report::resolve_secret;
+use crate::postgres::driver::{driver, Endpoint};
+use crate::postgres::sql;
+use crate::runtime::docker::{CreateSpec, StandbySource};
+use crate::runtime::observe::{self, Observer};
 use crate::spec::database::Replication;
+use crate::state::InstanceId;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -203,7 +203,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                     host: &address,
                     port,
                     dbname: &step.database,
-                    user: crate::plan::actual::REPLICATION_ROLE,
+                    user: crate::state::names::REPLICATION_ROLE,
                     password: &password,
                     application_name: &step.node,
                 },
@@ -231,7 +231,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
                     host: address,
                     port: *port,
                     dbname: &step.database,
-                    user: crate::plan::actual::REPLICATION_ROLE,
+                    user: crate::state::names::REPLICATION_ROLE,
                     password: &password,
                     application_name: name,
                 },
@@ -257,7 +257,7 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
         } => {
             let password = replication_password(ctx, &step.database).await?;
             let port = port().await?;
-            let join = super::join::Join {
+            let join = join::Join {
                 rt,
                 ctx,
                 id,
@@ -405,9 +405,10 @@ async fn carry_out(observer: &Observer, ctx: &TaskContext, args: &StepArgs) -> R
             password_ref,
         } => {
             let password = match password_ref {
-                Some(r) => {
-                    Some(resolve_secret(r).map_err(|e| format!("password of role {name}: {e}"))?)
-                }
+                Some(r) => Some(
+                    crate::secrets::resolve(r)
+                        .map_err(|e| format!("password of role {name}: {e}"))?,
+                ),
                 None => None,
             };
             let c = superuser("postgres".into()).await?;

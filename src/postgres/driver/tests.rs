@@ -1,7 +1,7 @@
 //! The drivers' statements, printed and compared with reviewed snapshots.
 
 use super::*;
-use crate::runtime::sql::Conninfo;
+use crate::postgres::sql::Conninfo;
 
 const PASSWORD: &str = "s3cr'et";
 
@@ -12,7 +12,7 @@ fn endpoint<'a>(node: &'a str, host: &'static str) -> Endpoint<'a> {
             host,
             port: 5432,
             dbname: "orders",
-            user: crate::plan::actual::REPLICATION_ROLE,
+            user: crate::state::names::REPLICATION_ROLE,
             password: PASSWORD,
             application_name: "pgcd",
         },

@@ -8,8 +8,8 @@
 //! does that, and decides timeouts.
 
 use super::sql::{self, ident, literal, Conninfo, SqlError, Statement};
-use crate::plan::actual::publication_name;
 use crate::spec::database::Replication;
+use crate::state::names::publication_name;
 
 mod zodan;
 pub use zodan::{spock_add_node, spock_advance_slot, spock_wait_for_sync_event, Phase, Then};

@@ -3,7 +3,7 @@
 //! and aligning sequences to a node's key residue.
 
 use crate::cluster::tasks::TaskContext;
-use crate::runtime::sql::{self, Statement};
+use crate::postgres::sql::{self, Statement};
 use std::time::Instant;
 
 /// The smallest value above `current` that is `≡ offset (mod stride)`.
@@ -13,18 +13,13 @@ fn next_in_residue(current: i64, offset: i64, stride: i64) -> i64 {
     v + (offset - v.rem_euclid(stride)).rem_euclid(stride)
 }
 
-/// The etcd key of a database's replication password (made by the leader).
-pub fn replication_secret_key(database: &str) -> String {
-    format!("secrets/replication/{database}")
-}
-
 pub(crate) async fn replication_password(
     ctx: &TaskContext,
     database: &str,
 ) -> Result<String, String> {
     let entry = ctx
         .store
-        .get(&replication_secret_key(database))
+        .get(&crate::cluster::keys::replication_secret(database))
         .await
         .map_err(|e| format!("reading the replication secret: {e}"))?
         .ok_or("the leader has not made the replication secret yet")?;
@@ -39,7 +34,7 @@ pub(crate) async fn ensure_replication_role(
     ctx: &TaskContext,
     password: &str,
 ) -> Result<(), String> {
-    let role = crate::plan::actual::REPLICATION_ROLE;
+    let role = crate::state::names::REPLICATION_ROLE;
     let exists = exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &role).await?;
     let attributes = ["LOGIN".into(), "REPLICATION".into(), "BYPASSRLS".into()];
     let mut stmts = if exists {

@@ -1,0 +1,209 @@
+//! Getting to a working etcd: the identity in the data directory, starting
+//! the embedded etcd (a new cluster, a join, or a restart), waiting until it
+//! answers, and settling the cluster id.
+
+use super::join::{remote_cluster_id, request_join};
+use super::{AgentConfig, AgentError, EtcdMode};
+use crate::cluster::etcd::{ClusterState, EtcdConfig, EtcdProcess};
+use crate::cluster::identity::{random_hex, HostIdentity};
+use crate::cluster::keys;
+use crate::cluster::metrics::Metrics;
+use crate::cluster::store::{to_json, Store};
+use crate::cluster::ClusterError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Prepares and starts etcd as the mode says; returns the identity to keep,
+/// the process (embedded) and the endpoints to use.
+pub(super) async fn prepare_etcd(
+    cfg: &AgentConfig,
+    identity: Option<HostIdentity>,
+) -> Result<(HostIdentity, Option<EtcdProcess>, Vec<String>), AgentError> {
+    let etcd_config = |initial_cluster: String, state: ClusterState, token: String| EtcdConfig {
+        binary: cfg.etcd_binary.clone(),
+        name: cfg.host_id.to_string(),
+        data_dir: cfg.data_dir.join("etcd"),
+        advertise: cfg.advertise,
+        client_port: cfg.etcd_client_port,
+        peer_port: cfg.etcd_peer_port,
+        initial_cluster,
+        state,
+        token,
+        log_path: cfg.data_dir.join("etcd.log"),
+    };
+    let identity = match (&cfg.mode, identity) {
+        (EtcdMode::External { endpoints }, identity) => {
+            let identity = identity.unwrap_or_else(|| HostIdentity {
+                host_id: cfg.host_id.to_string(),
+                cluster_id: String::new(),
+                etcd_member_name: String::new(),
+                initial_cluster: String::new(),
+                initial_cluster_state: String::new(),
+                instance: random_hex(8),
+            });
+            return Ok((identity, None, endpoints.clone()));
+        }
+        (EtcdMode::Join { api_url }, Some(identity)) => {
+            match remote_cluster_id(api_url).await {
+                Ok(remote) if remote != identity.cluster_id => {
+                    return Err(AgentError::DataDir(format!(
+                        "data dir {} belongs to cluster {}, but {api_url} is cluster {remote}; use an empty --data-dir to join it",
+                        cfg.data_dir.display(),
+                        identity.cluster_id
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check the cluster id; restarting with the data dir's etcd"),
+            }
+            identity
+        }
+        (EtcdMode::Init { .. }, Some(identity)) => identity,
+        (EtcdMode::Init { .. }, None) => {
+            refuse_stray_etcd_dir(cfg)?;
+            let cluster_id = random_hex(8);
+            let probe = etcd_config(String::new(), ClusterState::New, String::new());
+            HostIdentity {
+                host_id: cfg.host_id.to_string(),
+                cluster_id,
+                etcd_member_name: cfg.host_id.to_string(),
+                initial_cluster: format!("{}={}", cfg.host_id, probe.peer_url()),
+                initial_cluster_state: ClusterState::New.as_str().into(),
+                instance: random_hex(8),
+            }
+        }
+        (EtcdMode::Join { api_url }, None) => {
+            refuse_stray_etcd_dir(cfg)?;
+            let probe = etcd_config(String::new(), ClusterState::Existing, String::new());
+            remote_cluster_id(api_url).await.map_err(AgentError::Join)?;
+            // Check ports before the member is added: a member that cannot start costs quorum.
+            probe.check_ports()?;
+            let joined = request_join(api_url, &cfg.host_id, &probe.peer_url()).await?;
+            HostIdentity {
+                host_id: cfg.host_id.to_string(),
+                cluster_id: joined.cluster_id,
+                etcd_member_name: cfg.host_id.to_string(),
+                initial_cluster: joined.initial_cluster,
+                initial_cluster_state: ClusterState::Existing.as_str().into(),
+                instance: random_hex(8),
+            }
+        }
+    };
+    let state = if identity.initial_cluster_state == "new" {
+        ClusterState::New
+    } else {
+        ClusterState::Existing
+    };
+    let config = etcd_config(
+        identity.initial_cluster.clone(),
+        state,
+        identity.cluster_id.clone(),
+    );
+    config.check_ports()?;
+    // Saved before etcd starts: a restart after a crash here must not join again.
+    identity.save(&cfg.data_dir)?;
+    let endpoints = vec![config.client_url()];
+    let process = EtcdProcess::start(config)?;
+    Ok((identity, Some(process), endpoints))
+}
+
+fn refuse_stray_etcd_dir(cfg: &AgentConfig) -> Result<(), AgentError> {
+    let dir = cfg.data_dir.join("etcd");
+    if dir.exists() {
+        return Err(AgentError::DataDir(format!(
+            "{} holds etcd data but the data dir has no {}; it belongs to another cluster or setup: use an empty --data-dir",
+            dir.display(),
+            crate::cluster::identity::FILE_NAME
+        )));
+    }
+    Ok(())
+}
+
+/// Connects to etcd and waits until it answers reads.
+pub(super) async fn wait_ready(
+    endpoints: &[String],
+    metrics: Arc<Metrics>,
+    cfg: &AgentConfig,
+) -> Result<Store, AgentError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        match Store::connect(endpoints, metrics.clone()).await {
+            Ok(store) => match store.get(keys::CLUSTER_ID).await {
+                Ok(_) => return Ok(store),
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(AgentError::Cluster(ClusterError::Other(format!(
+        "etcd at {} did not become ready within 60 s ({last_error}); see {}",
+        endpoints.join(","),
+        cfg.data_dir.join("etcd.log").display()
+    ))))
+}
+
+/// Writes the cluster id (and source config at `--init`) if absent, and
+/// checks that the data dir belongs to this cluster.
+pub(super) async fn settle_cluster_id(
+    store: &Store,
+    cfg: &AgentConfig,
+    identity: &HostIdentity,
+) -> Result<String, AgentError> {
+    if !identity.cluster_id.is_empty() {
+        store
+            .create(keys::CLUSTER_ID, identity.cluster_id.clone().into_bytes())
+            .await?;
+    } else {
+        store
+            .create(keys::CLUSTER_ID, random_hex(8).into_bytes())
+            .await?;
+    }
+    let cluster_id = store
+        .get(keys::CLUSTER_ID)
+        .await?
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned())
+        .unwrap_or_default();
+    if !identity.cluster_id.is_empty() && identity.cluster_id != cluster_id {
+        return Err(AgentError::DataDir(format!(
+            "data dir {} belongs to cluster {}, but etcd holds cluster {cluster_id}; use an empty --data-dir",
+            cfg.data_dir.display(),
+            identity.cluster_id
+        )));
+    }
+    if let EtcdMode::Init { repo, branch } = &cfg.mode {
+        let source = serde_json::json!({ "url": repo, "branch": branch });
+        store.create(keys::SOURCE_CONFIG, to_json(&source)?).await?;
+    }
+    Ok(cluster_id)
+}
+
+/// Keeps the cluster id learnt from etcd in the identity of an external setup.
+pub(super) fn with_cluster_id(mut identity: HostIdentity, cluster_id: &str) -> HostIdentity {
+    if identity.cluster_id.is_empty() {
+        cluster_id.clone_into(&mut identity.cluster_id);
+    }
+    identity
+}
+
+/// Retries a startup step while etcd answers with a passing failure (an
+/// election, a member catching up): an agent that has just joined must not
+/// exit for it, or the cluster it joined loses quorum.
+pub(super) async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T, AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match step().await {
+            Err(AgentError::Cluster(e @ (ClusterError::Etcd(_) | ClusterError::Timeout(_))))
+                if Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "{what}: etcd is not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
