@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod exec;

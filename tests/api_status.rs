@@ -82,9 +82,9 @@ fn orders() -> DatabaseStatus {
         text: "orders/n1/h1: start the instance".into(),
         steps: vec![Step {
             id: "orders/n1/h1/start".into(),
-            database: "orders".into(),
-            node: "n1".into(),
-            host: "h1".into(),
+            database: "orders".parse().unwrap(),
+            node: "n1".parse().unwrap(),
+            host: "h1".parse().unwrap(),
             action: Action::StartInstance,
             reason: "stopped by hand".into(),
             disruptive: false,

@@ -153,3 +153,31 @@ fn kill_9_of_an_agent_leaves_no_orphan_etcd() {
         gone.then_some(())
     });
 }
+
+#[test]
+fn five_agents_started_at_the_same_instant_all_become_members() {
+    let mut c = Cluster::start(2, 1);
+    let api = c.agents[0].api();
+    // Spawned back to back, without waiting for one another: each join is
+    // retried with backoff while etcd adds the members one at a time.
+    for i in 1..6 {
+        c.add(i);
+    }
+    wait_for("six healthy hosts", Duration::from_secs(150), || {
+        (healthy_hosts(&api).len() == 6).then_some(())
+    });
+    let members = members(&api);
+    assert_eq!(members.len(), 6, "six etcd members: {members:?}");
+    assert!(
+        members.iter().all(|m| m["healthy"] == Value::Bool(true)),
+        "{members:?}"
+    );
+    for a in &c.agents[1..] {
+        let log = a.log();
+        assert!(
+            !log.contains("Error:") && !log.contains("pgcd: "),
+            "{} gave up: {log}",
+            a.id
+        );
+    }
+}

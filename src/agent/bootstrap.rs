@@ -4,6 +4,7 @@
 
 use super::join::{remote_cluster_id, request_join};
 use super::{AgentConfig, AgentError, EtcdMode};
+use crate::backoff::Backoff;
 use crate::cluster::etcd::{ClusterState, EtcdConfig, EtcdProcess};
 use crate::cluster::identity::{random_hex, HostIdentity};
 use crate::cluster::keys;
@@ -11,13 +12,15 @@ use crate::cluster::metrics::Metrics;
 use crate::cluster::store::{to_json, Store};
 use crate::cluster::ClusterError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Prepares and starts etcd as the mode says; returns the identity to keep,
 /// the process (embedded) and the endpoints to use.
 pub(super) async fn prepare_etcd(
     cfg: &AgentConfig,
     identity: Option<HostIdentity>,
+    cancel: &CancellationToken,
 ) -> Result<(HostIdentity, Option<EtcdProcess>, Vec<String>), AgentError> {
     let etcd_config = |initial_cluster: String, state: ClusterState, token: String| EtcdConfig {
         binary: cfg.etcd_binary.clone(),
@@ -44,7 +47,11 @@ pub(super) async fn prepare_etcd(
             return Ok((identity, None, endpoints.clone()));
         }
         (EtcdMode::Join { api_url }, Some(identity)) => {
-            match remote_cluster_id(api_url).await {
+            // A restart: the agent joined through may be down too (hosts
+            // coming back in any order), so one short look only.
+            let look =
+                tokio::time::timeout(Duration::from_secs(3), remote_cluster_id(api_url, cancel));
+            match look.await.unwrap_or_else(|_| Err(AgentError::Join(format!("{api_url} did not answer within 3 s")))) {
                 Ok(remote) if remote != identity.cluster_id => {
                     return Err(AgentError::DataDir(format!(
                         "data dir {} belongs to cluster {}, but {api_url} is cluster {remote}; use an empty --data-dir to join it",
@@ -74,10 +81,10 @@ pub(super) async fn prepare_etcd(
         (EtcdMode::Join { api_url }, None) => {
             refuse_stray_etcd_dir(cfg)?;
             let probe = etcd_config(String::new(), ClusterState::Existing, String::new());
-            remote_cluster_id(api_url).await.map_err(AgentError::Join)?;
+            remote_cluster_id(api_url, cancel).await?;
             // Check ports before the member is added: a member that cannot start costs quorum.
             probe.check_ports()?;
-            let joined = request_join(api_url, &cfg.host_id, &probe.peer_url()).await?;
+            let joined = request_join(api_url, &cfg.host_id, &probe.peer_url(), cancel).await?;
             HostIdentity {
                 host_id: cfg.host_id.to_string(),
                 cluster_id: joined.cluster_id,
@@ -118,29 +125,46 @@ fn refuse_stray_etcd_dir(cfg: &AgentConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Connects to etcd and waits until it answers reads.
+/// Connects to etcd and waits until it answers a linearizable read, which
+/// needs a quorum: after a power loss the other members may come back
+/// minutes later, so this waits as long as it takes (until `cancel`),
+/// saying so every few seconds.
 pub(super) async fn wait_ready(
     endpoints: &[String],
     metrics: Arc<Metrics>,
     cfg: &AgentConfig,
+    cancel: &CancellationToken,
 ) -> Result<Store, AgentError> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_error = String::new();
-    while Instant::now() < deadline {
-        match Store::connect(endpoints, metrics.clone()).await {
+    let mut backoff = Backoff::transient();
+    loop {
+        let error = match Store::connect(endpoints, metrics.clone()).await {
             Ok(store) => match store.get(keys::CLUSTER_ID).await {
-                Ok(_) => return Ok(store),
-                Err(e) => last_error = e.to_string(),
+                Ok(_) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!(
+                            waited_s = backoff.elapsed().as_secs(),
+                            "etcd has a quorum; going on"
+                        );
+                    }
+                    return Ok(store);
+                }
+                Err(e) => e.to_string(),
             },
-            Err(e) => last_error = e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if backoff.should_log() {
+            tracing::warn!(
+                endpoints = %endpoints.join(","),
+                waited_s = backoff.elapsed().as_secs(),
+                error = %error,
+                etcd_log = %cfg.data_dir.join("etcd.log").display(),
+                "etcd has no quorum yet (the other members may not be running); waiting"
+            );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !backoff.wait(cancel).await {
+            return Err(AgentError::Stopped);
+        }
     }
-    Err(AgentError::Cluster(ClusterError::Other(format!(
-        "etcd at {} did not become ready within 60 s ({last_error}); see {}",
-        endpoints.join(","),
-        cfg.data_dir.join("etcd.log").display()
-    ))))
 }
 
 /// Writes the cluster id (and source config at `--init`) if absent, and
@@ -187,21 +211,28 @@ pub(super) fn with_cluster_id(mut identity: HostIdentity, cluster_id: &str) -> H
 }
 
 /// Retries a startup step while etcd answers with a passing failure (an
-/// election, a member catching up): an agent that has just joined must not
-/// exit for it, or the cluster it joined loses quorum.
-pub(super) async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T, AgentError>
+/// election, a member catching up, a quorum lost while members restart):
+/// an agent that has just joined must not exit for it, or the cluster it
+/// joined loses quorum. Retries until it works or `cancel`.
+pub(super) async fn retry_transient<T, F, Fut>(
+    what: &str,
+    cancel: &CancellationToken,
+    mut step: F,
+) -> Result<T, AgentError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, AgentError>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Backoff::transient();
     loop {
         match step().await {
-            Err(AgentError::Cluster(e @ (ClusterError::Etcd(_) | ClusterError::Timeout(_))))
-                if Instant::now() < deadline =>
-            {
-                tracing::warn!(error = %e, "{what}: etcd is not ready; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            Err(AgentError::Cluster(e @ (ClusterError::Etcd(_) | ClusterError::Timeout(_)))) => {
+                if backoff.should_log() {
+                    tracing::warn!(error = %e, waited_s = backoff.elapsed().as_secs(), "{what}: etcd is not ready; retrying");
+                }
+                if !backoff.wait(cancel).await {
+                    return Err(AgentError::Stopped);
+                }
             }
             other => return other,
         }

@@ -1,42 +1,97 @@
 //! Joining a cluster through another agent's API: asking for its cluster id
 //! and asking it to add this host as an etcd member.
+//!
+//! Both retry through [`Backoff`] until they succeed or meet a refusal that
+//! cannot get better (a host id taken, a request the other side rejects):
+//! agents started together, or while the cluster elects or catches up a new
+//! member, all join in the end. Only an address where nothing listens at all
+//! is given up on after a few seconds, so a mistyped `--join` fails fast.
 
 use super::AgentError;
 use crate::api::routes::cluster::ClusterView;
 use crate::api::routes::join::{JoinRequest, JoinResponse};
+use crate::backoff::Backoff;
 use crate::spec::names::HostId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long an address where nothing accepts connections is tried before
+/// `--join` is taken to be wrong.
+const NOTHING_LISTENS: Duration = Duration::from_secs(5);
 
 fn http() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
 
-/// Asks the agent at `api_url` for its cluster id.
-pub(super) async fn remote_cluster_id(api_url: &str) -> Result<String, String> {
-    let url = format!("{}/v1/cluster", api_url.trim_end_matches('/'));
-    let resp = http()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {api_url} to join: {}; check the address and that a pgcd agent runs there", root_cause(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!(
-            "{api_url} did not answer as a pgcd agent (GET /v1/cluster: {})",
-            resp.status()
-        ));
+/// Why one try did not get an answer.
+enum Trouble {
+    /// Nothing accepted the connection.
+    NotListening(String),
+    /// Something accepted it but did not answer (yet), or answered 5xx.
+    NotReady(String),
+}
+
+fn classify(api_url: &str, e: &reqwest::Error) -> Trouble {
+    let why = format!("cannot reach {api_url} to join: {}", root_cause(e));
+    if e.is_connect() {
+        Trouble::NotListening(why)
+    } else {
+        Trouble::NotReady(why)
     }
-    resp.json::<ClusterView>()
-        .await
-        .map(|v| v.cluster_id)
-        .map_err(|_| {
-            format!(
-                "{api_url} did not answer as a pgcd agent (GET /v1/cluster is not a pgcd cluster)"
-            )
-        })
+}
+
+/// Asks the agent at `api_url` for its cluster id, waiting while it starts.
+pub(super) async fn remote_cluster_id(
+    api_url: &str,
+    cancel: &CancellationToken,
+) -> Result<String, AgentError> {
+    let url = format!("{}/v1/cluster", api_url.trim_end_matches('/'));
+    let client = http().map_err(AgentError::Join)?;
+    let mut backoff = Backoff::transient();
+    loop {
+        let trouble = match client.get(&url).send().await {
+            Err(e) => classify(api_url, &e),
+            Ok(resp) if resp.status().is_server_error() => {
+                Trouble::NotReady(format!("{api_url} answered {}", resp.status()))
+            }
+            Ok(resp) if !resp.status().is_success() => {
+                return Err(AgentError::Join(format!(
+                    "{api_url} did not answer as a pgcd agent (GET /v1/cluster: {})",
+                    resp.status()
+                )))
+            }
+            Ok(resp) => {
+                return resp
+                    .json::<ClusterView>()
+                    .await
+                    .map(|v| v.cluster_id)
+                    .map_err(|_| {
+                        AgentError::Join(format!(
+                            "{api_url} did not answer as a pgcd agent (GET /v1/cluster is not a pgcd cluster)"
+                        ))
+                    })
+            }
+        };
+        match trouble {
+            Trouble::NotListening(why) if backoff.elapsed() >= NOTHING_LISTENS => {
+                return Err(AgentError::Join(format!(
+                    "{why}; check the address and that a pgcd agent runs there"
+                )))
+            }
+            Trouble::NotListening(why) | Trouble::NotReady(why) => {
+                if backoff.should_log() {
+                    tracing::info!(reason = %why, waited_s = backoff.elapsed().as_secs(), "the agent to join through does not answer yet; retrying");
+                }
+            }
+        }
+        if !backoff.wait(cancel).await {
+            return Err(AgentError::Stopped);
+        }
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -47,11 +102,13 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// POSTs the join; retries while etcd is not ready to add a member.
+/// POSTs the join until the member is added (the route is idempotent: a
+/// retry after a lost answer finds the member and answers again).
 pub(super) async fn request_join(
     api_url: &str,
     host: &HostId,
     peer_url: &str,
+    cancel: &CancellationToken,
 ) -> Result<JoinResponse, AgentError> {
     let url = format!("{}/v1/cluster/join", api_url.trim_end_matches('/'));
     let body = JoinRequest {
@@ -59,39 +116,42 @@ pub(super) async fn request_join(
         peer_url: peer_url.to_owned(),
     };
     let client = http().map_err(AgentError::Join)?;
-    let start = Instant::now();
+    let mut backoff = Backoff::transient();
     loop {
-        let resp = client.post(&url).json(&body).send().await.map_err(|e| {
-            AgentError::Join(format!(
-                "cannot reach {api_url} to join: {}",
-                root_cause(&e)
-            ))
-        })?;
-        let status = resp.status();
-        if status.is_success() {
-            let joined: JoinResponse = resp.json().await.map_err(|e| {
-                AgentError::Join(format!(
-                    "{api_url} answered the join with something else: {e}"
-                ))
-            })?;
-            tracing::info!(initial_cluster = %joined.initial_cluster, "etcd member added; starting etcd");
-            return Ok(joined);
+        let why = match client.post(&url).json(&body).send().await {
+            Err(e) => match classify(api_url, &e) {
+                Trouble::NotListening(w) | Trouble::NotReady(w) => w,
+            },
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    let joined: JoinResponse = resp.json().await.map_err(|e| {
+                        AgentError::Join(format!(
+                            "{api_url} answered the join with something else: {e}"
+                        ))
+                    })?;
+                    tracing::info!(initial_cluster = %joined.initial_cluster, "etcd member added; starting etcd");
+                    return Ok(joined);
+                }
+                let message = resp
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| status.to_string());
+                if !status.is_server_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    return Err(AgentError::Join(format!(
+                        "join refused by {api_url}: {message}"
+                    )));
+                }
+                message
+            }
+        };
+        if backoff.should_log() {
+            tracing::info!(reason = %why, waited_s = backoff.elapsed().as_secs(), "etcd cannot add this member yet; retrying");
         }
-        let message = resp
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| status.to_string());
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-            && start.elapsed() < Duration::from_secs(60)
-        {
-            tracing::info!(reason = %message, "etcd is not ready to add a member; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
+        if !backoff.wait(cancel).await {
+            return Err(AgentError::Stopped);
         }
-        return Err(AgentError::Join(format!(
-            "join refused by {api_url}: {message}"
-        )));
     }
 }

@@ -99,6 +99,10 @@ pub enum AgentError {
     /// Joining through another agent.
     #[error("{0}")]
     Join(String),
+    /// Shutdown came before the agent was up (while it waited for etcd or
+    /// a join); nothing is wrong.
+    #[error("stopped before the agent was up")]
+    Stopped,
     /// The API could not listen.
     #[error("API port {addr} is already in use; stop what holds it or pass --api-port")]
     ApiPort {
@@ -115,7 +119,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let (executors, services, host_services) = wiring::assemble(&cfg, &options).await;
-    run_with(cfg, executors, services, host_services, shutdown).await
+    match run_with(cfg, executors, services, host_services, shutdown).await {
+        Err(AgentError::Stopped) => Ok(()),
+        other => other,
+    }
 }
 
 /// Runs the agent with the given services until `shutdown` is cancelled.
@@ -151,9 +158,24 @@ pub async fn run_with(
         .map_err(|_| AgentError::ApiPort { addr: api_addr })?;
     let metrics = Arc::new(Metrics::default());
 
-    let (identity, mut etcd_process, endpoints) = prepare_etcd(&cfg, identity).await?;
-    let store = wait_ready(&endpoints, metrics.clone(), &cfg).await?;
-    let cluster_id = retry_transient("recording the cluster id", || {
+    let (identity, mut etcd_process, endpoints) =
+        match prepare_etcd(&cfg, identity, &shutdown).await {
+            Err(AgentError::Stopped) => return Ok(()),
+            other => other?,
+        };
+    let store = match wait_ready(&endpoints, metrics.clone(), &cfg, &shutdown).await {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(mut p) = etcd_process.take() {
+                let _ = tokio::task::spawn_blocking(move || p.stop(Duration::from_secs(5))).await;
+            }
+            return match e {
+                AgentError::Stopped => Ok(()),
+                e => Err(e),
+            };
+        }
+    };
+    let cluster_id = retry_transient("recording the cluster id", &shutdown, || {
         settle_cluster_id(&store, &cfg, &identity)
     })
     .await?;
@@ -169,13 +191,13 @@ pub async fn run_with(
         started_at: now_rfc3339(),
         instance: identity.instance.clone(),
     };
-    retry_transient("checking the host id", || async {
+    retry_transient("checking the host id", &shutdown, || async {
         check_host_id_free(&store, &record)
             .await
             .map_err(AgentError::from)
     })
     .await?;
-    let (registry, lease_rx) = retry_transient("registering the host", || async {
+    let (registry, lease_rx) = retry_transient("registering the host", &shutdown, || async {
         Registry::register(store.clone(), record.clone(), cfg.lease_ttl)
             .await
             .map_err(AgentError::from)
@@ -191,7 +213,7 @@ pub async fn run_with(
         cfg.data_dir.clone(),
         executors,
     ));
-    let recovered = retry_transient("recovering interrupted tasks", || async {
+    let recovered = retry_transient("recovering interrupted tasks", &shutdown, || async {
         runner.recover().await.map_err(AgentError::from)
     })
     .await?;

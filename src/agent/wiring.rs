@@ -65,7 +65,7 @@ pub(super) async fn assemble(
     let rt = match options.runtime {
         RuntimeKind::None => None,
         RuntimeKind::Docker => {
-            match Runtime::connect(cfg.host_id.as_str(), cfg.advertise, &cfg.data_dir).await {
+            match Runtime::connect(&cfg.host_id, cfg.advertise, &cfg.data_dir).await {
                 Ok(rt) => Some(rt),
                 Err(e) => {
                     tracing::warn!(error = %e, "Docker is not reachable: this host runs no PostgreSQL instances");

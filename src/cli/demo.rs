@@ -19,7 +19,7 @@ const HOSTS: [(&str, &str); 3] = [
 ];
 
 /// How long `up` waits for the cluster to form before it gives up.
-const FORM_DEADLINE: Duration = Duration::from_secs(60);
+const FORM_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Arguments of `pgcd demo`.
 #[derive(Debug, clap::Args)]
@@ -90,10 +90,20 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
             cmd.args(["--join", &format!("http://{}:7800", HOSTS[0].1)]);
         }
         spawn_detached(cmd, &dir.join(format!("{host}.log")), &pid_file(dir, host))?;
-        // Joins go one at a time: etcd adds one member at a time.
-        wait_for(FORM_DEADLINE, || healthy_hosts(HOSTS[0].1) > index)
-            .with_context(|| format!("{host} did not join; see {}/{host}.log", dir.display()))?;
     }
+    // All at once: a new host's join waits until etcd can add it, and after
+    // `demo down` each agent waits for the others to give its etcd a quorum.
+    wait_for(FORM_DEADLINE, || {
+        HOSTS
+            .iter()
+            .any(|(_, addr)| healthy_hosts(addr) == HOSTS.len())
+    })
+    .with_context(|| {
+        format!(
+            "the three hosts did not form a cluster; see the logs in {}",
+            dir.display()
+        )
+    })?;
     // The leader fetches the repository at once (a file watcher catches later pushes).
     let api = format!("http://{}:7800", HOSTS[0].1);
     let mut first = None;

@@ -73,14 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let steps = match live {
         Some(actual) => Some(crate::plan::plan(&desired, &actual)),
         None => Some({
-            let mut hosts: Vec<&str> = desired
+            let mut hosts: Vec<crate::spec::names::HostId> = desired
                 .databases
                 .iter()
-                .flat_map(|d| {
-                    d.nodes
-                        .iter()
-                        .flat_map(|n| n.host_ids.iter().map(|h| h.as_str()))
-                })
+                .flat_map(|d| d.nodes.iter().flat_map(|n| n.host_ids.iter().cloned()))
                 .collect();
             hosts.sort_unstable();
             hosts.dedup();

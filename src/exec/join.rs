@@ -27,7 +27,7 @@
 //! members as the replication role, which may only read, make slots and
 //! call pgcd's `subscription_pause` / `subscription_position` functions.
 
-use super::{db_error, ensure_replication_role, exists, run_sql, sql_err};
+use super::{db_error, ensure_replication_role, exists, run_sql};
 use crate::cluster::tasks::TaskContext;
 use crate::plan::steps::Peer;
 use crate::postgres::sql::{self, Conninfo, Statement};
@@ -37,6 +37,10 @@ use crate::state::names::{publication_name, subscription_name, REPLICATION_ROLE}
 use crate::state::InstanceId;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
+
+fn sql_err(e: sql::SqlError) -> String {
+    e.to_string()
+}
 
 /// Where the copy is written, inside the container (the instance directory).
 const DUMP_DIR: &str = "/var/lib/pgcd/join.dump";

@@ -1,7 +1,8 @@
 //! What the step executor's SQL steps share: running statements with
-//! their log lines, reading errors, the replication role and its password,
-//! and aligning sequences to a node's key residue.
+//! their log lines, the replication role and its password, and aligning
+//! sequences to a node's key residue.
 
+use super::error::{db_error, query_error, StepError};
 use crate::cluster::tasks::TaskContext;
 use crate::postgres::sql::{self, Statement};
 use std::time::Instant;
@@ -13,17 +14,23 @@ fn next_in_residue(current: i64, offset: i64, stride: i64) -> i64 {
     v + (offset - v.rem_euclid(stride)).rem_euclid(stride)
 }
 
+/// The database's replication password, made once by the leader.
 pub(crate) async fn replication_password(
     ctx: &TaskContext,
     database: &str,
-) -> Result<String, String> {
+) -> Result<String, StepError> {
     let entry = ctx
         .store
         .get(&crate::cluster::keys::replication_secret(database))
         .await
-        .map_err(|e| format!("reading the replication secret: {e}"))?
-        .ok_or("the leader has not made the replication secret yet")?;
-    String::from_utf8(entry.value).map_err(|_| "the replication secret is not text".to_string())
+        .map_err(|e| StepError::ReplicationSecret(format!("reading the replication secret: {e}")))?
+        .ok_or_else(|| {
+            StepError::ReplicationSecret(
+                "the leader has not made the replication secret yet".into(),
+            )
+        })?;
+    String::from_utf8(entry.value)
+        .map_err(|_| StepError::ReplicationSecret("the replication secret is not text".into()))
 }
 
 /// The role standbys, subscribers and joining nodes connect as: LOGIN
@@ -33,19 +40,19 @@ pub(crate) async fn ensure_replication_role(
     c: &tokio_postgres::Client,
     ctx: &TaskContext,
     password: &str,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let role = crate::state::names::REPLICATION_ROLE;
     let exists = exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &role).await?;
     let attributes = ["LOGIN".into(), "REPLICATION".into(), "BYPASSRLS".into()];
     let mut stmts = if exists {
         vec![
-            sql::set_password(role, password).map_err(sql_err)?,
-            sql::alter_role(role, &attributes).map_err(sql_err)?,
+            sql::set_password(role, password)?,
+            sql::alter_role(role, &attributes)?,
         ]
     } else {
-        vec![sql::create_role(role, &attributes, Some(password)).map_err(sql_err)?]
+        vec![sql::create_role(role, &attributes, Some(password))?]
     };
-    stmts.push(sql::grant("pg_read_all_data", role).map_err(sql_err)?);
+    stmts.push(sql::grant("pg_read_all_data", role)?);
     run_sql(c, ctx, &stmts).await
 }
 
@@ -54,39 +61,32 @@ pub(crate) async fn exists(
     c: &tokio_postgres::Client,
     sql: &str,
     key: &(dyn tokio_postgres::types::ToSql + Sync),
-) -> Result<bool, String> {
+) -> Result<bool, StepError> {
     c.query_opt(sql, &[key])
         .await
         .map(|r| r.is_some())
-        .map_err(|e| db_error(&e))
+        .map_err(query_error)
 }
 
+/// Runs statements in order, each logged as shown (secrets masked) with
+/// its duration; the first failure stops the rest.
 pub(crate) async fn run_sql(
     client: &tokio_postgres::Client,
     ctx: &TaskContext,
     stmts: &[Statement],
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     for s in stmts {
         let t = Instant::now();
         client
             .batch_execute(&s.sql)
             .await
-            .map_err(|e| format!("{}: {}", s.shown, db_error(&e)))?;
+            .map_err(|e| StepError::Sql {
+                statement: s.shown.clone(),
+                message: db_error(&e),
+            })?;
         ctx.log(format!("sql: {} ({} ms)", s.shown, t.elapsed().as_millis()));
     }
     Ok(())
-}
-
-/// The server's message when there is one (tokio-postgres's Display hides it).
-pub(crate) fn db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => format!("{}: {}", d.severity(), d.message()),
-        None => e.to_string(),
-    }
-}
-
-pub(crate) fn sql_err(e: sql::SqlError) -> String {
-    e.to_string()
 }
 
 /// Makes each sequence step by `stride` and continue at the next value
@@ -97,7 +97,7 @@ pub(crate) async fn align_sequences(
     offset: i64,
     stride: i64,
     sequences: &[String],
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     for seq in sequences {
         let Some(row) = c
             .query_opt(
@@ -107,21 +107,24 @@ pub(crate) async fn align_sequences(
                 &[seq],
             )
             .await
-            .map_err(|e| db_error(&e))?
+            .map_err(query_error)?
         else {
             ctx.log(format!("sequence {seq} is gone"));
             continue;
         };
         let (schema, name, current): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
         let next = next_in_residue(current, offset, stride);
-        let alter = sql::alter_sequence_increment(&schema, &name, stride).map_err(sql_err)?;
+        let alter = sql::alter_sequence_increment(&schema, &name, stride)?;
         run_sql(c, ctx, &[alter]).await?;
         c.execute(
             "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, false)",
             &[&schema, &name, &next],
         )
         .await
-        .map_err(|e| format!("setval on {seq}: {}", db_error(&e)))?;
+        .map_err(|e| StepError::Sql {
+            statement: format!("setval on {seq}"),
+            message: db_error(&e),
+        })?;
         ctx.log(format!(
             "sequence {seq}: next value {next} (≡ {offset} mod {stride})"
         ));

@@ -21,7 +21,7 @@ pub(super) fn steps(
     notes: &mut Vec<Note>,
 ) {
     let fresh = i.is_none();
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let role_of = |n: &str| i.and_then(|i| i.roles.iter().find(|r| r.name == n));
     for u in &db.database_users {
         let user = u.username.as_str();
@@ -204,7 +204,7 @@ pub(super) fn steps(
         match installed {
             None if !offered => notes.push(Note {
                 kind: NoteKind::Unavailable,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "extension {} is not available in the image of {name}/{} on {}; not created",
                     e.name, s.node, s.host

@@ -16,7 +16,7 @@ use crate::state::{
 /// database's spec recorded as applied. Tests and
 /// benchmarks start from it and change what they study.
 pub fn converged(desired: &Desired) -> Actual {
-    let mut hosts: Vec<String> = Vec::new();
+    let mut hosts: Vec<crate::spec::names::HostId> = Vec::new();
     let mut instances = Vec::new();
     for db in &desired.databases {
         if db.state == Some(DatabaseState::Absent) {
@@ -69,13 +69,13 @@ pub fn converged(desired: &Desired) -> Actual {
             let running = node.state != Some(crate::spec::database::NodeState::Stopped);
             let version = node.postgres_version.unwrap_or(db.postgres_version);
             for (i, host) in node.host_ids.iter().enumerate() {
-                if !hosts.iter().any(|h| h == host.as_str()) {
-                    hosts.push(host.to_string());
+                if !hosts.contains(host) {
+                    hosts.push(host.clone());
                 }
                 instances.push(InstanceActual {
-                    database: db.database_name.to_string(),
-                    node: node.name.to_string(),
-                    host: host.to_string(),
+                    database: db.database_name.clone(),
+                    node: node.name.clone(),
+                    host: host.clone(),
                     container_exists: true,
                     running,
                     version: running
@@ -132,7 +132,6 @@ pub fn converged(desired: &Desired) -> Actual {
         }
     }
     hosts.sort();
-    let ids: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let databases = desired
         .databases
         .iter()
@@ -144,6 +143,6 @@ pub fn converged(desired: &Desired) -> Actual {
     Actual {
         instances,
         databases,
-        ..Actual::empty(&ids)
+        ..Actual::empty(&hosts)
     }
 }

@@ -97,9 +97,9 @@ pub fn instance<'a>(a: &'a mut Actual, db: &str, node: &str, host: &str) -> &'a 
 
 fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
     InstanceActual {
-        database: database.into(),
-        node: node.into(),
-        host: host.into(),
+        database: database.parse().expect("an example database name"),
+        node: node.parse().expect("an example node name"),
+        host: host.parse().expect("an example host id"),
         container_exists: false,
         running: false,
         version: None,

@@ -6,6 +6,7 @@ use super::settings;
 use super::steps::{Action, Note, NoteKind, Plan, Step};
 use super::Index;
 use crate::spec::database::{NodeSpec, NodeState};
+use crate::spec::names::{DatabaseName, HostId, NodeName};
 use crate::spec::Database;
 use crate::state::actual::{InstanceActual, InstanceRole};
 
@@ -23,16 +24,16 @@ pub(super) const EXTENSIONS: usize = 7;
 
 /// Steps of one instance, collected by phase.
 pub(super) struct Steps<'a> {
-    pub(super) db: &'a str,
-    pub(super) node: &'a str,
-    pub(super) host: &'a str,
+    pub(super) db: &'a DatabaseName,
+    pub(super) node: &'a NodeName,
+    pub(super) host: &'a HostId,
     phases: [Vec<Step>; PHASES],
 }
 
 /// One step on `db`/`node` at `host`, id `<db>/<node>/<host>/<what>`, after
 /// `depends_on`; whether it disrupts clients follows from its action.
 pub(super) fn step(
-    at: (&str, &str, &str),
+    at: (&DatabaseName, &NodeName, &HostId),
     what: &str,
     action: Action,
     reason: String,
@@ -45,9 +46,9 @@ pub(super) fn step(
     );
     Step {
         id: format!("{db}/{node}/{host}/{what}"),
-        database: db.to_string(),
-        node: node.to_string(),
-        host: host.to_string(),
+        database: db.clone(),
+        node: node.clone(),
+        host: host.clone(),
         action,
         reason,
         disruptive,
@@ -85,7 +86,7 @@ impl<'a> Steps<'a> {
 }
 
 /// Whether the host can run steps; notes why not.
-fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
+fn host_ready(db: &DatabaseName, host: &HostId, index: &Index, out: &mut Plan) -> bool {
     match index.actual.host(host) {
         Some(h) if !h.healthy || !h.docker => {
             let why = if h.healthy {
@@ -95,7 +96,7 @@ fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
             };
             out.notes.push(Note {
                 kind: NoteKind::HostUnavailable,
-                database: db.to_string(),
+                database: db.clone(),
                 message: format!("host {host}: {why}; steps on it are planned when it is back"),
             });
             false
@@ -104,7 +105,7 @@ fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
         None => {
             out.notes.push(Note {
                 kind: NoteKind::HostUnavailable,
-                database: db.to_string(),
+                database: db.clone(),
                 message: format!(
                     "host {host} has not registered; its steps are planned once its agent runs"
                 ),
@@ -117,7 +118,7 @@ fn host_ready(db: &str, host: &str, index: &Index, out: &mut Plan) -> bool {
 /// Notes the reported instances of a database the spec has no place for
 /// (a node removed, a host taken out of `host_ids`): they are kept as they are.
 pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     for i in index.of_database(name) {
         let known = db
             .nodes
@@ -127,7 +128,7 @@ pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
         if !known && !handled {
             out.notes.push(Note {
                 kind: NoteKind::Orphaned,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "instance {}/{} on {} has no place in the spec (node or host removed); it is kept as it is (pgcd removes an instance only with its database, by `state: absent`); put it back in the spec to manage it again",
                     i.database, i.node, i.host
@@ -157,34 +158,35 @@ pub(super) fn primary_host<'a>(
 /// Plans one node of a database that should exist: its primary (the
 /// reported primary, else the first host), then its standbys.
 pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let Some(primary) = primary_host(name, node, index) else {
         return;
     };
-    let standbys: Vec<&str> = node
-        .host_ids
-        .iter()
-        .map(|h| h.as_str())
-        .filter(|h| *h != primary.as_str())
-        .collect();
-    if !host_ready(name, primary.as_str(), index, out) {
+    let standbys: Vec<&HostId> = node.host_ids.iter().filter(|h| *h != primary).collect();
+    if !host_ready(name, primary, index, out) {
         return;
     }
-    primary_steps(db, node, primary.as_str(), index, out);
-    for standby in &standbys {
-        standby_steps(db, node, primary.as_str(), standby, index, out);
+    primary_steps(db, node, primary, index, out);
+    for standby in standbys {
+        standby_steps(db, node, primary, standby, index, out);
     }
-    removed_standbys(db, node, primary.as_str(), index, out);
+    removed_standbys(db, node, primary, index, out);
 }
 
 /// A host taken out of a node's `host_ids`: its running standby is removed
 /// (its data is a copy of the primary's), and every pgcd slot on the
 /// primary that no standby of the spec uses is dropped, so none retains WAL.
 /// Anything that is not a running standby is only noted (by `strays`).
-fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
-    let node_name = node.name.as_str();
-    let in_spec = |h: &str| node.host_ids.iter().any(|x| x.as_str() == h);
+fn removed_standbys(
+    db: &Database,
+    node: &NodeSpec,
+    primary: &HostId,
+    index: &Index,
+    out: &mut Plan,
+) {
+    let name = &db.database_name;
+    let node_name = &node.name;
+    let in_spec = |h: &HostId| node.host_ids.contains(h);
     let mut removals = Vec::new();
     for i in index.of_database(name) {
         if i.node != node_name || in_spec(&i.host) || !removable_standby(i) {
@@ -216,7 +218,7 @@ fn removed_standbys(db: &Database, node: &NodeSpec, primary: &str, index: &Index
     let wanted: Vec<String> = node
         .host_ids
         .iter()
-        .filter(|h| h.as_str() != primary)
+        .filter(|h| *h != primary)
         .map(|h| crate::state::names::standby_name(node_name, h.as_str()))
         .collect();
     for slot in p
@@ -245,13 +247,13 @@ fn removable_standby(i: &InstanceActual) -> bool {
 fn standby_steps(
     db: &Database,
     node: &NodeSpec,
-    primary: &str,
-    host: &str,
+    primary: &HostId,
+    host: &HostId,
     index: &Index,
     out: &mut Plan,
 ) {
-    let name = db.database_name.as_str();
-    let node_name = node.name.as_str();
+    let name = &db.database_name;
+    let node_name = &node.name;
     if !host_ready(name, host, index, out) {
         return;
     }
@@ -269,7 +271,7 @@ fn standby_steps(
     let (true, Some(paddr)) = (running.is_some() || created_now, paddr) else {
         out.notes.push(Note {
             kind: NoteKind::Standby,
-            database: name.to_string(),
+            database: name.clone(),
             message: format!(
                 "{name}/{node_name}: the standby on {host} waits for the primary on {primary} to run"
             ),
@@ -322,7 +324,7 @@ fn standby_steps(
             Action::CreateStandby {
                 version: node.postgres_version.unwrap_or(db.postgres_version),
                 port,
-                primary: primary.to_string(),
+                primary: primary.clone(),
                 primary_address: paddr,
                 primary_port: port,
                 slot,
@@ -342,7 +344,7 @@ fn standby_steps(
     } else if inst.is_some_and(|i| i.role == InstanceRole::Primary) {
         out.notes.push(Note {
             kind: NoteKind::Standby,
-            database: name.to_string(),
+            database: name.clone(),
             message: format!(
                 "{at} runs as a primary beside the primary on {primary}; pgcd leaves it alone (two primaries need a person)"
             ),
@@ -356,9 +358,9 @@ fn standby_steps(
 }
 
 /// Plans a node's primary: instance, start, catalog, settings, restart.
-fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
-    let node_name = node.name.as_str();
+fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index, out: &mut Plan) {
+    let name = &db.database_name;
+    let node_name = &node.name;
     let inst = index.instance(name, node_name, primary);
     let mut s = Steps {
         db: name,
@@ -380,7 +382,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, o
     // Quorum commit (acknowledged once one standby has it), set only once a
     // standby runs: before that, every commit would wait for none to come.
     let standby_runs = node.host_ids.iter().any(|h| {
-        h.as_str() != primary
+        h != primary
             && index
                 .instance(name, node_name, h.as_str())
                 .is_some_and(|i| i.running && i.role == InstanceRole::Standby)
@@ -389,7 +391,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &str, index: &Index, o
         let names: Vec<String> = node
             .host_ids
             .iter()
-            .filter(|h| h.as_str() != primary)
+            .filter(|h| *h != primary)
             .map(|h| crate::state::names::standby_name(node_name, h.as_str()))
             .collect();
         wanted.insert(
@@ -478,7 +480,7 @@ fn check_version(
     if !ok {
         out.notes.push(Note {
             kind: NoteKind::Version,
-            database: db.database_name.to_string(),
+            database: db.database_name.clone(),
             message: format!(
                 "{at} runs PostgreSQL {have}, the spec says {want}; upgrades are their own procedure and are not planned here"
             ),
@@ -489,13 +491,13 @@ fn check_version(
 /// Plans the removal of a database with `state: absent`: every reported
 /// instance, standbys and unknown hosts included, once deletion is confirmed.
 pub(super) fn remove(db: &Database, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let instances = index.of_database(name);
     if db.confirm_delete.as_deref() != Some(name) {
         if !instances.is_empty() {
             out.notes.push(Note {
                 kind: NoteKind::DeleteNotConfirmed,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "state: absent without `confirm_delete: {name}`; nothing is removed"
                 ),

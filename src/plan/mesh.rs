@@ -10,14 +10,15 @@
 use super::instance::step;
 use super::steps::{Action, Note, NoteKind, Peer, Plan};
 use super::Index;
+use crate::spec::names::{HostId, NodeName};
 use crate::spec::Database;
 use crate::state::actual::{InstanceActual, InstanceRole};
 use crate::state::names::{publication_name, subscription_name, SEQUENCE_STRIDE};
 
 /// One node's primary as the mesh sees it.
 struct Member<'a> {
-    node: &'a str,
-    host: &'a str,
+    node: &'a NodeName,
+    host: &'a HostId,
     inst: Option<&'a InstanceActual>,
     address: String,
     port: u16,
@@ -28,12 +29,11 @@ struct Member<'a> {
 /// Plans the publications and subscriptions a natively replicated
 /// database lacks, and notes links that are down.
 pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let mut members: Vec<Member> = Vec::new();
     for node in &db.nodes {
-        let node_name = node.name.as_str();
-        let Some(primary) = super::instance::primary_host(name, node, index).map(|h| h.as_str())
-        else {
+        let node_name = &node.name;
+        let Some(primary) = super::instance::primary_host(name, node, index) else {
             continue;
         };
         let Some(host) = index.actual.host(primary).filter(|h| h.healthy && h.docker) else {
@@ -56,7 +56,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         if !runs && prior.is_empty() {
             out.notes.push(Note {
                 kind: NoteKind::Replication,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "{name}/{node_name}: replication with the other nodes waits for its primary on {primary} to run with wal_level = logical"
                 ),
@@ -94,10 +94,10 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
             [] => Vec::new(),
             [seed] => (0..members.len()).filter(|k| k != seed).collect(),
             _ => {
-                let nodes: Vec<&str> = holding.iter().map(|&k| members[k].node).collect();
+                let nodes: Vec<&str> = holding.iter().map(|&k| members[k].node.as_str()).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
-                    database: name.to_string(),
+                    database: name.clone(),
                     message: format!(
                         "{name}: nodes {} all hold tables and none replicates yet; pgcd will not merge them (empty all but one)",
                         nodes.join(", ")
@@ -183,7 +183,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         for m in &newcomers {
             out.notes.push(Note {
                 kind: NoteKind::Replication,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "{name}/{}: joining Spock nodes that replicate takes Spock's zero-downtime add-node procedure, which pgcd generates (runtime::driver::spock_add_node) but does not run yet; it runs on its own",
                     m.node
@@ -195,7 +195,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         for m in &newcomers[1..] {
             out.notes.push(Note {
                 kind: NoteKind::Replication,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "{name}/{}: joins the replicating nodes after {} (one node at a time)",
                     m.node, first.node
@@ -207,7 +207,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
         for f in m.inst.map_or(&[][..], |i| i.ddl_failures.as_slice()) {
             out.notes.push(Note {
                 kind: NoteKind::Replication,
-                database: name.to_string(),
+                database: name.clone(),
                 message: format!(
                     "{name}/{}: the DDL statement {}#{} from {} failed here and was skipped ({}): {}; run a fixed version by hand on {}, then DELETE FROM pgcd.ddl_failures WHERE origin = '{}' AND id = {}",
                     m.node, f.origin, f.id, f.origin, f.error, f.statement.trim(), m.node, f.origin, f.id
@@ -270,7 +270,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                 )),
                 Some(s) if !s.running => out.notes.push(Note {
                     kind: NoteKind::Replication,
-                    database: name.to_string(),
+                    database: name.clone(),
                     message: format!(
                         "{name}: the link {} → {} ({sname}) is down (no apply worker{}); see the subscriber's log",
                         publ.node,
@@ -301,11 +301,11 @@ fn in_mesh(i: &InstanceActual, node: &str) -> bool {
 /// to every member. A node holding tables of its own is only noted: pgcd
 /// never replaces data.
 fn join(db: &Database, members: &[Member], ready: &[Vec<String>], new: &Member, out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let note = |message: String, out: &mut Plan| {
         out.notes.push(Note {
             kind: NoteKind::Replication,
-            database: name.to_string(),
+            database: name.clone(),
             message,
         })
     };
@@ -375,7 +375,7 @@ fn join(db: &Database, members: &[Member], ready: &[Vec<String>], new: &Member, 
 /// spec uses are dropped, so no slot retains WAL for it. Its instance is
 /// kept as it is (noted), its data untouched.
 fn removed_nodes(db: &Database, index: &Index, members: &[Member], out: &mut Plan) {
-    let name = db.database_name.as_str();
+    let name = &db.database_name;
     let in_spec = |n: &str| db.nodes.iter().any(|x| x.name.as_str() == n);
     let drop = |inst: &InstanceActual, sub: &str, why: String, out: &mut Plan| {
         out.steps.push(step(

@@ -100,7 +100,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 let names: Vec<&str> = db.nodes.iter().map(|n| n.name.as_str()).collect();
                 out.notes.push(Note {
                     kind: NoteKind::Replication,
-                    database: db.database_name.to_string(),
+                    database: db.database_name.clone(),
                     message: format!(
                         "{}: nodes {} replicate through Spock, but the database does not declare the spock extension (its image must offer it); they run on their own",
                         db.database_name,
@@ -142,7 +142,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .collect();
         out.notes.push(Note {
             kind: NoteKind::Orphaned,
-            database: name.to_string(),
+            database: instances[0].database.clone(),
             message: format!(
                 "database {name} has no file under databases/ but still has instances ({}); they are kept as they are. To delete it, commit databases/{name}.yaml with `state: absent` and `confirm_delete: {name}` (add `delete_data: true` to drop its data too)",
                 places.join(", ")

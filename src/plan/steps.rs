@@ -4,6 +4,7 @@
 //! Plain data, JSON both ways for the API and the task queue; this file must
 //! not do I/O and holds no secrets: a password travels as its reference.
 
+use crate::spec::names::{DatabaseName, HostId, NodeName};
 use crate::spec::secret::SecretRef;
 use crate::spec::values::PgVersion;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -37,11 +38,11 @@ pub struct Step {
     /// same id on every pass, so the task queue can deduplicate.
     pub id: String,
     /// The database.
-    pub database: String,
+    pub database: DatabaseName,
     /// The node.
-    pub node: String,
+    pub node: NodeName,
     /// The host whose agent runs the step.
-    pub host: String,
+    pub host: HostId,
     /// What to do.
     pub action: Action,
     /// Why, in words a person reviewing the plan understands.
@@ -99,7 +100,7 @@ pub enum Action {
         /// The port it listens on.
         port: u16,
         /// The primary's host.
-        primary: String,
+        primary: HostId,
         /// The primary's address.
         primary_address: String,
         /// The primary's port.
@@ -339,7 +340,7 @@ pub struct Note {
     /// What kind of finding.
     pub kind: NoteKind,
     /// The database it concerns.
-    pub database: String,
+    pub database: DatabaseName,
     /// What was seen and what a person can do.
     pub message: String,
 }

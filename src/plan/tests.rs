@@ -29,10 +29,19 @@ fn checked(d: &crate::spec::Desired, a: &Actual) -> Plan {
     p
 }
 
+/// Healthy hosts with these ids and no instances.
+fn empty(ids: &[&str]) -> Actual {
+    let ids: Vec<crate::spec::names::HostId> = ids
+        .iter()
+        .map(|i| i.parse().expect("a test host id"))
+        .collect();
+    Actual::empty(&ids)
+}
+
 /// A healthy host with Docker and no instances.
 fn add_host(a: &mut Actual, id: &str) {
     a.hosts.push(crate::state::actual::HostActual {
-        id: id.into(),
+        id: id.parse().expect("a test host id"),
         healthy: true,
         docker: true,
         address: String::new(),
@@ -61,14 +70,14 @@ fn orders() -> crate::spec::Desired {
 #[test]
 fn empty_cluster_creates_everything() {
     let d = orders();
-    let p = checked(&d, &Actual::empty(&["h1"]));
+    let p = checked(&d, &empty(&["h1"]));
     insta::assert_snapshot!(p.to_string());
 }
 
 #[test]
 fn empty_cluster_plan_as_json() {
     let d = orders();
-    let p = plan(&d, &Actual::empty(&["h1"]));
+    let p = plan(&d, &empty(&["h1"]));
     insta::assert_json_snapshot!(p);
 }
 
@@ -95,7 +104,7 @@ fn sample_repo_converged_has_no_steps_and_notes_standbys() {
 #[test]
 fn sample_repo_on_empty_hosts() {
     let d = example::sample_repo();
-    let p = checked(&d, &Actual::empty(&["h1", "h2", "h3"]));
+    let p = checked(&d, &empty(&["h1", "h2", "h3"]));
     insta::assert_snapshot!(p.to_string());
 }
 
@@ -255,14 +264,14 @@ fn state_stopped_stops_the_instance() {
 #[test]
 fn two_databases_on_one_host() {
     let d = desired(&[("orders", ORDERS), ("inventory", INVENTORY)]);
-    let p = checked(&d, &Actual::empty(&["h1"]));
+    let p = checked(&d, &empty(&["h1"]));
     insta::assert_snapshot!(p.to_string());
 }
 
 #[test]
 fn unhealthy_host_is_noted_not_planned() {
     let d = orders();
-    let mut a = Actual::empty(&["h1"]);
+    let mut a = empty(&["h1"]);
     a.hosts[0].healthy = false;
     let p = plan(&d, &a);
     assert!(p.steps.is_empty());
@@ -323,7 +332,7 @@ fn synchronous_standbys_are_set_once_a_standby_runs() {
     );
     // A new cluster: no quorum setting yet (commits would wait for nobody).
     // (The setting comes on the pass after the standbys run: two passes.)
-    let p = plan(&sync, &Actual::empty(&["h1", "h2", "h3"]));
+    let p = plan(&sync, &empty(&["h1", "h2", "h3"]));
     assert!(!p.to_string().contains("synchronous_standby_names"), "{p}");
     // Standbys running: the primary gets ANY 1 over both, by reload.
     let p = plan(&sync, &super::converged(&sync));
@@ -520,7 +529,7 @@ fn drift_is_told_from_a_spec_change() {
 #[test]
 fn plan_is_deterministic() {
     let d = example::sample_repo();
-    let a = Actual::empty(&["h1", "h2", "h3"]);
+    let a = empty(&["h1", "h2", "h3"]);
     assert_eq!(plan(&d, &a), plan(&d, &a));
     let mut shuffled = a.clone();
     shuffled.hosts.reverse();
@@ -530,7 +539,7 @@ fn plan_is_deterministic() {
 #[test]
 fn plan_json_reads_back_the_same() {
     let d = example::sample_repo();
-    let p = plan(&d, &Actual::empty(&["h1", "h2", "h3"]));
+    let p = plan(&d, &empty(&["h1", "h2", "h3"]));
     let json = serde_json::to_string(&p).expect("serialises");
     let back: Plan = serde_json::from_str(&json).expect("deserialises");
     assert_eq!(back, p);
@@ -545,7 +554,7 @@ fn plan_json_reads_back_the_same() {
 #[test]
 fn stopped_database_on_empty_cluster_is_created_not_started() {
     let d = orders_with("port: 6432", "port: 6432\nstate: stopped");
-    insta::assert_snapshot!(checked(&d, &Actual::empty(&["h1"])).to_string());
+    insta::assert_snapshot!(checked(&d, &empty(&["h1"])).to_string());
 }
 
 #[test]
@@ -684,7 +693,7 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
     };
     // Without the extension declared: noted, nothing wired, no preload.
     let bare = desired(&[("orders", &spec("  - pgvector\n"))]);
-    let p = plan(&bare, &Actual::empty(&["h1", "h2"]));
+    let p = plan(&bare, &empty(&["h1", "h2"]));
     assert!(p
         .notes
         .iter()

@@ -184,7 +184,10 @@ impl Loop {
         let plan = crate::plan::plan(&rec.desired, &actual);
         let mut by_db: BTreeMap<String, Vec<Step>> = BTreeMap::new();
         for s in &plan.steps {
-            by_db.entry(s.database.clone()).or_default().push(s.clone());
+            by_db
+                .entry(s.database.to_string())
+                .or_default()
+                .push(s.clone());
         }
         let ids: BTreeSet<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
         let repeating = !ids.is_empty() && ids == self.last_steps;
@@ -218,7 +221,7 @@ impl Loop {
         for r in results {
             let list = r?;
             if let Some(first) = list.first() {
-                outcomes.insert(first.step.database.clone(), list);
+                outcomes.insert(first.step.database.to_string(), list);
             }
         }
         self.operations(&rec.desired, &actual).await?;
@@ -347,7 +350,7 @@ impl Loop {
             .map(|d| d.database_name.to_string())
             .collect();
         for n in &plan.notes {
-            names.insert(n.database.clone());
+            names.insert(n.database.to_string());
         }
         for name in names {
             let spec = rec
@@ -360,8 +363,8 @@ impl Loop {
                 .iter()
                 .filter(|i| i.database == name)
                 .map(|i| InstanceStatus {
-                    node: i.node.clone(),
-                    host: i.host.clone(),
+                    node: i.node.to_string(),
+                    host: i.host.to_string(),
                     endpoint: format!(
                         "{}:{}",
                         actual.host(&i.host).map_or("?", |h| h.address.as_str()),
@@ -741,7 +744,7 @@ fn mesh_status(
         .filter(|i| i.database == name && i.role == crate::state::InstanceRole::Primary)
     {
         if let Some(rows) = i.ddl_rows {
-            ddl.insert(i.node.clone(), rows);
+            ddl.insert(i.node.to_string(), rows);
         }
         for n in db.nodes.iter().filter(|n| n.name.as_str() != i.node) {
             let sub = crate::state::names::subscription_name(n.name.as_str(), &i.node);
@@ -764,7 +767,7 @@ fn mesh_status(
                 .find(|r| r.name == sub);
             links.push(status::LinkStatus {
                 from: n.name.to_string(),
-                to: i.node.clone(),
+                to: i.node.to_string(),
                 state: state.into(),
                 lag_bytes: sender.and_then(|r| r.lag_bytes),
                 lag_seconds: sender.and_then(|r| r.lag_seconds),

@@ -5,6 +5,7 @@
 //! a host directory under the agent's data dir that outlives the container.
 //! Health is `pg_isready`, run by Docker's health check.
 
+use crate::spec::names::{DatabaseName, HostId, NodeName};
 use crate::state::InstanceId;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy};
 use bollard::models::{HealthStatusEnum, RestartPolicyNameEnum};
@@ -113,7 +114,7 @@ pub struct StandbySource {
 #[derive(Clone)]
 pub struct Runtime {
     docker: Docker,
-    host: String,
+    host: HostId,
     advertise: IpAddr,
     root: PathBuf,
 }
@@ -186,7 +187,7 @@ fn nano_cpus(cpus: &str) -> Option<i64> {
 impl Runtime {
     /// Connects to the local Docker daemon (negotiating the API version).
     pub async fn connect(
-        host: &str,
+        host: &HostId,
         advertise: IpAddr,
         data_dir: &Path,
     ) -> Result<Self, RuntimeError> {
@@ -195,14 +196,14 @@ impl Runtime {
             .await?;
         Ok(Self {
             docker,
-            host: host.to_string(),
+            host: host.clone(),
             advertise,
             root: data_dir.join("instances"),
         })
     }
 
     /// The host this runtime serves.
-    pub fn host(&self) -> &str {
+    pub fn host(&self) -> &HostId {
         &self.host
     }
 
@@ -258,7 +259,11 @@ impl Runtime {
             else {
                 continue;
             };
-            let id = InstanceId::new(db, node, &self.host);
+            // A label that is not a valid name was not written by pgcd.
+            let (Ok(db), Ok(node)) = (DatabaseName::parse(db), NodeName::parse(node)) else {
+                continue;
+            };
+            let id = InstanceId::new(&db, &node, &self.host);
             if let Some(info) = self.inspect(&id).await? {
                 out.push(info);
             }
@@ -312,7 +317,7 @@ impl Runtime {
         if self.docker.inspect_image(&spec.image).await.is_err() {
             return Err(RuntimeError::NoImage {
                 image: spec.image.clone(),
-                host: self.host.clone(),
+                host: self.host.to_string(),
             });
         }
         let dir = self.instance_dir(id);
@@ -355,9 +360,9 @@ impl Runtime {
         }
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_DATABASE.to_string(), id.database.clone()),
-            (LABEL_NODE.to_string(), id.node.clone()),
-            (LABEL_HOST.to_string(), id.host.clone()),
+            (LABEL_DATABASE.to_string(), id.database.to_string()),
+            (LABEL_NODE.to_string(), id.node.to_string()),
+            (LABEL_HOST.to_string(), id.host.to_string()),
             (LABEL_PORT.to_string(), spec.port.to_string()),
         ]);
         let second = 1_000_000_000;

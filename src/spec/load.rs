@@ -305,7 +305,7 @@ fn check_operation(
     let Some(db) = dbs
         .iter()
         .map(|(d, _)| d)
-        .find(|d| &d.database_name == db_name)
+        .find(|d| d.database_name == db_name)
     else {
         let names: Vec<&str> = dbs.iter().map(|(d, _)| d.database_name.as_str()).collect();
         err(
@@ -442,7 +442,7 @@ fn check_operation(
                 let in_scope = db
                     .nodes
                     .iter()
-                    .filter(|n| node.as_ref().is_none_or(|want| &n.name == want))
+                    .filter(|n| node.as_ref().is_none_or(|want| n.name == want))
                     .any(|n| n.host_ids.contains(h));
                 if !in_scope {
                     err(

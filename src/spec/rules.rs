@@ -148,7 +148,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
     for (i, node) in db.nodes.iter().enumerate() {
         if let Some(src) = &node.source_node {
             let p = format!("nodes[{i}].source_node");
-            if src == &node.name {
+            if src == node.name {
                 err(&p, "a node cannot copy its data from itself".into());
             } else if !node_names.contains_key(src.as_str()) {
                 err(

@@ -7,6 +7,7 @@
 //! beside its primary and which one is primary is a reported fact.
 
 use crate::spec::database::RoleAttribute;
+use crate::spec::names::{DatabaseName, HostId, NodeName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -36,7 +37,7 @@ pub struct DatabaseActual {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostActual {
     /// The host id (`h1`).
-    pub id: String,
+    pub id: HostId,
     /// Its agent holds its lease and answers.
     pub healthy: bool,
     /// Docker answers on the host.
@@ -62,11 +63,11 @@ pub enum InstanceRole {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceActual {
     /// The database (container label).
-    pub database: String,
+    pub database: DatabaseName,
     /// The node (container label).
-    pub node: String,
+    pub node: NodeName,
     /// The host the container runs on.
-    pub host: String,
+    pub host: HostId,
     /// The container `pgcd-<database>-<node>-<host>` exists.
     pub container_exists: bool,
     /// The container runs and `pg_isready` answers.
@@ -276,12 +277,12 @@ impl Actual {
     }
 
     /// Healthy hosts with these ids and no instances: a new cluster.
-    pub fn empty(host_ids: &[&str]) -> Self {
+    pub fn empty(host_ids: &[HostId]) -> Self {
         Self {
             hosts: host_ids
                 .iter()
                 .map(|id| HostActual {
-                    id: id.to_string(),
+                    id: id.clone(),
                     healthy: true,
                     docker: true,
                     address: String::new(),

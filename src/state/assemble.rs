@@ -23,7 +23,7 @@ pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
     for h in &hosts {
         let obs = observations.iter().find(|o| o.host == h.id.as_str());
         out.hosts.push(HostActual {
-            id: h.id.to_string(),
+            id: h.id.clone(),
             healthy: h.healthy,
             docker: obs.is_some_and(|o| o.docker),
             address: h.address.clone(),

@@ -3,26 +3,27 @@
 //! needs one of these names takes it from here, so the observer, the planner
 //! and the executor can never disagree on them.
 
+use crate::spec::names::{DatabaseName, HostId, NodeName};
 use serde::{Deserialize, Serialize};
 
 /// One instance: a node's server on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceId {
     /// The database.
-    pub database: String,
+    pub database: DatabaseName,
     /// The node.
-    pub node: String,
+    pub node: NodeName,
     /// The host.
-    pub host: String,
+    pub host: HostId,
 }
 
 impl InstanceId {
     /// Makes an id.
-    pub fn new(database: &str, node: &str, host: &str) -> Self {
+    pub fn new(database: &DatabaseName, node: &NodeName, host: &HostId) -> Self {
         Self {
-            database: database.into(),
-            node: node.into(),
-            host: host.into(),
+            database: database.clone(),
+            node: node.clone(),
+            host: host.clone(),
         }
     }
 
@@ -74,7 +75,12 @@ mod tests {
     #[test]
     fn container_names_follow_the_convention() {
         assert_eq!(
-            InstanceId::new("orders", "n1", "h1").container(),
+            InstanceId::new(
+                &"orders".parse().unwrap(),
+                &"n1".parse().unwrap(),
+                &"h1".parse().unwrap()
+            )
+            .container(),
             "pgcd-orders-n1-h1"
         );
     }

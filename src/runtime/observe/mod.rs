@@ -217,7 +217,7 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
     let owner = pg
         .query_opt(
             "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
-            &[&c.id.database],
+            &[&c.id.database.as_str()],
         )
         .await
         .map_err(err)?;

@@ -199,7 +199,7 @@ async fn spock_state(db: &Client, out: &mut InstanceActual) -> Result<(), String
         .query_opt(
             "SELECT 1 FROM spock.node n JOIN spock.local_node l ON l.node_id = n.node_id \
              WHERE n.node_name = $1",
-            &[&out.node],
+            &[&out.node.as_str()],
         )
         .await
         .map_err(err)?

@@ -1,0 +1,94 @@
+//! Catalog steps, in the planner's phase order: the database and its owner,
+//! roles and memberships, extensions, and settings (`ALTER SYSTEM`, then a
+//! reload; a restart is its own step).
+
+use super::instance::unreachable_action;
+use super::{exists, run_sql, StepError, Target};
+use crate::plan::Action;
+use crate::postgres::sql;
+
+pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
+    let step = t.step;
+    match &step.action {
+        Action::CreateDatabase { owner } => {
+            let c = t.admin().await?;
+            let name: &str = &step.database;
+            if exists(&c, "SELECT 1 FROM pg_database WHERE datname = $1", &name).await? {
+                t.log(format!("database {} exists", step.database));
+                let s = sql::alter_database_owner(&step.database, owner)?;
+                return run_sql(&c, t.ctx, &[s]).await;
+            }
+            let s = sql::create_database(&step.database, owner)?;
+            run_sql(&c, t.ctx, &[s]).await
+        }
+        Action::AlterDatabaseOwner { to, .. } => {
+            let c = t.admin().await?;
+            let s = sql::alter_database_owner(&step.database, to)?;
+            run_sql(&c, t.ctx, &[s]).await
+        }
+        Action::CreateRole {
+            name,
+            attributes,
+            password_ref,
+        } => {
+            let password = match password_ref {
+                Some(r) => {
+                    Some(
+                        crate::secrets::resolve(r).map_err(|source| StepError::Secret {
+                            what: format!("password of role {name}"),
+                            source,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            let c = t.admin().await?;
+            let exists = exists(&c, "SELECT 1 FROM pg_roles WHERE rolname = $1", name).await?;
+            let mut stmts = Vec::new();
+            if exists {
+                t.log(format!("role {name} exists; setting its attributes"));
+                stmts.push(sql::alter_role(name, attributes)?);
+                if let Some(p) = &password {
+                    stmts.push(sql::set_password(name, p)?);
+                }
+            } else {
+                stmts.push(sql::create_role(name, attributes, password.as_deref())?);
+            }
+            run_sql(&c, t.ctx, &stmts).await
+        }
+        Action::AlterRole { name, to, .. } => {
+            let c = t.admin().await?;
+            run_sql(&c, t.ctx, &[sql::alter_role(name, to)?]).await
+        }
+        Action::GrantRole { role, member } => {
+            let c = t.admin().await?;
+            run_sql(&c, t.ctx, &[sql::grant(role, member)?]).await
+        }
+        Action::CreateExtension { name, version } => {
+            let c = t.database().await?;
+            let s = sql::create_extension(name, version.as_deref())?;
+            run_sql(&c, t.ctx, &[s]).await
+        }
+        Action::UpdateExtension { name, to, .. } => {
+            let c = t.database().await?;
+            run_sql(&c, t.ctx, &[sql::update_extension(name, to)?]).await
+        }
+        Action::SetSettings {
+            changes,
+            needs_restart,
+        } => {
+            let c = t.admin().await?;
+            let mut stmts = changes
+                .iter()
+                .map(|ch| sql::alter_system(&ch.name, &ch.new))
+                .collect::<Result<Vec<_>, _>>()?;
+            stmts.push(sql::reload());
+            run_sql(&c, t.ctx, &stmts).await?;
+            if *needs_restart {
+                t.log("some settings wait for the restart step");
+            }
+            Ok(())
+        }
+        other => unreachable_action(other),
+    }
+}

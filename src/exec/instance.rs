@@ -1,0 +1,129 @@
+//! Container steps: create an instance or a standby, start, stop, restart
+//! and remove it. The data directory outlives the container unless a step
+//! says to delete it.
+
+use super::{StepError, Target, READY_TIMEOUT};
+use crate::plan::Action;
+use crate::postgres::sql;
+use crate::runtime::docker::{CreateSpec, StandbySource};
+
+pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
+    let (rt, id) = (t.rt, &t.id);
+    match &t.step.action {
+        Action::CreateInstance {
+            version,
+            port,
+            settings,
+            cpus,
+            memory,
+            reuse_data,
+        } => {
+            let conf_lines = settings
+                .iter()
+                .map(|(k, v)| sql::conf_line(k, v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let spec = CreateSpec {
+                image: t.args.image.clone(),
+                port: *port,
+                conf_lines,
+                cpus: cpus.clone(),
+                memory: memory.clone(),
+                standby: None,
+            };
+            let created = rt.create(id, &spec).await?;
+            t.log(format!(
+                "container {} {} (image {}, PostgreSQL {version}, port {port}{})",
+                id.container(),
+                if created { "created" } else { "already exists" },
+                t.args.image,
+                if *reuse_data {
+                    ", existing data directory"
+                } else {
+                    ""
+                }
+            ));
+            Ok(())
+        }
+        Action::CreateStandby {
+            version,
+            port,
+            primary,
+            primary_address,
+            primary_port,
+            slot,
+            cpus,
+            memory,
+        } => {
+            let password = t.replication_password().await?;
+            let spec = CreateSpec {
+                image: t.args.image.clone(),
+                port: *port,
+                conf_lines: Vec::new(),
+                cpus: cpus.clone(),
+                memory: memory.clone(),
+                standby: Some(StandbySource {
+                    address: primary_address.clone(),
+                    port: *primary_port,
+                    slot: slot.clone(),
+                    password,
+                }),
+            };
+            let created = rt.create(id, &spec).await?;
+            t.log(format!(
+                "standby container {} {} (image {}, PostgreSQL {version}, port {port}); its first start copies the primary on {primary} ({primary_address}:{primary_port}) through slot {slot}",
+                id.container(),
+                if created { "created" } else { "already exists" },
+                t.args.image,
+            ));
+            Ok(())
+        }
+        Action::StartInstance => {
+            rt.start(id).await?;
+            t.log(format!("container {} started", id.container()));
+            rt.wait_healthy(id, READY_TIMEOUT).await?;
+            t.log("pg_isready: accepting connections");
+            Ok(())
+        }
+        Action::StopInstance => {
+            rt.stop(id).await?;
+            t.log(format!(
+                "container {} stopped (fast shutdown)",
+                id.container()
+            ));
+            Ok(())
+        }
+        Action::RestartInstance { settings } => {
+            rt.restart(id).await?;
+            t.log(format!(
+                "container {} restarted{}",
+                id.container(),
+                if settings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {}", settings.join(", "))
+                }
+            ));
+            rt.wait_healthy(id, READY_TIMEOUT).await?;
+            t.log("pg_isready: accepting connections");
+            Ok(())
+        }
+        Action::RemoveInstance { keep_data } => {
+            rt.remove(id, *keep_data).await?;
+            t.log(format!(
+                "container {} removed; data directory {}",
+                id.container(),
+                if *keep_data { "kept" } else { "deleted" }
+            ));
+            Ok(())
+        }
+        other => unreachable_action(other),
+    }
+}
+
+/// The router in `exec::carry_out` sends each action to exactly one
+/// concern; an action arriving elsewhere is a bug in that router.
+pub(super) fn unreachable_action(action: &Action) -> Result<(), StepError> {
+    Err(StepError::Arguments(format!(
+        "action {action:?} routed to the wrong executor"
+    )))
+}
