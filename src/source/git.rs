@@ -90,6 +90,10 @@ pub struct CommitInfo {
 pub struct Mirror {
     repo: Repository,
     config: SourceConfig,
+    /// Why a callback refused the server or had no credentials: libgit2
+    /// replaces such a message with its own ("invalid or unknown remote ssh
+    /// hostkey"), so the callbacks keep it here for the error.
+    refusal: std::cell::RefCell<Option<String>>,
 }
 
 impl Mirror {
@@ -120,7 +124,11 @@ impl Mirror {
             // Best effort: without it, notes are pushed without credentials.
             let _ = std::fs::write(repo.path().join(REMOTE_FILE), json);
         }
-        Ok(Self { repo, config })
+        Ok(Self {
+            repo,
+            config,
+            refusal: Default::default(),
+        })
     }
 
     /// Opens an existing mirror with the settings it was last opened with.
@@ -141,17 +149,17 @@ impl Mirror {
                         .unwrap_or_default(),
                 )
             });
-        Ok(Self { repo, config })
+        Ok(Self {
+            repo,
+            config,
+            refusal: Default::default(),
+        })
     }
 
     /// Pushes `refs/notes/pgcd` to the origin with the source's credentials
     /// (force: the leader owns the ref).
     pub fn push_notes(&self, timeout: Duration) -> Result<(), GitError> {
-        let err = |source| GitError::Git {
-            action: "push notes to",
-            url: redact_url(&self.config.url),
-            source,
-        };
+        let err = |source| self.git_error("push notes to", source);
         let mut remote = self.repo.find_remote("origin").map_err(err)?;
         let spec = format!("+{0}:{0}", super::status::NOTES_REF);
         let rejected = std::cell::RefCell::new(None);
@@ -192,11 +200,7 @@ impl Mirror {
         patterns: &[String],
         timeout: Duration,
     ) -> Result<Vec<(String, Oid)>, GitError> {
-        let err = |source| GitError::Git {
-            action: "ls-remote",
-            url: redact_url(&self.config.url),
-            source,
-        };
+        let err = |source| self.git_error("ls-remote", source);
         let mut remote = self.repo.find_remote("origin").map_err(err)?;
         let conn = remote
             .connect_auth(
@@ -280,11 +284,7 @@ impl Mirror {
 
     /// Fetches refspecs from the origin, without tags, aborting at `deadline`.
     fn fetch_refspecs(&self, refspecs: &[String], deadline: Instant) -> Result<(), GitError> {
-        let err = |source| GitError::Git {
-            action: "fetch",
-            url: redact_url(&self.config.url),
-            source,
-        };
+        let err = |source| self.git_error("fetch", source);
         let mut remote = self.repo.find_remote("origin").map_err(err)?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(self.callbacks(deadline));
@@ -364,19 +364,47 @@ impl Mirror {
         }
     }
 
+    /// A libgit2 failure, told with the callbacks' own reason when they had one.
+    fn git_error(&self, action: &'static str, source: git2::Error) -> GitError {
+        let source = match self.refusal.take() {
+            Some(why) => git2::Error::new(source.code(), source.class(), why),
+            None => source,
+        };
+        GitError::Git {
+            action,
+            url: redact_url(&self.config.url),
+            source,
+        }
+    }
+
     fn callbacks(&self, deadline: Instant) -> RemoteCallbacks<'_> {
+        self.refusal.take();
         let mut cb = RemoteCallbacks::new();
         let config = &self.config;
+        let refusal = &self.refusal;
         let mut auth = Authenticator::new(config);
         cb.credentials(move |_url, user_from_url, allowed| {
-            auth.credentials(user_from_url, allowed)
+            keep(refusal, auth.credentials(user_from_url, allowed))
         });
         // Abort transfers past the deadline: libgit2 has no timeout of its own.
         cb.transfer_progress(move |_| Instant::now() < deadline);
         cb.sideband_progress(move |_| Instant::now() < deadline);
-        cb.certificate_check(move |cert, host| remote::check_certificate(config, cert, host));
+        cb.certificate_check(move |cert, host| {
+            keep(refusal, remote::check_certificate(config, cert, host))
+        });
         cb
     }
+}
+
+/// Remembers a callback's refusal for the error libgit2 will return.
+fn keep<T>(
+    slot: &std::cell::RefCell<Option<String>>,
+    r: Result<T, git2::Error>,
+) -> Result<T, git2::Error> {
+    if let Err(e) = &r {
+        *slot.borrow_mut() = Some(e.message().to_string());
+    }
+    r
 }
 
 /// Where a plan ref's head is kept in the mirror.

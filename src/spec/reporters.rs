@@ -209,3 +209,54 @@ pub(super) fn check(r: &Reporters, spans: &SpanMap, diags: &mut Vec<Diagnostic>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{load, SourceFile};
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let files = [SourceFile {
+            path: "pgcd.yaml".into(),
+            text: yaml.into(),
+        }];
+        match load(&files) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn forge_reporters_are_checked_at_their_line_and_field() {
+        let e = errors(
+            "reporters:\n  gitlab:\n    project: \"acme/\"\n    token: {env: GL_TOKEN}\n  bitbucket:\n    base_url: api.bitbucket.org\n    repository: acme\n    token: {env: BB_TOKEN}\n",
+        );
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("pgcd.yaml:3:") && m.contains("reporters.gitlab.project")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(
+                |m| m.starts_with("pgcd.yaml:6:") && m.contains("reporters.bitbucket.base_url")
+            ),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("pgcd.yaml:7:") && m.contains("workspace/repo_slug")),
+            "{e:#?}"
+        );
+        // A clear-text token is refused like every secret.
+        let e = errors("reporters:\n  gitlab:\n    project: 42\n    token: glpat-123\n");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("clear text") && !m.contains("glpat-123")),
+            "{e:#?}"
+        );
+        let ok = errors(
+            "reporters:\n  gitlab:\n    project: group/sub/name\n    token: {env: GL_TOKEN}\n",
+        );
+        assert!(ok.is_empty(), "{ok:#?}");
+    }
+}
