@@ -188,6 +188,24 @@ fn the_leader_follows_an_https_remote_and_keeps_the_last_good_state_when_it_fail
     let s = await_failure(&api, "TLS certificate");
     assert!(s["applied"].is_null(), "{s}");
 
+    // Files are read on the agents: a relative path is refused up front.
+    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+        .args([
+            "source",
+            "set",
+            "--etcd",
+            &agent.etcd(),
+            "--ca-file",
+            "ca.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ca_file: ca.pem is not an absolute path"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     source_set(
         &agent,
         &[
@@ -244,5 +262,54 @@ fn the_leader_follows_an_https_remote_and_keeps_the_last_good_state_when_it_fail
     wait_for("fetch ok again", WAIT, || {
         source(&api).filter(|s| s["status"]["state"] == "ok")
     });
+    drop(agent);
+}
+
+#[test]
+fn a_server_that_accepts_and_says_nothing_is_a_failed_fetch_not_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Accepts connections and never answers (a hung proxy, a stuck server).
+    let silent = std::net::TcpListener::bind((ip(64, 9), 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let mut a = Agent {
+        id: "h1".into(),
+        addr: addr(64, 0),
+        data_dir: tmp.path().join("h1"),
+        mode: vec![
+            "--init".into(),
+            "--repo".into(),
+            format!("https://{}:{port}/origin.git", ip(64, 9)),
+        ],
+        child: None,
+    };
+    a.spawn();
+    let agent = a.guarded();
+    let api = agent.api();
+    let start = std::time::Instant::now();
+    // libgit2's I/O timeout (30 s) ends the attempt; the leader says so.
+    let s = wait_for(
+        "the silent server gives a failed fetch",
+        Duration::from_secs(50),
+        || source(&api).filter(|s| s["status"]["state"] == "failed"),
+    );
+    let took = start.elapsed();
+    eprintln!(
+        "silent server: failed after {took:?}: {}",
+        s["status"]["error"]
+    );
+    assert!(took >= Duration::from_secs(20), "failed too soon: {s}");
+    assert!(
+        s["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{s}"
+    );
     drop(agent);
 }

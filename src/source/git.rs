@@ -122,7 +122,11 @@ impl Mirror {
         }
         if let Ok(json) = serde_json::to_vec_pretty(&config) {
             // Best effort: without it, notes are pushed without credentials.
-            let _ = std::fs::write(repo.path().join(REMOTE_FILE), json);
+            // Every pass opens the mirror; write only what changed.
+            let file = repo.path().join(REMOTE_FILE);
+            if std::fs::read(&file).ok().as_deref() != Some(json.as_slice()) {
+                let _ = std::fs::write(file, json);
+            }
         }
         Ok(Self {
             repo,

@@ -387,6 +387,9 @@ pub fn describe(e: &git2::Error) -> String {
     {
         // libgit2's own check (no ca_file) says only "invalid".
         "; the server's TLS certificate is not trusted by the system roots or not valid for its name (set the source's ca_file to the CA bundle that signed it)"
+    } else if msg.contains("Resource temporarily unavailable") || msg.contains("timed out") {
+        // A read hit libgit2's I/O timeout (set by `git::init_network_timeouts`).
+        "; the server accepted the connection but did not answer in time"
     } else if e.code() == ErrorCode::Auth {
         "; check the source's credentials"
     } else if e.class() == ErrorClass::Ssh && msg.contains("authenticat") {
