@@ -104,7 +104,7 @@ fn notes_are_pushed_back_to_the_origin() {
         Some("http://127.0.0.1:7800/v1/revisions/x".into()),
     );
     status::write_note(mirror.repo(), &head, &st).unwrap();
-    status::push_notes(mirror.repo()).unwrap();
+    mirror.push_notes(T).unwrap();
     let note = git(&bare, &["notes", "--ref", "pgcd", "show", &head]);
     let v: serde_json::Value = serde_json::from_str(&note).unwrap();
     assert_eq!(v["pgcd/validate"]["state"], "success");

@@ -11,7 +11,7 @@
 //! known/<host>                     every host that ever joined
 //! facts/<host>                     what a host reported of itself
 //! tasks/<task>                     a task's state, result and log
-//! source/{config,wake,applied,settings}   the Git source (see source::records)
+//! source/{config,wake,applied,settings,status}   the Git source (see source::records)
 //! revisions/<sha>                  one revision and what became of it
 //! desired                          the desired state in force
 //! observed/<host>                  what a host observed of its instances
@@ -52,6 +52,8 @@ pub const SOURCE_APPLIED: &str = "source/applied";
 /// What every agent's webhook endpoint needs from the state in force (the
 /// secret's reference, never the secret).
 pub const SOURCE_SETTINGS: &str = "source/settings";
+/// How the leader's last look at the remote went (ok, or the fetch error).
+pub const SOURCE_STATUS: &str = "source/status";
 /// Prefix of revision records.
 pub const REVISIONS: &str = "revisions/";
 /// The desired state in force, with its revision.

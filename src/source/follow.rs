@@ -6,7 +6,9 @@
 //! Commit statuses go to a reporter task and never hold the loop up.
 
 use super::git::{Mirror, SourceConfig};
-use super::records::{self, Applied, DesiredRecord, RevisionRecord, RevisionState};
+use super::records::{
+    self, Applied, DesiredRecord, FetchState, FetchStatus, RevisionRecord, RevisionState,
+};
 use super::report::{Reporter, StatusJob};
 use super::status::{CommitStatus, State};
 use crate::cluster::election::{LeaderGuard, LeaderService};
@@ -70,6 +72,8 @@ struct Loop {
     watched: Option<String>,
     /// The desired state in force, read back from its commit in the mirror.
     applied: Option<(String, Desired)>,
+    /// The fetch status last written to `source/status`.
+    fetch_status: Option<FetchStatus>,
 }
 
 /// What one pass found, for logs and tests.
@@ -77,6 +81,9 @@ struct Loop {
 enum Pass {
     Unchanged,
     Recorded(RevisionState),
+    /// The remote could not be reached, refused pgcd, or is not who it
+    /// claims to be; nothing changed.
+    FetchFailed(String),
 }
 
 impl Loop {
@@ -91,6 +98,7 @@ impl Loop {
             _watcher: None,
             watched: None,
             applied: None,
+            fetch_status: None,
         }
     }
 
@@ -109,12 +117,31 @@ impl Loop {
             };
             if let Some(cfg) = cfg {
                 self.watch_local(&cfg);
-                match self.pass(cfg).await {
-                    Ok(Pass::Unchanged) => tracing::trace!("remote head unchanged"),
-                    Ok(Pass::Recorded(state)) => tracing::info!(?state, "revision recorded"),
+                let url = super::remote::redact_url(&cfg.url);
+                let fetched = match self.pass(cfg).await {
+                    Ok(Pass::Unchanged) => {
+                        tracing::trace!("remote head unchanged");
+                        Some(Ok(()))
+                    }
+                    Ok(Pass::Recorded(state)) => {
+                        tracing::info!(?state, "revision recorded");
+                        Some(Ok(()))
+                    }
+                    Ok(Pass::FetchFailed(error)) => {
+                        tracing::warn!(%error, "cannot fetch the config repository; the desired state in force stays; retrying at the next tick");
+                        Some(Err(error))
+                    }
                     Err(ClusterError::NotLeader) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "source pass failed; retrying at the next tick")
+                        tracing::warn!(error = %e, "source pass failed; retrying at the next tick");
+                        None // not the remote's doing: the fetch status stays
+                    }
+                };
+                if let Some(fetched) = fetched {
+                    match self.record_fetch(url, fetched).await {
+                        Err(ClusterError::NotLeader) => return,
+                        Err(e) => tracing::warn!(error = %e, "cannot record the fetch status"),
+                        Ok(()) => {}
                     }
                 }
                 if !resent {
@@ -129,6 +156,37 @@ impl Loop {
                 () = tokio::time::sleep(poll) => {}
             }
         }
+    }
+
+    /// Writes `source/status` when what it says changed.
+    async fn record_fetch(
+        &mut self,
+        url: String,
+        res: Result<(), String>,
+    ) -> Result<(), ClusterError> {
+        let (state, error) = match res {
+            Ok(()) => (FetchState::Ok, None),
+            Err(e) => (FetchState::Failed, Some(e)),
+        };
+        let status = FetchStatus {
+            state,
+            url,
+            since: crate::cluster::now_rfc3339(),
+            leader: self.guard.host().to_string(),
+            error,
+        };
+        if self
+            .fetch_status
+            .as_ref()
+            .is_some_and(|s| s.same_as(&status))
+        {
+            return Ok(());
+        }
+        self.guard
+            .put(keys::SOURCE_STATUS, to_json(&status)?)
+            .await?;
+        self.fetch_status = Some(status);
+        Ok(())
     }
 
     /// The source settings: `source/config`, with the poll interval and
@@ -229,7 +287,10 @@ impl Loop {
                 .await
                 .map_err(|e| ClusterError::Other(format!("fetch task failed: {e}")))?;
         self.applied = cached;
-        let fetched = fetched.map_err(|e| ClusterError::Other(e.to_string()))?;
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => return Ok(Pass::FetchFailed(e.to_string())),
+        };
         let desired = self.applied.as_ref().map(|(_, d)| d.clone());
         let signers = desired
             .as_ref()

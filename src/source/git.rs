@@ -5,21 +5,22 @@
 //!
 //! git2 is blocking: callers on the async runtime go through `spawn_blocking`.
 
+use super::remote::{self, redact_url, Authenticator};
 use crate::spec::{self, SourceFile};
-use git2::{Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Errors of the mirror, with what a person needs to fix them.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     /// libgit2 failed (network, auth, corrupt repository, ...).
-    #[error("git {action} {url}: {source}")]
+    #[error("git {action} {url}: {}", super::remote::describe(source))]
     Git {
         /// What was being done.
         action: &'static str,
-        /// The remote.
+        /// The remote (a password in it shown as `***`).
         url: String,
         /// libgit2's error.
         source: git2::Error,
@@ -42,61 +43,34 @@ pub enum GitError {
     },
 }
 
-/// Where the repository is and how to authenticate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceConfig {
-    /// `file://`, a plain path, `https://` or `ssh://` (or `user@host:path`).
-    pub url: String,
-    /// The branch that is applied.
-    #[serde(default = "default_branch")]
-    pub branch: String,
-    /// Where the specs live inside the repository (empty: the root).
-    #[serde(default)]
-    pub path: String,
-    /// `https://`: environment variable holding a token (sent as the password of user `x-access-token`)
-    /// or `user:password`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_env: Option<String>,
-    /// `https://`: file holding the same.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_file: Option<PathBuf>,
-    /// `ssh://`: private key file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_key: Option<PathBuf>,
-    /// `ssh://`: known_hosts file the server's key must be in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts: Option<PathBuf>,
-    /// How often to look for a new head (`15s`); overrides `pgcd.yaml`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poll_interval: Option<String>,
-    /// Give up a fetch after this long (`60s`); overrides `pgcd.yaml`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fetch_timeout: Option<String>,
+pub use super::remote::SourceConfig;
+
+/// The file in the mirror's directory that remembers how to reach the
+/// origin (references only, never secrets), so the reporter can push notes
+/// back with the same credentials.
+const REMOTE_FILE: &str = "pgcd-source.json";
+
+/// How long libgit2 waits for a connection, and for any one read or write
+/// on it, before giving up (libgit2 has no limit of its own).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// See [`CONNECT_TIMEOUT`].
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sets libgit2's process-wide network timeouts ([`CONNECT_TIMEOUT`],
+/// [`IO_TIMEOUT`]), so a server that accepts and then says nothing cannot
+/// hold a fetch forever. Call it once, before any thread starts.
+pub fn init_network_timeouts() {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: libgit2 keeps these in plain globals; the binary calls this
+    // first thing in `main`, before any other thread exists.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(CONNECT_TIMEOUT));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(IO_TIMEOUT));
+    }
 }
 
-fn default_branch() -> String {
-    "main".into()
-}
-
-impl SourceConfig {
-    /// A source with defaults: branch `main`, the repository root, no credentials.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            branch: default_branch(),
-            path: String::new(),
-            credentials_env: None,
-            credentials_file: None,
-            ssh_key: None,
-            known_hosts: None,
-            poll_interval: None,
-            fetch_timeout: None,
-        }
-    }
-
-    fn tracking_ref(&self) -> String {
-        format!("refs/remotes/origin/{}", self.branch)
-    }
+fn tracking_ref(branch: &str) -> String {
+    format!("refs/remotes/origin/{branch}")
 }
 
 /// A commit as the history shows it.
@@ -116,6 +90,10 @@ pub struct CommitInfo {
 pub struct Mirror {
     repo: Repository,
     config: SourceConfig,
+    /// Why a callback refused the server or had no credentials: libgit2
+    /// replaces such a message with its own ("invalid or unknown remote ssh
+    /// hostkey"), so the callbacks keep it here for the error.
+    refusal: std::cell::RefCell<Option<String>>,
 }
 
 impl Mirror {
@@ -124,7 +102,7 @@ impl Mirror {
     pub fn open(dir: &Path, config: SourceConfig) -> Result<Self, GitError> {
         let err = |action, source| GitError::Git {
             action,
-            url: config.url.clone(),
+            url: redact_url(&config.url),
             source,
         };
         let repo = match Repository::open_bare(dir) {
@@ -142,7 +120,71 @@ impl Mirror {
                     .map_err(|e| err("add remote", e))?;
             }
         }
-        Ok(Self { repo, config })
+        if let Ok(json) = serde_json::to_vec_pretty(&config) {
+            // Best effort: without it, notes are pushed without credentials.
+            // Every pass opens the mirror; write only what changed.
+            let file = repo.path().join(REMOTE_FILE);
+            if std::fs::read(&file).ok().as_deref() != Some(json.as_slice()) {
+                let _ = std::fs::write(file, json);
+            }
+        }
+        Ok(Self {
+            repo,
+            config,
+            refusal: Default::default(),
+        })
+    }
+
+    /// Opens an existing mirror with the settings it was last opened with.
+    pub fn reopen(dir: &Path) -> Result<Self, GitError> {
+        let repo = Repository::open_bare(dir).map_err(|source| GitError::Git {
+            action: "open",
+            url: dir.display().to_string(),
+            source,
+        })?;
+        let config = std::fs::read(repo.path().join(REMOTE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| {
+                SourceConfig::new(
+                    repo.find_remote("origin")
+                        .ok()
+                        .and_then(|r| r.url().map(str::to_string))
+                        .unwrap_or_default(),
+                )
+            });
+        Ok(Self {
+            repo,
+            config,
+            refusal: Default::default(),
+        })
+    }
+
+    /// Pushes `refs/notes/pgcd` to the origin with the source's credentials
+    /// (force: the leader owns the ref).
+    pub fn push_notes(&self, timeout: Duration) -> Result<(), GitError> {
+        let err = |source| self.git_error("push notes to", source);
+        let mut remote = self.repo.find_remote("origin").map_err(err)?;
+        let spec = format!("+{0}:{0}", super::status::NOTES_REF);
+        let rejected = std::cell::RefCell::new(None);
+        {
+            let mut cb = self.callbacks(Instant::now() + timeout);
+            cb.push_update_reference(|r, status| {
+                if let Some(s) = status {
+                    *rejected.borrow_mut() = Some(format!("{r}: {s}"));
+                }
+                Ok(())
+            });
+            let mut opts = git2::PushOptions::new();
+            opts.remote_callbacks(cb);
+            remote
+                .push(&[spec.as_str()], Some(&mut opts))
+                .map_err(err)?;
+        }
+        match rejected.into_inner() {
+            Some(why) => Err(err(git2::Error::from_str(&format!("push rejected: {why}")))),
+            None => Ok(()),
+        }
     }
 
     /// The configuration this mirror follows.
@@ -162,11 +204,7 @@ impl Mirror {
         patterns: &[String],
         timeout: Duration,
     ) -> Result<Vec<(String, Oid)>, GitError> {
-        let err = |source| GitError::Git {
-            action: "ls-remote",
-            url: self.config.url.clone(),
-            source,
-        };
+        let err = |source| self.git_error("ls-remote", source);
         let mut remote = self.repo.find_remote("origin").map_err(err)?;
         let conn = remote
             .connect_auth(
@@ -193,14 +231,16 @@ impl Mirror {
             .find(|(name, _)| *name == want)
             .map(|(_, oid)| oid)
             .ok_or_else(|| GitError::NoBranch {
-                url: self.config.url.clone(),
+                url: redact_url(&self.config.url),
                 branch: self.config.branch.clone(),
             })
     }
 
     /// The last fetched head of the tracked branch, if any.
     pub fn local_head(&self) -> Option<Oid> {
-        self.repo.refname_to_id(&self.config.tracking_ref()).ok()
+        self.repo
+            .refname_to_id(&tracking_ref(&self.config.branch))
+            .ok()
     }
 
     /// Fetches the tracked branch (and `extra` refspecs) when the remote
@@ -214,12 +254,12 @@ impl Mirror {
         let mut refspecs = vec![format!(
             "+refs/heads/{}:{}",
             self.config.branch,
-            self.config.tracking_ref()
+            tracking_ref(&self.config.branch)
         )];
         refspecs.extend(extra.iter().cloned());
         self.fetch_refspecs(&refspecs, deadline)?;
         self.local_head().ok_or_else(|| GitError::NoBranch {
-            url: self.config.url.clone(),
+            url: redact_url(&self.config.url),
             branch: self.config.branch.clone(),
         })
     }
@@ -248,11 +288,7 @@ impl Mirror {
 
     /// Fetches refspecs from the origin, without tags, aborting at `deadline`.
     fn fetch_refspecs(&self, refspecs: &[String], deadline: Instant) -> Result<(), GitError> {
-        let err = |source| GitError::Git {
-            action: "fetch",
-            url: self.config.url.clone(),
-            source,
-        };
+        let err = |source| self.git_error("fetch", source);
         let mut remote = self.repo.find_remote("origin").map_err(err)?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(self.callbacks(deadline));
@@ -332,97 +368,47 @@ impl Mirror {
         }
     }
 
+    /// A libgit2 failure, told with the callbacks' own reason when they had one.
+    fn git_error(&self, action: &'static str, source: git2::Error) -> GitError {
+        let source = match self.refusal.take() {
+            Some(why) => git2::Error::new(source.code(), source.class(), why),
+            None => source,
+        };
+        GitError::Git {
+            action,
+            url: redact_url(&self.config.url),
+            source,
+        }
+    }
+
     fn callbacks(&self, deadline: Instant) -> RemoteCallbacks<'_> {
+        self.refusal.take();
         let mut cb = RemoteCallbacks::new();
         let config = &self.config;
-        let mut attempts = 0;
-        cb.credentials(move |url, user_from_url, allowed| {
-            attempts += 1;
-            if attempts > 3 {
-                return Err(git2::Error::from_str(
-                    "authentication failed (credentials refused)",
-                ));
-            }
-            credentials(config, url, user_from_url, allowed)
+        let refusal = &self.refusal;
+        let mut auth = Authenticator::new(config);
+        cb.credentials(move |_url, user_from_url, allowed| {
+            keep(refusal, auth.credentials(user_from_url, allowed))
         });
         // Abort transfers past the deadline: libgit2 has no timeout of its own.
         cb.transfer_progress(move |_| Instant::now() < deadline);
         cb.sideband_progress(move |_| Instant::now() < deadline);
-        if let Some(known) = config.known_hosts.clone() {
-            cb.certificate_check(move |cert, host| check_host_key(&known, cert, host));
-        }
+        cb.certificate_check(move |cert, host| {
+            keep(refusal, remote::check_certificate(config, cert, host))
+        });
         cb
     }
 }
 
-fn credentials(
-    config: &SourceConfig,
-    _url: &str,
-    user_from_url: Option<&str>,
-    allowed: CredentialType,
-) -> Result<Cred, git2::Error> {
-    if allowed.contains(CredentialType::SSH_KEY) {
-        let key = config.ssh_key.as_ref().ok_or_else(|| {
-            git2::Error::from_str("the server wants an SSH key; set the source's ssh_key")
-        })?;
-        return Cred::ssh_key(user_from_url.unwrap_or("git"), None, key, None);
+/// Remembers a callback's refusal for the error libgit2 will return.
+fn keep<T>(
+    slot: &std::cell::RefCell<Option<String>>,
+    r: Result<T, git2::Error>,
+) -> Result<T, git2::Error> {
+    if let Err(e) = &r {
+        *slot.borrow_mut() = Some(e.message().to_string());
     }
-    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-        let secret = match (&config.credentials_env, &config.credentials_file) {
-            (Some(var), _) => std::env::var(var).map_err(|_| {
-                git2::Error::from_str(&format!("environment variable {var} is not set"))
-            })?,
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| git2::Error::from_str(&format!("{}: {e}", file.display())))?,
-            (None, None) => {
-                return Err(git2::Error::from_str(
-                    "the server wants credentials; set credentials_env or credentials_file",
-                ))
-            }
-        };
-        let secret = secret.trim();
-        return match secret.split_once(':') {
-            Some((user, pass)) => Cred::userpass_plaintext(user, pass),
-            None => Cred::userpass_plaintext(user_from_url.unwrap_or("x-access-token"), secret),
-        };
-    }
-    Cred::default()
-}
-
-fn check_host_key(
-    known_hosts: &Path,
-    cert: &git2::cert::Cert<'_>,
-    host: &str,
-) -> Result<git2::CertificateCheckStatus, git2::Error> {
-    use base64::Engine;
-    let Some(hostkey) = cert.as_hostkey().and_then(|h| h.hostkey()) else {
-        // Not SSH: TLS certificates are checked by libgit2 against the system store.
-        return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
-    };
-    let text = std::fs::read_to_string(known_hosts)
-        .map_err(|e| git2::Error::from_str(&format!("{}: {e}", known_hosts.display())))?;
-    let known = text.lines().any(|line| {
-        let mut parts = line.split_whitespace();
-        let (Some(hosts), Some(_kind), Some(key)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return false;
-        };
-        let host_ok = hosts
-            .split(',')
-            .any(|h| h == host || h.trim_start_matches('[').split(']').next() == Some(host));
-        host_ok
-            && base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .is_ok_and(|k| k == hostkey)
-    });
-    if known {
-        Ok(git2::CertificateCheckStatus::CertificateOk)
-    } else {
-        Err(git2::Error::from_str(&format!(
-            "host key of {host} is not in {}",
-            known_hosts.display()
-        )))
-    }
+    r
 }
 
 /// Where a plan ref's head is kept in the mirror.

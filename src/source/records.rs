@@ -82,3 +82,40 @@ pub struct Applied {
     /// When it was recorded.
     pub at: String,
 }
+
+/// Whether the leader can reach the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchState {
+    /// The last look at the remote worked.
+    Ok,
+    /// The last look failed (`error` says why); the desired state in force stays.
+    Failed,
+}
+
+/// `source/status`: how the leader's last look at the remote went. It is
+/// written when the state or the error changes, not on every poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchStatus {
+    /// Ok or failed.
+    pub state: FetchState,
+    /// The remote (a password in the URL shown as `***`).
+    pub url: String,
+    /// Since when (RFC 3339) it has been in this state with this error.
+    pub since: String,
+    /// The leader that looked.
+    pub leader: String,
+    /// Why the fetch failed, with what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FetchStatus {
+    /// Whether two statuses say the same (their times aside).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.state == other.state
+            && self.url == other.url
+            && self.error == other.error
+            && self.leader == other.leader
+    }
+}

@@ -1,8 +1,10 @@
 //! The reporter task: commit statuses are queued here and delivered in the
-//! background (notes, then HTTP with retries), so a slow or dead forge never
-//! holds up the source loop.
+//! background (notes, then each forge's API with retries), so a slow or dead
+//! forge never holds up the source loop.
 
-use super::status::{self, CommitStatus, HttpStatuses};
+use super::forges::StatusApi;
+use super::git::Mirror;
+use super::status::{self, CommitStatus};
 use crate::spec::config::Reporters;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,20 +53,24 @@ impl Reporter {
     }
 }
 
+/// How long a push of the notes may take.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn deliver(client: &reqwest::Client, mirror_dir: &std::path::Path, job: StatusJob) {
     if job.reporters.git_notes.enabled != Some(false) {
         let dir = mirror_dir.to_path_buf();
         let push = job.reporters.git_notes.push != Some(false);
         let (sha, statuses) = (job.sha.clone(), job.statuses.clone());
         let res = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let repo = git2::Repository::open_bare(&dir).map_err(|e| e.message().to_string())?;
+            // The mirror remembers its origin's credentials (references only).
+            let mirror = Mirror::reopen(&dir).map_err(|e| e.to_string())?;
             for s in &statuses {
-                status::write_note(&repo, &sha, s).map_err(|e| e.message().to_string())?;
+                status::write_note(mirror.repo(), &sha, s).map_err(|e| e.message().to_string())?;
             }
             if push {
                 // An origin that refuses pushes keeps the notes local; that is fine.
-                if let Err(e) = status::push_notes(&repo) {
-                    tracing::info!(error = %e.message(), "notes kept locally: the origin did not accept them");
+                if let Err(e) = mirror.push_notes(PUSH_TIMEOUT) {
+                    tracing::info!(error = %e, "notes kept locally: the origin did not accept them");
                 }
             }
             Ok(())
@@ -76,25 +82,20 @@ async fn deliver(client: &reqwest::Client, mirror_dir: &std::path::Path, job: St
             Err(e) => tracing::warn!(error = %e, "note task failed"),
         }
     }
-    if let Some(http) = &job.reporters.http {
-        let token = match crate::secrets::resolve(&http.token).map_err(|e| e.to_string()) {
-            Ok(t) => t,
+    for (name, api) in StatusApi::from_reporters(&job.reporters) {
+        let api = match api {
+            Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "HTTP statuses skipped: no token");
-                return;
+                tracing::warn!(reporter = name, error = %e, "commit statuses skipped");
+                continue;
             }
-        };
-        let api = HttpStatuses {
-            base_url: http.base_url.clone(),
-            repository: http.repository.clone(),
-            token,
         };
         for s in &job.statuses {
             if let Err(e) = api
                 .post(client, &job.sha, s, 5, Duration::from_secs(1))
                 .await
             {
-                tracing::warn!(sha = %job.sha, context = %s.context, error = %e, "commit status not delivered");
+                tracing::warn!(reporter = name, sha = %job.sha, context = %s.context, error = %e, "commit status not delivered");
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Commit statuses: `pgcd/validate`, `pgcd/plan`, `pgcd/apply` on the commit
-//! they are about, through Git notes (`refs/notes/pgcd`, any Git server) and a
-//! GitHub-compatible statuses API (GitHub, Gitea, Forgejo).
+//! they are about, through Git notes (`refs/notes/pgcd`, any Git server) and
+//! the forges' statuses APIs (`forges`).
 
 use git2::{Oid, Repository, Signature};
 use serde::{Deserialize, Serialize};
@@ -87,30 +87,7 @@ pub fn read_note(repo: &Repository, sha: &str) -> BTreeMap<String, CommitStatus>
         .unwrap_or_default()
 }
 
-/// Pushes `refs/notes/pgcd` to the origin (force: the leader owns the ref).
-pub fn push_notes(repo: &Repository) -> Result<(), git2::Error> {
-    let mut remote = repo.find_remote("origin")?;
-    let spec = format!("+{NOTES_REF}:{NOTES_REF}");
-    let rejected = std::cell::RefCell::new(None);
-    {
-        let mut cb = git2::RemoteCallbacks::new();
-        cb.push_update_reference(|r, status| {
-            if let Some(s) = status {
-                *rejected.borrow_mut() = Some(format!("{r}: {s}"));
-            }
-            Ok(())
-        });
-        let mut opts = git2::PushOptions::new();
-        opts.remote_callbacks(cb);
-        remote.push(&[spec.as_str()], Some(&mut opts))?;
-    }
-    match rejected.into_inner() {
-        Some(why) => Err(git2::Error::from_str(&format!("push rejected: {why}"))),
-        None => Ok(()),
-    }
-}
-
-/// The GitHub-compatible statuses API.
+/// The GitHub-compatible statuses API (GitHub, Gitea, Forgejo).
 #[derive(Debug, Clone)]
 pub struct HttpStatuses {
     /// API base, e.g. `https://api.github.com`.
@@ -132,39 +109,13 @@ impl HttpStatuses {
         attempts: u32,
         backoff: Duration,
     ) -> Result<(), String> {
-        let url = format!(
-            "{}/repos/{}/statuses/{sha}",
-            self.base_url.trim_end_matches('/'),
-            self.repository
-        );
-        let mut wait = backoff;
-        let mut last = String::new();
-        for attempt in 1..=attempts.max(1) {
-            let res = client
-                .post(&url)
-                .header("Authorization", format!("token {}", self.token))
-                .header("Accept", "application/vnd.github+json")
-                .header("User-Agent", concat!("pgcd/", env!("CARGO_PKG_VERSION")))
-                .timeout(Duration::from_secs(10))
-                .json(status)
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                // 4xx other than 429 will not get better by retrying.
-                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                    return Err(format!("{url}: HTTP {}", r.status()))
-                }
-                Ok(r) => last = format!("{url}: HTTP {}", r.status()),
-                Err(e) => last = format!("{url}: {e}"),
-            }
-            if attempt < attempts {
-                tracing::debug!(attempt, %last, "commit status not delivered; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
+        super::forges::StatusApi::Github {
+            base_url: self.base_url.clone(),
+            repository: self.repository.clone(),
+            token: self.token.clone(),
         }
-        Err(last)
+        .post(client, sha, status, attempts, backoff)
+        .await
     }
 }
 

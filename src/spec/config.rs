@@ -3,6 +3,7 @@
 
 use super::decode::{Ctx, Decode, MapReader};
 use super::diag::FieldPath;
+pub use super::reporters::{BitbucketReporter, GitNotes, GitlabReporter, HttpReporter, Reporters};
 use super::secret::SecretRef;
 use super::values::Duration;
 use super::yaml::Node;
@@ -84,83 +85,6 @@ impl Decode for SourceSettings {
             require_signed_commits: r.3,
             allowed_signers: r.4,
             webhook_secret: r.5,
-        })
-    }
-}
-
-/// Commit-status reporters.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Reporters {
-    /// Git notes under `refs/notes/pgcd`.
-    #[serde(default)]
-    pub git_notes: GitNotes,
-    /// A GitHub-compatible statuses API (GitHub, Gitea, Forgejo).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpReporter>,
-}
-
-impl Decode for Reporters {
-    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
-        let mut m = MapReader::new(node, path, cx, "reporters")?;
-        let r = (m.opt(cx, "git_notes"), m.opt(cx, "http"));
-        m.finish(cx);
-        Some(Self {
-            git_notes: r.0.unwrap_or_default(),
-            http: r.1,
-        })
-    }
-}
-
-/// The Git notes reporter.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GitNotes {
-    /// Write notes. Default true.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Push `refs/notes/pgcd` back to the origin. Default true.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub push: Option<bool>,
-}
-
-impl Decode for GitNotes {
-    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
-        let mut m = MapReader::new(node, path, cx, "git_notes")?;
-        let r = (m.opt(cx, "enabled"), m.opt(cx, "push"));
-        m.finish(cx);
-        Some(Self {
-            enabled: r.0,
-            push: r.1,
-        })
-    }
-}
-
-/// The HTTP statuses reporter.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpReporter {
-    /// API base, e.g. `https://api.github.com` or `https://gitea.example/api/v1`.
-    pub base_url: String,
-    /// `owner/name`.
-    pub repository: String,
-    /// The API token.
-    pub token: SecretRef,
-}
-
-impl Decode for HttpReporter {
-    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
-        let mut m = MapReader::new(node, path, cx, "the http reporter")?;
-        let r = (
-            m.req(cx, "base_url"),
-            m.req(cx, "repository"),
-            m.req(cx, "token"),
-        );
-        m.finish(cx);
-        Some(Self {
-            base_url: r.0?,
-            repository: r.1?,
-            token: r.2?,
         })
     }
 }

@@ -79,4 +79,12 @@ pub fn config(c: &mut ClusterConfig) {
     c.source.require_signed_commits.get_or_insert(false);
     c.reporters.git_notes.enabled.get_or_insert(true);
     c.reporters.git_notes.push.get_or_insert(true);
+    if let Some(g) = &mut c.reporters.gitlab {
+        g.base_url
+            .get_or_insert_with(|| "https://gitlab.com/api/v4".into());
+    }
+    if let Some(b) = &mut c.reporters.bitbucket {
+        b.base_url
+            .get_or_insert_with(|| "https://api.bitbucket.org".into());
+    }
 }

@@ -209,21 +209,7 @@ fn check_config(c: &ClusterConfig, spans: &SpanMap, diags: &mut Vec<Diagnostic>)
             "requires at least one entry in source.allowed_signers",
         ));
     }
-    if let Some(h) = &c.reporters.http {
-        if !(h.base_url.starts_with("https://") || h.base_url.starts_with("http://")) {
-            diags.push(spans.error(
-                "reporters.http.base_url",
-                "must start with https:// or http://",
-            ));
-        }
-        let parts: Vec<&str> = h.repository.split('/').collect();
-        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-            diags.push(spans.error(
-                "reporters.http.repository",
-                format!("\"{}\" is not owner/name", h.repository),
-            ));
-        }
-    }
+    super::reporters::check(&c.reporters, spans, diags);
 }
 
 /// Two databases may not listen on the same port of the same host.

@@ -18,6 +18,7 @@ mod load;
 pub mod names;
 pub mod operation;
 pub mod reference;
+pub mod reporters;
 pub mod rules;
 pub mod schema;
 pub mod secret;

@@ -18,6 +18,18 @@ pub enum SecretRef {
     Age(String),
 }
 
+/// Prints the reference as it is written (`{env: NAME}`, `{file: PATH}`),
+/// never a value: an age ciphertext prints as `{age: ...}`.
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "{{env: {name}}}"),
+            Self::File(path) => write!(f, "{{file: {path}}}"),
+            Self::Age(_) => f.write_str("{age: ...}"),
+        }
+    }
+}
+
 const AGE_HEADER: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 const FORMS: &str = "{env: NAME}, {file: /absolute/path} or {age: <armored ciphertext>}";
 

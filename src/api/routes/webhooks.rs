@@ -1,13 +1,14 @@
-//! `POST /v1/webhooks/{github,gitea,generic}`: verify the HMAC signature of
-//! the raw body (401 when missing or wrong, 413 over 1 MiB), then wake the
-//! leader through etcd (202). Pushes to branches pgcd neither follows nor
-//! plans are accepted and ignored, with the reason in the answer.
+//! `POST /v1/webhooks/{github,gitea,gitlab,bitbucket,generic}`: verify the
+//! delivery (the HMAC signature of the raw body, or GitLab's token: 401 when
+//! missing or wrong, 413 over 1 MiB), then wake the leader through etcd
+//! (202). Pushes to refs pgcd neither follows nor plans, and pings, are
+//! accepted and ignored, with the reason in the answer.
 
 use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
 use crate::source::git::{ref_matches, SourceConfig};
 use crate::source::records::Settings;
-use crate::source::webhook::{self, Flavor, MAX_BODY};
+use crate::source::webhook::{self, Delivery, Flavor, MAX_BODY};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,11 +18,13 @@ use axum::{Json, Router};
 /// The agent-wide fallback when `pgcd.yaml` names no webhook secret.
 pub const SECRET_ENV: &str = "PGCD_WEBHOOK_SECRET";
 
-/// The three endpoints, with the body limit.
+/// The endpoints, one per forge, with the body limit.
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/webhooks/github", post(github))
         .route("/v1/webhooks/gitea", post(gitea))
+        .route("/v1/webhooks/gitlab", post(gitlab))
+        .route("/v1/webhooks/bitbucket", post(bitbucket))
         .route("/v1/webhooks/generic", post(generic))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
@@ -40,6 +43,22 @@ async fn gitea(
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     handle(Flavor::Gitea, state, headers, body).await
+}
+
+async fn gitlab(
+    state: State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    handle(Flavor::Gitlab, state, headers, body).await
+}
+
+async fn bitbucket(
+    state: State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    handle(Flavor::Bitbucket, state, headers, body).await
 }
 
 async fn generic(
@@ -75,30 +94,32 @@ async fn handle(
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
 
     let event = headers
-        .get("x-github-event")
-        .or_else(|| headers.get("x-gitea-event"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("push");
-    if event == "ping" {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "accepted": true, "ignored": "ping" })),
-        ));
-    }
+        .get(flavor.event_header())
+        .and_then(|v| v.to_str().ok());
+    let refs = match webhook::delivery(flavor, event, &body) {
+        Delivery::Ping => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "accepted": true, "ignored": "ping" })),
+            ))
+        }
+        Delivery::Refs(refs) => refs,
+        Delivery::Other => Vec::new(),
+    };
     let config: Option<SourceConfig> = state.store.get_json(keys::SOURCE_CONFIG).await?;
     let branch = config.map_or_else(|| "main".to_string(), |c| c.branch);
     let tracked = format!("refs/heads/{branch}");
-    if let Some(r) = webhook::pushed_ref(&body) {
-        if r != tracked && !settings.plan_refs.iter().any(|p| ref_matches(p, &r)) {
-            let reason = format!(
-                "push to {r}; pgcd follows {tracked} and plans {}",
-                settings.plan_refs.join(", ")
-            );
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({ "accepted": true, "ignored": reason })),
-            ));
-        }
+    let wanted = |r: &String| *r == tracked || settings.plan_refs.iter().any(|p| ref_matches(p, r));
+    if !refs.is_empty() && !refs.iter().any(wanted) {
+        let reason = format!(
+            "push to {}; pgcd follows {tracked} and plans {}",
+            refs.join(", "),
+            settings.plan_refs.join(", ")
+        );
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "accepted": true, "ignored": reason })),
+        ));
     }
     let wake = serde_json::json!({ "at": crate::cluster::now_rfc3339(), "by": state.host, "via": flavor.header() });
     state.store.put_json(keys::SOURCE_WAKE, &wake).await?;
