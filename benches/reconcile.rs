@@ -15,7 +15,6 @@
 mod gitrepo;
 
 use gitrepo::git;
-use pgcd::runtime::observe::HostObservation;
 use pgcd::spec::SourceFile;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -175,12 +174,7 @@ fn pass_cpu(tmp: &Path) {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "50 databases"]);
     let desired = pgcd::spec::load(&files).unwrap();
-    let obs = HostObservation {
-        host: host.into(),
-        docker: true,
-        instances: pgcd::plan::converged(&desired).instances,
-        at: pgcd::cluster::now_rfc3339(),
-    };
+    let instances = pgcd::plan::converged(&desired).instances;
     let _a = agent(
         host,
         addr,
@@ -198,13 +192,23 @@ fn pass_cpu(tmp: &Path) {
         let mut c = etcd_client::Client::connect([format!("http://{addr}:2379")], None)
             .await
             .unwrap();
+        let record = serde_json::json!({ "host": "h1", "docker": true });
         c.put(
             "/pgcd/v1/observed/h1",
-            serde_json::to_vec(&obs).unwrap(),
+            serde_json::to_vec(&record).unwrap(),
             None,
         )
         .await
         .unwrap();
+        for i in &instances {
+            c.put(
+                format!("/pgcd/v1/{}", pgcd::state::observed::instance_key(i)),
+                serde_json::to_vec(i).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
     });
     wait("50 databases Ready", Duration::from_secs(60), || {
         let all = get(&format!("{api}/v1/databases"))?;

@@ -90,6 +90,7 @@ fn orders() -> DatabaseStatus {
             disruptive: false,
             drift: true,
             depends_on: vec![],
+            operation: None,
         }],
         notes: vec![],
     });

@@ -34,6 +34,8 @@ pub struct Options {
     pub resync_interval: Duration,
     /// Where PostgreSQL instances run.
     pub runtime: RuntimeKind,
+    /// How many plan steps run at once on one host.
+    pub steps_per_host: usize,
 }
 
 /// The services and executors of an agent.
@@ -59,6 +61,7 @@ pub(super) async fn assemble(
         options.resync_interval,
         cfg.data_dir.join("source"),
         api_url,
+        options.steps_per_host,
     )));
     let mut executors = executors::builtin();
     let mut host_services: Vec<Arc<dyn HostService>> = Vec::new();

@@ -74,6 +74,9 @@ pub struct Args {
     /// runs none (a cluster member only).
     #[arg(long, env = "PGCD_RUNTIME", value_enum, default_value = "docker")]
     runtime: RuntimeKind,
+    /// How many plan steps the leader runs at once on one host.
+    #[arg(long, env = "PGCD_STEPS_PER_HOST", default_value_t = crate::reconcile::DEFAULT_STEPS_PER_HOST)]
+    steps_per_host: usize,
     /// The etcd server binary.
     #[arg(long, env = "PGCD_ETCD_BINARY", default_value = "etcd")]
     etcd_binary: PathBuf,
@@ -192,6 +195,7 @@ pub fn run(args: Args) -> Result<i32> {
             observe_interval: args.observe_interval,
             resync_interval: args.resync_interval,
             runtime: args.runtime,
+            steps_per_host: args.steps_per_host,
         };
         agent::run(config, options, shutdown).await
     })?;

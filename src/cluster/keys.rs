@@ -13,8 +13,12 @@
 //! tasks/<task>                     a task's state, result and log
 //! source/{config,wake,applied,settings,status}   the Git source (see source::records)
 //! revisions/<sha>                  one revision and what became of it
-//! desired                          the desired state in force
-//! observed/<host>                  what a host observed of its instances
+//! desired/revision                 the revision in force and a digest of the set it names
+//! desired/config                   pgcd.yaml of the revision in force
+//! desired/databases/<db>           one database's spec in force
+//! desired/operations/<id>          one operation's spec in force
+//! observed/<host>                  what a host's agent sees of the host (Docker)
+//! observed/<host>/<db>/<node>      what it observed of one instance
 //! status/databases/<db>            a database's status (conditions, instances)
 //! status/reconciler                the reconciler's counters
 //! reconcile/applied/<db>           digest of a database's spec last carried out in full
@@ -56,8 +60,21 @@ pub const SOURCE_SETTINGS: &str = "source/settings";
 pub const SOURCE_STATUS: &str = "source/status";
 /// Prefix of revision records.
 pub const REVISIONS: &str = "revisions/";
-/// The desired state in force, with its revision.
-pub const DESIRED: &str = "desired";
+/// The old single-value desired state (before it was stored per database);
+/// read once to migrate, then deleted.
+pub const DESIRED_LEGACY: &str = "desired";
+/// Prefix of the desired state in force, one key per item.
+pub const DESIRED: &str = "desired/";
+/// The revision in force and the digest of the set of items it names;
+/// written last, so a reader that finds the set's digest matching has read
+/// one whole revision.
+pub const DESIRED_REVISION: &str = "desired/revision";
+/// `pgcd.yaml` of the revision in force.
+pub const DESIRED_CONFIG: &str = "desired/config";
+/// Prefix of the databases in force.
+pub const DESIRED_DATABASES: &str = "desired/databases/";
+/// Prefix of the operations in force.
+pub const DESIRED_OPERATIONS: &str = "desired/operations/";
 /// Prefix of host observations.
 pub const OBSERVED: &str = "observed/";
 /// Prefix of database statuses.
@@ -112,9 +129,24 @@ pub fn revision(sha: &str) -> String {
     format!("{REVISIONS}{sha}")
 }
 
+/// One database's spec in force.
+pub fn desired_database(name: &str) -> String {
+    format!("{DESIRED_DATABASES}{name}")
+}
+
+/// One operation's spec in force.
+pub fn desired_operation(id: &str) -> String {
+    format!("{DESIRED_OPERATIONS}{id}")
+}
+
 /// What one host observed of its instances.
 pub fn observed(host: &str) -> String {
     format!("{OBSERVED}{host}")
+}
+
+/// What a host observed of one instance.
+pub fn observed_instance(host: &str, database: &str, node: &str) -> String {
+    format!("{OBSERVED}{host}/{database}/{node}")
 }
 
 /// One database's status.

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod reflector;
 pub mod registry;
 pub mod runner;
 pub mod services;

@@ -120,6 +120,55 @@ impl Store {
         Ok((resp.kvs().iter().map(entry).collect(), revision))
     }
 
+    /// Reads every key under a prefix as of one revision (`0`: now), in
+    /// pages, so a prefix of any size stays under gRPC's message limit.
+    /// Returns the entries sorted by key and the revision read at.
+    pub async fn get_prefix_paged(
+        &self,
+        rel: &str,
+        revision: i64,
+    ) -> Result<(Vec<Entry>, i64), ClusterError> {
+        let prefix = full_key(rel);
+        let end = prefix_end(prefix.as_bytes());
+        let mut from = prefix.clone().into_bytes();
+        let mut at = revision;
+        let mut out = Vec::new();
+        loop {
+            let mut c = self.client.clone();
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if at > 0 {
+                options = options.with_revision(at);
+            }
+            let resp = self.timed(c.get(from.clone(), Some(options))).await?;
+            if at == 0 {
+                at = resp.header().map_or(0, |h| h.revision());
+            }
+            let kvs = resp.kvs();
+            out.extend(kvs.iter().map(entry));
+            match kvs.last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((out, at)),
+            }
+        }
+    }
+
+    /// Watches every key under a prefix from `start_revision` on (inclusive).
+    /// The stream lives until it is dropped; only setting it up is timed.
+    pub async fn watch_prefix(
+        &self,
+        rel: &str,
+        start_revision: i64,
+    ) -> Result<WatchStream, ClusterError> {
+        let mut c = self.client.clone();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start_revision);
+        self.timed(c.watch(full_key(rel), Some(options))).await
+    }
+
     /// Writes one key, optionally attached to a lease.
     pub async fn put(
         &self,
@@ -179,12 +228,28 @@ impl Store {
     }
 }
 
+/// Keys per page of a paged read: small enough for any pgcd record size.
+const PAGE: i64 = 500;
+
+/// The end of the key range holding every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// Encodes a value as JSON bytes.
 pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
     serde_json::to_vec(value).map_err(|e| ClusterError::Other(format!("encoding JSON: {e}")))
 }
 
-fn entry(kv: &etcd_client::KeyValue) -> Entry {
+/// An entry from a key-value of a response or a watch event.
+pub fn entry(kv: &etcd_client::KeyValue) -> Entry {
     let key = String::from_utf8_lossy(kv.key());
     Entry {
         key: key.strip_prefix(NAMESPACE).unwrap_or(&key).to_owned(),

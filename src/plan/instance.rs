@@ -54,6 +54,7 @@ pub(super) fn step(
         disruptive,
         drift: false,
         depends_on,
+        operation: None,
     }
 }
 

@@ -14,12 +14,13 @@ mod catalog;
 mod converged;
 mod instance;
 mod mesh;
+pub mod operations;
 mod render;
 pub mod settings;
 pub mod steps;
 
 #[cfg(test)]
-mod example;
+pub(crate) mod example;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +87,24 @@ fn applied(actual: &Actual, db: &Database) -> bool {
 /// never touched, only noted; removal needs `state: absent` with
 /// `confirm_delete`.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    plan_at(desired, actual, None)
+}
+
+/// Like [`plan`], at a known time: operations whose `scheduled_at` has come
+/// start. `now` is an input, not a clock the planner reads, so the
+/// reconciler's plans stay reproducible.
+pub fn plan_at(
+    desired: &Desired,
+    actual: &Actual,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> Plan {
+    let mut out = databases(desired, actual);
+    operations::plan(desired, actual, now, &mut out);
+    out
+}
+
+/// The steps and notes of every database, operations aside.
+fn databases(desired: &Desired, actual: &Actual) -> Plan {
     let index = Index::new(actual);
     let mut dbs: Vec<&Database> = desired.databases.iter().collect();
     dbs.sort_by(|a, b| a.database_name.cmp(&b.database_name));

@@ -7,6 +7,17 @@ use super::steps::{Action, Effect, Plan, Step};
 use crate::spec::secret::SecretRef;
 use std::fmt;
 
+fn phase_state(s: crate::state::operation::PhaseState) -> &'static str {
+    use crate::state::operation::PhaseState as P;
+    match s {
+        P::Pending => "pending",
+        P::Running => "running",
+        P::Succeeded => "done",
+        P::Failed => "failed",
+        P::Skipped => "skipped",
+    }
+}
+
 fn sign(effect: Effect) -> char {
     match effect {
         Effect::Add => '+',
@@ -181,7 +192,33 @@ impl fmt::Display for Plan {
                 writeln!(f, "note ({}): {}", n.kind.as_str(), n.message)?;
             }
         }
-        if !self.steps.is_empty() || !self.notes.is_empty() {
+        if !self.operations.is_empty() {
+            if !self.steps.is_empty() || !self.notes.is_empty() {
+                writeln!(f)?;
+            }
+            for o in &self.operations {
+                writeln!(
+                    f,
+                    "operation {} ({}): {} — {}",
+                    o.id,
+                    o.kind,
+                    o.state.as_str(),
+                    o.reason
+                )?;
+                for (i, p) in o.phases.iter().enumerate() {
+                    writeln!(
+                        f,
+                        "    {}. {} [{}{}] {}",
+                        i + 1,
+                        p.name,
+                        phase_state(p.state),
+                        if p.disruptive { ", disruptive" } else { "" },
+                        p.description
+                    )?;
+                }
+            }
+        }
+        if !self.steps.is_empty() || !self.notes.is_empty() || !self.operations.is_empty() {
             writeln!(f)?;
         }
         if self.steps.is_empty() {

@@ -17,6 +17,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// What the planner noticed and left alone, with what to do about it.
     pub notes: Vec<Note>,
+    /// The operations not yet finished: their phases and what happens next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<super::operations::OperationPlan>,
 }
 
 impl Plan {
@@ -54,6 +57,20 @@ pub struct Step {
     pub drift: bool,
     /// Ids of the steps that must succeed first.
     pub depends_on: Vec<String>,
+    /// The operation phase this step carries out, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<StepOperation>,
+}
+
+/// The operation phase a step belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOperation {
+    /// The operation's id.
+    pub id: String,
+    /// The phase's name.
+    pub phase: String,
+    /// The step's fixed task id (written once; a new leader awaits it).
+    pub task: String,
 }
 
 /// One setting to change: name, value now (`None`: the default), value wanted.
@@ -364,6 +381,8 @@ pub enum NoteKind {
     Unavailable,
     /// `state: absent` without a matching `confirm_delete`.
     DeleteNotConfirmed,
+    /// An operation waits, cannot be carried out, or holds the database.
+    Operation,
 }
 
 impl NoteKind {
@@ -377,6 +396,7 @@ impl NoteKind {
             NoteKind::Version => "version",
             NoteKind::Unavailable => "unavailable",
             NoteKind::DeleteNotConfirmed => "delete not confirmed",
+            NoteKind::Operation => "operation",
         }
     }
 }

@@ -94,10 +94,18 @@ fn sample_repo_converged_has_no_steps_and_notes_standbys() {
     let d = example::sample_repo();
     let p = checked(&d, &super::converged(&d));
     assert!(p.steps.is_empty());
-    assert!(p
-        .notes
+    assert!(p.notes.iter().all(|n| matches!(
+        n.kind,
+        NoteKind::Standby | NoteKind::Replication | NoteKind::Operation
+    )));
+    // The sample's Backup is not carried out yet: said, never silently ignored.
+    let unsupported: Vec<_> = p
+        .operations
         .iter()
-        .all(|n| matches!(n.kind, NoteKind::Standby | NoteKind::Replication)));
+        .filter(|o| o.state == crate::state::operation::OperationState::Unsupported)
+        .map(|o| o.id.as_str())
+        .collect();
+    assert_eq!(unsupported, ["2026-11-25-inventory-backup"]);
     insta::assert_snapshot!(p.to_string());
 }
 

@@ -1,52 +1,78 @@
-//! The reconciler: the leader service that turns the desired state in force
-//! into running PostgreSQL. Each pass assembles `Actual` from what the
-//! agents observed, plans, carries the plan out as tasks on the right hosts
-//! (databases in parallel, each database's steps in order) and records each
-//! database's status. A pass runs when the desired state changes, right
-//! after a pass that changed something (to confirm it converged), and every
-//! resync interval (which is how drift is found).
+//! The reconciler: the leader service that keeps running PostgreSQL equal
+//! to the desired state in force. In the manner of kube-rs's controller
+//! runtime:
+//! - it watches etcd (the desired state, the agents' observations, hosts,
+//!   operations' records, tasks) through one reflector and never polls;
+//! - on any change, and every resync interval, it plans the whole cluster
+//!   (a pure function, cheap) and hands each database its slice;
+//! - each database has its own worker, requeue and backoff: a database
+//!   whose step runs for minutes never delays another;
+//! - every status is derived by a pure function (`conditions`) and written
+//!   only when it changed, so an idle cluster writes nothing.
+//!
+//! The planner alone decides, operations included; workers only carry out
+//! (omicron's reconfigurator).
 
-pub mod apply;
+pub mod conditions;
+mod dispatch;
+mod operations;
+mod report;
 pub mod status;
+mod worker;
 
+pub use worker::image;
+
+use crate::backoff::Backoff;
 use crate::cluster::election::{LeaderGuard, LeaderService};
 use crate::cluster::keys;
-use crate::cluster::registry::list_hosts;
-use crate::cluster::store::to_json;
-use crate::cluster::tasks::{dispatch, list_tasks, TaskSpec, TaskState};
+use crate::cluster::reflector::{self, Change, Update};
+use crate::cluster::store::{full_key, to_json};
+use crate::cluster::tasks::{TaskSpec, TaskState, TaskStatus};
 use crate::cluster::{now_rfc3339, ClusterError};
-use crate::exec::{StepArgs, KIND};
-use crate::plan::{Action, NoteKind, Plan, Step};
-use crate::source::report::{Reporter, StatusJob};
-use crate::source::status::{CommitStatus, State};
-use crate::spec::database::DatabaseState;
-use crate::spec::names::HostId;
-use crate::spec::operation::Action as OpAction;
-use crate::spec::{ClusterConfig, Desired};
-use crate::state::Actual;
+use crate::plan::Plan;
+use crate::spec::names::DatabaseName;
+use crate::state::assemble::{ActualCache, PREFIXES};
+use crate::state::desired::{DesiredCache, Snapshot};
+use crate::state::InstanceActual;
+use conditions::{Activity, Inputs};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use status::{ConditionType as C, DatabaseStatus, InstanceStatus, PlanRecord, ReconcilerStats};
+use status::{DatabaseStatus, ReconcilerStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use worker::{Batch, BatchOutcome, Shared};
+
+/// How many steps run at once on one host, by default: measured on the
+/// demo's hosts (`bench/reconcile.md`), more than this only queues work in
+/// Docker and PostgreSQL start-up on two cores.
+pub const DEFAULT_STEPS_PER_HOST: usize = 4;
+
+/// Changes that arrive within this long of one another are planned together.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// The reconciler service.
 pub struct Reconciler {
     resync: Duration,
     mirror_dir: PathBuf,
     api: String,
+    steps_per_host: usize,
 }
 
 impl Reconciler {
-    /// A reconciler that passes at least every `resync`, reporting the
-    /// `pgcd/apply` commit status through the Git mirror at `mirror_dir`
-    /// (status links point at `api`).
-    pub fn new(resync: Duration, mirror_dir: PathBuf, api: String) -> Self {
+    /// A reconciler that also plans every `resync` (to find drift),
+    /// reporting the `pgcd/apply` commit status through the Git mirror at
+    /// `mirror_dir` (status links point at `api`), with at most
+    /// `steps_per_host` steps at once on a host.
+    pub fn new(resync: Duration, mirror_dir: PathBuf, api: String, steps_per_host: usize) -> Self {
         Self {
             resync,
             mirror_dir,
             api,
+            steps_per_host,
         }
     }
 }
@@ -57,191 +83,345 @@ impl LeaderService for Reconciler {
     }
 
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
-        let reporter = Reporter::spawn(guard.token().clone(), self.mirror_dir.clone());
-        run(guard, self.resync, reporter, self.api.clone()).boxed()
+        let reporter =
+            report::ApplyReporter::new(&guard, self.mirror_dir.clone(), self.api.clone());
+        let (resync, per_host) = (self.resync, self.steps_per_host);
+        async move {
+            let mut s = Supervisor::new(guard, resync, per_host, reporter).await;
+            s.run().await;
+        }
+        .boxed()
     }
 }
 
-/// The image of a PostgreSQL major: the config's, else pgcd's own.
-pub fn image(config: &ClusterConfig, major: u16) -> String {
-    config
-        .images
-        .get(&major.to_string())
-        .cloned()
-        .unwrap_or_else(|| format!("pgcd/postgres:{major}"))
+/// What the supervisor knows of one database's worker.
+struct DbState {
+    /// A batch runs now.
+    running: bool,
+    /// A batch ended since the status was last derived.
+    last: Option<BatchOutcome>,
+    /// The last batch's failure, until a batch succeeds.
+    failed: Option<String>,
+    /// The plain steps of the last batch that succeeded.
+    last_ok: BTreeSet<String>,
+    /// How many successful batches in a row had exactly those steps.
+    repeats: u32,
+    /// Retries after failures (or steps that keep coming back).
+    backoff: Backoff,
+    /// Not before this time (backoff).
+    not_before: Option<Instant>,
 }
 
-struct Loop {
+impl Default for DbState {
+    fn default() -> Self {
+        Self {
+            running: false,
+            last: None,
+            failed: None,
+            last_ok: BTreeSet::new(),
+            repeats: 0,
+            backoff: Backoff::step(),
+            not_before: None,
+        }
+    }
+}
+
+/// Something the supervisor reacts to.
+enum Event {
+    /// etcd changed.
+    Etcd(Update),
+    /// A database's batch ended.
+    Done(BatchOutcome),
+    /// A predecessor's step on the database ended.
+    Inherited(String),
+}
+
+struct Supervisor {
     guard: LeaderGuard,
-    reporter: Reporter,
-    api: String,
-    /// The last `pgcd/apply` state reported, per revision.
-    applied: Option<(String, State)>,
+    shared: Arc<Shared>,
+    reporter: report::ApplyReporter,
+    resync: Duration,
+    desired: DesiredCache,
+    actual: ActualCache,
     statuses: HashMap<String, DatabaseStatus>,
+    dbs: HashMap<String, DbState>,
+    /// Databases whose predecessor's steps still run.
+    inherited: BTreeMap<String, usize>,
     stats: ReconcilerStats,
-    last_steps: BTreeSet<String>,
+    stats_written: ReconcilerStats,
+    stats_flushed: Instant,
+    events_tx: mpsc::Sender<Event>,
+    events: mpsc::Receiver<Event>,
+    /// The etcd reflector has listed everything at least once.
+    listed: bool,
 }
 
-async fn run(guard: LeaderGuard, resync: Duration, reporter: Reporter, api: String) {
-    let mut lp = Loop {
-        reporter,
-        api,
-        applied: None,
-        statuses: HashMap::new(),
-        stats: guard
+impl Supervisor {
+    async fn new(
+        guard: LeaderGuard,
+        resync: Duration,
+        per_host: usize,
+        reporter: report::ApplyReporter,
+    ) -> Self {
+        let (events_tx, events) = mpsc::channel(1024);
+        let stats: ReconcilerStats = guard
             .store()
             .get_json(keys::RECONCILER_STATS)
             .await
             .ok()
             .flatten()
-            .unwrap_or_default(),
-        guard,
-        last_steps: BTreeSet::new(),
-    };
-    lp.stats.leader = lp.guard.host().to_string();
-    if let Ok((entries, _)) = lp.guard.store().get_prefix(keys::DATABASE_STATUS).await {
-        for e in entries {
-            if let Ok(s) = e.json::<DatabaseStatus>() {
-                lp.statuses.insert(s.name.clone(), s);
-            }
+            .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            dispatcher: dispatch::Dispatcher::new(guard.clone(), per_host),
+            recorder: operations::Recorder::new(guard.clone()),
+            guard: guard.clone(),
+        });
+        Self {
+            shared,
+            reporter,
+            resync,
+            desired: DesiredCache::default(),
+            actual: ActualCache::default(),
+            statuses: HashMap::new(),
+            dbs: HashMap::new(),
+            inherited: BTreeMap::new(),
+            stats_written: stats.clone(),
+            stats,
+            stats_flushed: Instant::now(),
+            events_tx,
+            events,
+            listed: false,
+            guard,
         }
     }
-    // A predecessor's steps may still run: wait for them, so no step runs
-    // twice at once on an instance.
-    if let Err(ClusterError::NotLeader) = lp.wait_inflight().await {
-        return;
-    }
-    let mut seen_revision = -1;
-    let mut immediate = true;
-    let mut last_pass = Instant::now();
-    loop {
-        if lp.guard.token().is_cancelled() {
-            return;
-        }
-        let entry = match lp.guard.store().get(keys::DESIRED).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the desired state");
-                None
-            }
-        };
-        if let Some(entry) = entry {
-            let due =
-                immediate || entry.mod_revision != seen_revision || last_pass.elapsed() >= resync;
-            if due {
-                seen_revision = entry.mod_revision;
-                last_pass = Instant::now();
-                match read_desired(&entry) {
-                    Ok(rec) => match lp.pass(&rec).await {
-                        Ok(again) => immediate = again,
-                        Err(ClusterError::NotLeader) => return,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reconcile pass failed");
-                            immediate = false;
-                        }
-                    },
-                    Err(e) => tracing::error!(error = %e, "the desired state record is unreadable"),
+
+    async fn run(&mut self) {
+        self.stats.leader = self.guard.host().to_string();
+        if let Ok((entries, _)) = self
+            .guard
+            .store()
+            .get_prefix_paged(keys::DATABASE_STATUS, 0)
+            .await
+        {
+            for e in entries {
+                if let Ok(s) = e.json::<DatabaseStatus>() {
+                    self.statuses.insert(s.name.clone(), s);
                 }
             }
         }
-        tokio::select! {
-            () = lp.guard.token().cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        let mut prefixes: Vec<&str> = vec![keys::DESIRED];
+        prefixes.extend(PREFIXES);
+        let mut updates = reflector::spawn_many(
+            self.guard.store().clone(),
+            &prefixes,
+            &[keys::TASKS],
+            self.guard.token().clone(),
+        );
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(u) = updates.recv().await {
+                if tx.send(Event::Etcd(u)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Err(ClusterError::NotLeader) = self.adopt_inflight().await {
+            return;
+        }
+        let mut resync = tokio::time::interval(self.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = self.next_wake();
+            let first = tokio::select! {
+                () = self.guard.token().cancelled() => return,
+                e = self.events.recv() => match e { Some(e) => Some(e), None => return },
+                _ = resync.tick() => None,
+                () = sleep_until(wake) => None,
+            };
+            if let Some(e) = first {
+                self.handle(e).await;
+                // Gather what arrives together into one pass.
+                let until = tokio::time::Instant::now() + DEBOUNCE;
+                loop {
+                    let more = tokio::select! {
+                        () = tokio::time::sleep_until(until) => None,
+                        e = self.events.recv() => e,
+                    };
+                    match more {
+                        Some(e) => self.handle(e).await,
+                        None => break,
+                    }
+                }
+            }
+            if !self.listed {
+                continue;
+            }
+            match self.pass().await {
+                Ok(()) => {}
+                Err(ClusterError::NotLeader) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile pass failed; the next change or resync tries again")
+                }
+            }
         }
     }
-}
 
-impl Loop {
-    /// Waits for the `pg.step` tasks a predecessor left pending or running
-    /// on live hosts (a dead host's runner fails its interrupted tasks when
-    /// it comes back, and steps are idempotent).
-    async fn wait_inflight(&self) -> Result<(), ClusterError> {
-        let tasks = list_tasks(self.guard.store()).await?;
-        let live: BTreeSet<String> = list_hosts(self.guard.store())
-            .await?
-            .into_iter()
-            .filter(|h| h.healthy)
-            .map(|h| h.id.to_string())
+    async fn handle(&mut self, e: Event) {
+        match e {
+            Event::Etcd(u) => self.apply(u).await,
+            Event::Done(outcome) => self.batch_ended(outcome),
+            Event::Inherited(db) => {
+                if let Some(n) = self.inherited.get_mut(&db) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inherited.remove(&db);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies an etcd update to the caches, then tells task waiters (in
+    /// this order: a task's end is seen after what its agent observed).
+    async fn apply(&mut self, u: Update) {
+        let reset = matches!(u, Update::Reset { .. });
+        let mut by_prefix: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
+        let mut tasks = Vec::new();
+        let (changes, revision) = match u {
+            Update::Reset { entries, revision } => {
+                (entries.into_iter().map(Change::Put).collect(), revision)
+            }
+            Update::Changes { changes, revision } => (changes, revision),
+        };
+        for c in changes {
+            let key = match &c {
+                Change::Put(e) => e.key.as_str(),
+                Change::Delete(k) => k.as_str(),
+            };
+            if key.starts_with(keys::TASKS) {
+                tasks.push(c);
+                continue;
+            }
+            let prefix = std::iter::once(keys::DESIRED)
+                .chain(PREFIXES)
+                .find(|p| key.starts_with(p));
+            if let Some(p) = prefix {
+                by_prefix.entry(p).or_default().push(c);
+            }
+        }
+        if reset {
+            for p in std::iter::once(keys::DESIRED).chain(PREFIXES) {
+                let entries = by_prefix
+                    .remove(p)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        Change::Put(e) => Some(e),
+                        Change::Delete(_) => None,
+                    })
+                    .collect();
+                self.feed(p, Update::Reset { entries, revision });
+            }
+            self.listed = true;
+            self.shared.dispatcher.refresh().await;
+        } else {
+            for (p, changes) in by_prefix {
+                self.feed(p, Update::Changes { changes, revision });
+            }
+        }
+        for c in tasks {
+            if let Change::Put(e) = c {
+                self.shared.dispatcher.task_changed(&e);
+            }
+        }
+    }
+
+    fn feed(&mut self, prefix: &str, u: Update) {
+        if prefix == keys::DESIRED {
+            match self.desired.apply(u) {
+                Ok(true) => {
+                    if let Some(s) = self.desired.in_force() {
+                        tracing::info!(revision = %s.revision, databases = s.desired.databases.len(), "a new revision is in force");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the desired state in force is unreadable; keeping the last one read")
+                }
+            }
+        } else {
+            self.actual.apply(prefix, u);
+        }
+    }
+
+    /// A predecessor's steps that still run on live hosts: their databases
+    /// wait for them, so no step runs twice at once on an instance (a dead
+    /// host's runner fails its interrupted tasks when it comes back).
+    async fn adopt_inflight(&mut self) -> Result<(), ClusterError> {
+        let store = self.guard.store().clone();
+        let (hosts, _) = store.get_prefix_paged(keys::HOSTS, 0).await?;
+        let live: BTreeSet<&str> = hosts
+            .iter()
+            .filter_map(|e| keys::host_id_of_record(&e.key))
             .collect();
-        for t in tasks.iter().filter(|t| {
-            t.kind == KIND
-                && matches!(t.state, TaskState::Pending | TaskState::Running)
-                && live.contains(&t.host)
-        }) {
-            tracing::info!(task = %t.id, "waiting for a step the previous leader started");
-            let _ = apply::wait_task(&self.guard, &t.id, Duration::from_secs(330)).await?;
+        let mut waits = Vec::new();
+        for e in hosts
+            .iter()
+            .filter(|e| keys::host_id_of_record(&e.key).is_none())
+        {
+            let Ok(spec) = e.json::<TaskSpec>() else {
+                continue;
+            };
+            if spec.kind != crate::exec::KIND {
+                continue;
+            }
+            let host = e
+                .key
+                .strip_prefix(keys::HOSTS)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_default();
+            if !live.contains(host) {
+                continue;
+            }
+            let Some(state) = store.get_json::<TaskStatus>(&keys::task(&spec.id)).await? else {
+                continue;
+            };
+            if !matches!(state.state, TaskState::Pending | TaskState::Running) {
+                continue;
+            }
+            let Some(db) = spec
+                .args
+                .pointer("/step/database")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            waits.push((db, spec.id));
+        }
+        for (db, id) in waits {
+            tracing::info!(task = %id, database = %db, "waiting for a step the previous leader started");
+            *self.inherited.entry(db.clone()).or_default() += 1;
+            let shared = self.shared.clone();
+            let tx = self.events_tx.clone();
+            tokio::spawn(async move {
+                let _ = shared
+                    .dispatcher
+                    .wait_existing(&id, Duration::from_secs(330))
+                    .await;
+                let _ = tx.send(Event::Inherited(db)).await;
+            });
         }
         Ok(())
     }
 
-    /// One pass; returns whether to pass again at once (steps ran and all
-    /// succeeded, so the next plan should be empty).
-    async fn pass(&mut self, rec: &DesiredRecord) -> Result<bool, ClusterError> {
-        let started = Instant::now();
-        let cpu = process_cpu_seconds();
-        let store = self.guard.store().clone();
-        let actual = crate::state::assemble::actual(&store).await?;
-        let plan = crate::plan::plan(&rec.desired, &actual);
-        let mut by_db: BTreeMap<String, Vec<Step>> = BTreeMap::new();
-        for s in &plan.steps {
-            by_db
-                .entry(s.database.to_string())
-                .or_default()
-                .push(s.clone());
+    fn batch_ended(&mut self, outcome: BatchOutcome) {
+        let st = self.dbs.entry(outcome.database.to_string()).or_default();
+        st.running = false;
+        if outcome.deposed {
+            return;
         }
-        let ids: BTreeSet<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
-        let repeating = !ids.is_empty() && ids == self.last_steps;
-        self.last_steps = ids;
-
-        let now = now_rfc3339();
-        for (db, steps) in &by_db {
-            let st = self.status_mut(db, &now);
-            st.set(
-                C::Reconciling,
-                true,
-                "Applying",
-                format!(
-                    "carrying out {} step(s) of revision {}",
-                    steps.len(),
-                    short(&rec.revision)
-                ),
-                &now,
-            );
-            st.last_plan = Some(plan_record(rec, &plan, db, &now));
-            self.write_status(db).await?;
-        }
-
-        let results = futures::future::join_all(
-            by_db
-                .values()
-                .map(|steps| apply_database(&self.guard, &rec.desired, steps)),
-        )
-        .await;
-        let mut outcomes: BTreeMap<String, Vec<apply::StepOutcome>> = BTreeMap::new();
-        for r in results {
-            let list = r?;
-            if let Some(first) = list.first() {
-                outcomes.insert(first.step.database.to_string(), list);
-            }
-        }
-        self.operations(&rec.desired, &actual).await?;
-
-        let after = if plan.steps.is_empty() {
-            actual
-        } else {
-            crate::state::assemble::actual(&store).await?
-        };
-        let all_ok = outcomes.values().flatten().all(|o| o.error.is_none());
-        self.record(rec, &plan, &after, &outcomes, repeating)
-            .await?;
-
-        let took = started.elapsed().as_secs_f64();
-        self.stats.passes += 1;
-        self.stats.last_pass_seconds = took;
-        self.stats.last_pass_cpu_seconds = process_cpu_seconds() - cpu;
-        self.stats.pass_seconds_sum += took;
-        self.stats.last_plan_steps = plan.steps.len() as u64;
-        for o in outcomes.values().flatten() {
+        for o in &outcome.outcomes {
             self.stats.steps_total += 1;
             if o.error.is_some() {
                 self.stats.apply_failures_total += 1;
@@ -249,414 +429,279 @@ impl Loop {
                 self.stats.drift_corrections_total += 1;
             }
         }
+        match outcome.failed() {
+            Some(f) => {
+                st.failed = Some(format!(
+                    "step {} failed after {} attempt(s): {}",
+                    f.step.id,
+                    f.tasks.len(),
+                    f.error.as_deref().unwrap_or("")
+                ));
+                st.repeats = 0;
+                st.not_before = st.backoff.next_delay().map(|d| Instant::now() + d);
+            }
+            None => {
+                let ids: BTreeSet<String> = outcome
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.step.operation.is_none())
+                    .map(|o| o.step.id.clone())
+                    .collect();
+                if !ids.is_empty() && ids == st.last_ok {
+                    st.repeats += 1;
+                } else {
+                    st.repeats = 0;
+                }
+                st.last_ok = ids;
+                st.failed = None;
+                st.backoff.reset();
+                st.not_before = None;
+            }
+        }
+        st.last = Some(outcome);
+    }
+
+    /// The earliest moment a database's backoff ends or an operation's
+    /// time comes.
+    fn next_wake(&self) -> Option<Instant> {
+        self.dbs.values().filter_map(|d| d.not_before).min()
+    }
+
+    async fn pass(&mut self) -> Result<(), ClusterError> {
+        let Some(snap) = self.desired.in_force() else {
+            return Ok(());
+        };
+        let span = tracing::info_span!("pass", revision = %short(&snap.revision));
+        self.pass_at(snap).instrument(span).await
+    }
+
+    async fn pass_at(&mut self, snap: Arc<Snapshot>) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        let cpu = process_cpu_seconds();
+        let now = chrono::Utc::now();
+        let actual = self.actual.actual();
+        let plan = crate::plan::plan_at(&snap.desired, &actual, Some(now));
+        for op in plan.operations.iter().filter(|o| o.transition.is_some()) {
+            let span = tracing::info_span!("operation", operation = %op.id, database = op.database.as_deref().unwrap_or(""));
+            self.shared.recorder.apply(op).instrument(span).await?;
+        }
+        let mut op_wake: Option<chrono::DateTime<chrono::Utc>> = None;
+        for op in &plan.operations {
+            if let Some(t) = op.not_before.filter(|t| *t > now) {
+                op_wake = Some(op_wake.map_or(t, |w| w.min(t)));
+            }
+        }
+        let slices = slice(&plan);
+        let mut of_db: BTreeMap<&str, Vec<&InstanceActual>> = BTreeMap::new();
+        for i in &actual.instances {
+            of_db.entry(i.database.as_str()).or_default().push(i);
+        }
+        let applied: BTreeMap<&str, &str> = actual
+            .databases
+            .iter()
+            .map(|d| (d.name.as_str(), d.applied_spec.as_str()))
+            .collect();
+        let specs: BTreeMap<&str, &crate::spec::Database> = snap
+            .desired
+            .databases
+            .iter()
+            .map(|d| (d.database_name.as_str(), d))
+            .collect();
+        let mut names: BTreeSet<&str> = specs.keys().copied().collect();
+        names.extend(slices.keys().map(String::as_str));
+        let stamp = now_rfc3339();
+        let empty = Plan::default();
+        let mut started_batches = 0usize;
+        for name in names {
+            let slice = slices.get(name).unwrap_or(&empty);
+            let st = self.dbs.entry(name.to_string()).or_default();
+            if st.running || self.inherited.contains_key(name) {
+                continue;
+            }
+            let ids: BTreeSet<String> = slice
+                .steps
+                .iter()
+                .filter(|s| s.operation.is_none())
+                .map(|s| s.id.clone())
+                .collect();
+            let repeating = !ids.is_empty() && ids == st.last_ok && st.repeats >= 1;
+            let waiting = st.not_before.is_some_and(|t| Instant::now() < t);
+            let start = !slice.steps.is_empty() && !repeating && !waiting;
+            let activity = if start {
+                Activity::Applying
+            } else {
+                Activity::Idle {
+                    failed: st.failed.as_deref(),
+                    repeating,
+                }
+            };
+            let instances = of_db.get(name).map_or(&[][..], Vec::as_slice);
+            let inputs = Inputs {
+                name,
+                spec: specs.get(name).copied(),
+                revision: &snap.revision,
+                plan: slice,
+                actual: &actual,
+                instances,
+                applied: applied.get(name).copied(),
+                activity,
+                ended: st.last.as_ref(),
+                now: &stamp,
+            };
+            let derived = conditions::derive(self.statuses.get(name), &inputs);
+            st.last = None;
+            if repeating && st.not_before.is_none() {
+                st.not_before = st.backoff.next_delay().map(|d| Instant::now() + d);
+            }
+            if start {
+                st.running = true;
+                started_batches += 1;
+                let Ok(database) = DatabaseName::parse(name) else {
+                    continue;
+                };
+                let spec = specs.get(name).copied();
+                let batch = Batch {
+                    database,
+                    revision: snap.revision.clone(),
+                    steps: slice.steps.clone(),
+                    config: Arc::new(snap.desired.config.clone()),
+                    replication: spec.and_then(|d| d.replication),
+                };
+                let shared = self.shared.clone();
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = worker::run(shared, batch).await;
+                    let _ = tx.send(Event::Done(outcome)).await;
+                });
+            }
+            self.store_status(name, derived).await?;
+        }
+        let (ready, stalled) = self.reporter.report(&snap, &self.statuses);
+        let took = started.elapsed().as_secs_f64();
+        self.stats.passes += 1;
+        self.stats.last_pass_seconds = took;
+        self.stats.last_pass_cpu_seconds = process_cpu_seconds() - cpu;
+        self.stats.pass_seconds_sum += took;
+        self.stats.last_plan_steps = plan.steps.len() as u64;
+        self.flush_stats(started_batches > 0).await?;
+        if started_batches > 0 {
+            tracing::info!(
+                steps = plan.steps.len(),
+                databases = started_batches,
+                ready,
+                stalled,
+                seconds = took,
+                "reconcile pass started batches"
+            );
+        }
+        if let Some(t) = op_wake {
+            let wait = (t - now).to_std().unwrap_or_default();
+            let tx = self.events_tx.clone();
+            let cancel = self.guard.token().clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {
+                        let _ = tx.send(Event::Inherited(String::new())).await;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn store_status(
+        &mut self,
+        name: &str,
+        derived: conditions::Derived,
+    ) -> Result<(), ClusterError> {
+        match derived.status {
+            None => {
+                if self.statuses.remove(name).is_some() {
+                    self.guard.delete(&keys::database_status(name)).await?;
+                }
+                self.guard.delete(&keys::applied_spec(name)).await?;
+                self.dbs.remove(name);
+            }
+            Some(mut st) => {
+                if conditions::changed(self.statuses.get(name), &st) {
+                    st.updated_at = now_rfc3339();
+                    self.guard
+                        .put(&keys::database_status(name), to_json(&st)?)
+                        .await?;
+                    self.statuses.insert(name.to_string(), st);
+                }
+                if let Some(digest) = derived.applied {
+                    self.guard
+                        .put(&keys::applied_spec(name), digest.into_bytes())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the counters when steps ran, or when only the pass counters
+    /// moved, at most every six resync intervals: an idle pass writes nothing.
+    async fn flush_stats(&mut self, steps_ran: bool) -> Result<(), ClusterError> {
+        let counters_moved = self.stats.passes != self.stats_written.passes;
+        let meaningful = self.stats.steps_total != self.stats_written.steps_total
+            || self.stats.leader != self.stats_written.leader;
+        let due = self.stats_flushed.elapsed() >= self.resync * 6;
+        if !(steps_ran || meaningful || (counters_moved && due)) {
+            return Ok(());
+        }
         self.stats.updated_at = now_rfc3339();
         self.guard
             .put(keys::RECONCILER_STATS, to_json(&self.stats)?)
             .await?;
-        if !plan.steps.is_empty() {
-            tracing::info!(
-                steps = plan.steps.len(),
-                ok = all_ok,
-                seconds = took,
-                "reconcile pass"
-            );
-        }
-        self.report_apply(rec);
-        Ok(!plan.steps.is_empty() && all_ok && !repeating)
-    }
-
-    /// Sends `pgcd/apply` for the revision when its outcome changed:
-    /// success once every database of the spec is Ready, failure while one
-    /// is Stalled (pending, sent when the revision was recorded, otherwise).
-    fn report_apply(&mut self, rec: &DesiredRecord) {
-        let names: Vec<&str> = rec
-            .desired
-            .databases
-            .iter()
-            .filter(|d| d.state != Some(DatabaseState::Absent))
-            .map(|d| d.database_name.as_str())
-            .collect();
-        let of = |n: &str| self.statuses.get(n);
-        let stalled = names
-            .iter()
-            .filter_map(|n| of(n))
-            .find(|s| s.is(C::Stalled));
-        let ready = names.iter().all(|n| of(n).is_some_and(|s| s.is(C::Ready)));
-        let (state, description) = if let Some(s) = stalled {
-            let why = s
-                .condition(C::Stalled)
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            (State::Failure, format!("{} stalled: {why}", s.name))
-        } else if ready {
-            let degraded = names
-                .iter()
-                .filter(|n| of(n).is_some_and(|s| s.is(C::Degraded)))
-                .count();
-            let mut d = format!("carried out: {} database(s) Ready", names.len());
-            if degraded > 0 {
-                d.push_str(&format!(", {degraded} Degraded (see notes)"));
-            }
-            (State::Success, d)
-        } else {
-            return;
-        };
-        if self.applied.as_ref() == Some(&(rec.revision.clone(), state)) {
-            return;
-        }
-        self.applied = Some((rec.revision.clone(), state));
-        self.reporter.send(StatusJob {
-            sha: rec.revision.clone(),
-            statuses: vec![CommitStatus::new(
-                "pgcd/apply",
-                state,
-                &description,
-                Some(format!("{}/v1/databases", self.api.trim_end_matches('/'))),
-            )],
-            reporters: rec.desired.config.reporters.clone(),
-        });
-    }
-
-    fn status_mut(&mut self, db: &str, now: &str) -> &mut DatabaseStatus {
-        self.statuses
-            .entry(db.to_string())
-            .or_insert_with(|| DatabaseStatus::new(db, now))
-    }
-
-    async fn write_status(&mut self, db: &str) -> Result<(), ClusterError> {
-        let Some(st) = self.statuses.get_mut(db) else {
-            return Ok(());
-        };
-        st.updated_at = now_rfc3339();
-        self.guard
-            .put(&keys::database_status(db), to_json(st)?)
-            .await
-    }
-
-    /// Computes and stores every database's status after a pass.
-    async fn record(
-        &mut self,
-        rec: &DesiredRecord,
-        plan: &Plan,
-        actual: &Actual,
-        outcomes: &BTreeMap<String, Vec<apply::StepOutcome>>,
-        repeating: bool,
-    ) -> Result<(), ClusterError> {
-        let now = now_rfc3339();
-        let mut names: BTreeSet<String> = rec
-            .desired
-            .databases
-            .iter()
-            .map(|d| d.database_name.to_string())
-            .collect();
-        for n in &plan.notes {
-            names.insert(n.database.to_string());
-        }
-        for name in names {
-            let spec = rec
-                .desired
-                .databases
-                .iter()
-                .find(|d| d.database_name.as_str() == name);
-            let instances: Vec<InstanceStatus> = actual
-                .instances
-                .iter()
-                .filter(|i| i.database == name)
-                .map(|i| InstanceStatus {
-                    node: i.node.to_string(),
-                    host: i.host.to_string(),
-                    endpoint: format!(
-                        "{}:{}",
-                        actual.host(&i.host).map_or("?", |h| h.address.as_str()),
-                        i.port
-                    ),
-                    role: i.role,
-                    lag_bytes: standby_lag(actual, i).and_then(|r| r.lag_bytes),
-                    lag_seconds: standby_lag(actual, i).and_then(|r| r.lag_seconds),
-                    streaming: standby_lag(actual, i).map(|r| r.state.clone()),
-                    state: if i.running {
-                        "running"
-                    } else if i.container_exists {
-                        "stopped"
-                    } else {
-                        "missing"
-                    }
-                    .into(),
-                    version: i.version.clone(),
-                })
-                .collect();
-            if spec.is_some_and(|d| d.state == Some(DatabaseState::Absent)) && instances.is_empty()
-            {
-                // Deleted as instructed: nothing left to report.
-                if self.statuses.remove(&name).is_some() {
-                    self.guard.delete(&keys::database_status(&name)).await?;
-                }
-                self.guard.delete(&keys::applied_spec(&name)).await?;
-                continue;
-            }
-            let notes: Vec<&crate::plan::Note> =
-                plan.notes.iter().filter(|n| n.database == name).collect();
-            // A database without a spec is Orphaned; an instance the spec of
-            // a database has no place for (a node or host removed) only
-            // degrades it.
-            let whole = |n: &&&crate::plan::Note| n.kind == NoteKind::Orphaned && spec.is_none();
-            let orphaned: Vec<&str> = notes
-                .iter()
-                .filter(whole)
-                .map(|n| n.message.as_str())
-                .collect();
-            let degraded: Vec<&str> = notes
-                .iter()
-                .filter(|n| !whole(n))
-                .map(|n| n.message.as_str())
-                .collect();
-            let had_steps = plan.steps.iter().any(|s| s.database == name);
-            let outcome = outcomes.get(&name);
-            let failed = outcome.and_then(|o| o.iter().find(|s| s.error.is_some()));
-            let st = self
-                .statuses
-                .entry(name.clone())
-                .or_insert_with(|| DatabaseStatus::new(&name, &now));
-            let before = st.clone();
-            st.observed_revision = Some(rec.revision.clone());
-            st.instances = instances;
-            (st.links, st.ddl_log) = mesh_status(actual, &name, spec);
-            if had_steps || !notes.is_empty() {
-                st.last_plan = Some(plan_record(rec, plan, &name, &now));
-            }
-            if let Some(o) = outcome {
-                st.tasks = o.iter().flat_map(|s| s.tasks.clone()).collect();
-                let drift: Vec<String> = o
-                    .iter()
-                    .filter(|s| s.step.drift && s.error.is_none())
-                    .map(|s| s.step.reason.clone())
-                    .collect();
-                if !drift.is_empty() {
-                    st.drift_corrections += drift.len() as u64;
-                    st.last_drift = drift;
-                }
-            }
-            if !orphaned.is_empty() {
-                st.set(C::Orphaned, true, "FileRemoved", orphaned.join("; "), &now);
-                st.set(
-                    C::Ready,
-                    false,
-                    "NotInSpec",
-                    "the database has no spec; its instances are kept as they are".into(),
-                    &now,
-                );
-                st.set(C::Reconciling, false, "NotInSpec", String::new(), &now);
-            } else {
-                st.set(C::Orphaned, false, "InSpec", String::new(), &now);
-                if let Some(f) = failed {
-                    let msg = format!(
-                        "step {} failed after {} attempt(s): {}",
-                        f.step.id,
-                        f.tasks.len(),
-                        f.error.as_deref().unwrap_or("")
-                    );
-                    st.set(C::Stalled, true, "StepFailed", msg.clone(), &now);
-                    st.set(C::Ready, false, "StepFailed", msg, &now);
-                    st.set(C::Reconciling, false, "StepFailed", String::new(), &now);
-                } else if had_steps && repeating {
-                    let msg = "the same steps succeeded twice but the instance still differs from the spec".to_string();
-                    st.set(C::Stalled, true, "NotConverging", msg.clone(), &now);
-                    st.set(C::Ready, false, "NotConverging", msg, &now);
-                    st.set(C::Reconciling, false, "NotConverging", String::new(), &now);
-                } else if had_steps {
-                    st.set(C::Stalled, false, "StepsSucceeded", String::new(), &now);
-                    st.set(
-                        C::Reconciling,
-                        true,
-                        "Verifying",
-                        "steps succeeded; confirming the result".into(),
-                        &now,
-                    );
-                    st.set(
-                        C::Ready,
-                        false,
-                        "Reconciling",
-                        "steps of this revision are being carried out".into(),
-                        &now,
-                    );
-                } else {
-                    st.set(C::Stalled, false, "Applied", String::new(), &now);
-                    st.set(C::Reconciling, false, "Applied", String::new(), &now);
-                    st.set(
-                        C::Ready,
-                        true,
-                        "Applied",
-                        format!("revision {} is carried out", short(&rec.revision)),
-                        &now,
-                    );
-                    if let Some(db) = spec {
-                        let digest = crate::state::spec_digest(db);
-                        let current = actual.databases.iter().find(|d| d.name == name);
-                        if current.is_none_or(|d| d.applied_spec != digest) {
-                            self.guard
-                                .put(&keys::applied_spec(&name), digest.into_bytes())
-                                .await?;
-                        }
-                    }
-                }
-            }
-            if degraded.is_empty() {
-                st.set(C::Degraded, false, "Healthy", String::new(), &now);
-            } else {
-                st.set(C::Degraded, true, "SeeNotes", degraded.join("; "), &now);
-            }
-            let changed = {
-                let mut a = before;
-                a.updated_at.clear();
-                let mut b = st.clone();
-                b.updated_at.clear();
-                a != b
-            };
-            if changed {
-                self.write_status(&name).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs due `Restart` operations, each exactly once: its tasks have
-    /// fixed ids, and a task id is written only when absent.
-    async fn operations(&mut self, desired: &Desired, actual: &Actual) -> Result<(), ClusterError> {
-        for op in &desired.operations {
-            let OpAction::Restart {
-                database,
-                node,
-                host,
-                scheduled_at,
-            } = &op.action
-            else {
-                continue;
-            };
-            if scheduled_at
-                .as_ref()
-                .is_some_and(|t| t.0 > chrono::Utc::now())
-            {
-                continue;
-            }
-            let done_key = keys::operation(op.id.as_str());
-            if self.guard.store().get(&done_key).await?.is_some() {
-                continue;
-            }
-            let targets: Vec<_> = actual
-                .instances
-                .iter()
-                .filter(|i| {
-                    i.database == database.as_str()
-                        && i.container_exists
-                        && node.as_ref().is_none_or(|n| n.as_str() == i.node)
-                        && host.as_ref().is_none_or(|h| h.as_str() == i.host)
-                })
-                .collect();
-            let mut errors = Vec::new();
-            let mut tasks = Vec::new();
-            for i in targets {
-                let step = Step {
-                    id: format!("{}/{}/{}/operation:{}", i.database, i.node, i.host, op.id),
-                    database: i.database.clone(),
-                    node: i.node.clone(),
-                    host: i.host.clone(),
-                    action: Action::RestartInstance { settings: vec![] },
-                    reason: format!(
-                        "operation {} restarts {}/{} on {}",
-                        op.id, i.database, i.node, i.host
-                    ),
-                    disruptive: true,
-                    drift: false,
-                    depends_on: vec![],
-                };
-                let task_id = format!("op-{}-{}-{}", op.id, i.node, i.host);
-                let spec = TaskSpec {
-                    id: task_id.clone(),
-                    kind: KIND.into(),
-                    args: serde_json::to_value(StepArgs {
-                        step,
-                        image: String::new(),
-                        replication: None,
-                    })
-                    .map_err(|e| ClusterError::Other(e.to_string()))?,
-                    deadline: (chrono::Utc::now() + chrono::Duration::minutes(3))
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                };
-                let host_id = HostId::parse(&i.host).map_err(ClusterError::Other)?;
-                if !dispatch(&self.guard, &host_id, &spec).await? {
-                    tracing::info!(task = %task_id, "operation task exists already; not run again");
-                }
-                tasks.push(task_id.clone());
-                if let Err(e) =
-                    apply::wait_task(&self.guard, &task_id, Duration::from_secs(200)).await?
-                {
-                    errors.push(format!("{task_id}: {e}"));
-                }
-            }
-            let record = serde_json::json!({
-                "id": op.id.as_str(),
-                "state": if errors.is_empty() { "succeeded" } else { "failed" },
-                "tasks": tasks,
-                "errors": errors,
-                "at": now_rfc3339(),
-            });
-            self.guard.put(&done_key, to_json(&record)?).await?;
-        }
+        self.stats_written = self.stats.clone();
+        self.stats_flushed = Instant::now();
         Ok(())
     }
 }
 
-/// Carries out one database's steps in order, stopping at the first step
-/// that keeps failing.
-async fn apply_database(
-    guard: &LeaderGuard,
-    desired: &Desired,
-    steps: &[Step],
-) -> Result<Vec<apply::StepOutcome>, ClusterError> {
-    let mut out = Vec::new();
-    let replicated = steps.iter().any(|s| {
-        matches!(
-            s.action,
-            Action::CreateStandby { .. }
-                | Action::EnsureReplication { .. }
-                | Action::CreatePublication { .. }
-                | Action::CreateSubscription { .. }
-                | Action::JoinMesh { .. }
-        )
-    });
-    if let (true, Some(first)) = (replicated, steps.first()) {
-        ensure_replication_secret(guard, &first.database).await?;
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
     }
-    for s in steps {
-        let image = match &s.action {
-            Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
-                image(&desired.config, version.major)
-            }
-            _ => String::new(),
-        };
-        let replication = desired
-            .databases
-            .iter()
-            .find(|d| d.database_name.as_str() == s.database)
-            .and_then(|d| d.replication);
-        let o = apply::step(guard, s, &image, replication).await?;
-        let failed = o.error.is_some();
-        out.push(o);
-        if failed {
-            break;
+}
+
+/// Each database's slice of a plan, in one walk over it.
+fn slice(plan: &Plan) -> BTreeMap<String, Plan> {
+    let mut out: BTreeMap<String, Plan> = BTreeMap::new();
+    for s in &plan.steps {
+        out.entry(s.database.to_string())
+            .or_default()
+            .steps
+            .push(s.clone());
+    }
+    for n in &plan.notes {
+        out.entry(n.database.to_string())
+            .or_default()
+            .notes
+            .push(n.clone());
+    }
+    for o in &plan.operations {
+        if let Some(db) = &o.database {
+            out.entry(db.to_string())
+                .or_default()
+                .operations
+                .push(o.clone());
         }
     }
-    Ok(out)
+    out
 }
 
 /// Makes the database's replication password once (kept in etcd; the
 /// agents read it to set the role's password and to connect standbys).
-async fn ensure_replication_secret(
+pub(crate) async fn ensure_replication_secret(
     guard: &LeaderGuard,
     database: &str,
 ) -> Result<(), ClusterError> {
     use etcd_client::{Compare, CompareOp, TxnOp};
-    let key = crate::cluster::store::full_key(&keys::replication_secret(database));
+    let key = full_key(&keys::replication_secret(database));
     guard
         .txn(
             vec![Compare::version(key.clone(), CompareOp::Equal, 0)],
@@ -671,51 +716,6 @@ async fn ensure_replication_secret(
     Ok(())
 }
 
-fn plan_record(rec: &DesiredRecord, plan: &Plan, db: &str, now: &str) -> PlanRecord {
-    let only = Plan {
-        steps: plan
-            .steps
-            .iter()
-            .filter(|s| s.database == db)
-            .cloned()
-            .collect(),
-        notes: plan
-            .notes
-            .iter()
-            .filter(|n| n.database == db)
-            .cloned()
-            .collect(),
-    };
-    PlanRecord {
-        revision: Some(rec.revision.clone()),
-        planned_at: now.to_string(),
-        text: only.to_string(),
-        steps: only.steps,
-        notes: only.notes,
-    }
-}
-
-/// The desired state in force, as the source loop recorded it.
-#[derive(Debug, Clone)]
-pub struct DesiredRecord {
-    /// The commit.
-    pub revision: String,
-    /// The spec.
-    pub desired: Desired,
-}
-
-/// Reads the `desired` record.
-pub fn read_desired(entry: &crate::cluster::store::Entry) -> Result<DesiredRecord, String> {
-    let v: serde_json::Value = entry.json().map_err(|e| e.to_string())?;
-    let revision = v
-        .get("revision")
-        .and_then(|r| r.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let desired = Desired::from_json(v.get("desired").unwrap_or(&serde_json::Value::Null))?;
-    Ok(DesiredRecord { revision, desired })
-}
-
 /// User and system CPU time of this process so far, seconds.
 fn process_cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
@@ -725,83 +725,6 @@ fn process_cpu_seconds() -> f64 {
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
-}
-
-/// The links and DDL log positions of a natively replicated database.
-fn mesh_status(
-    actual: &Actual,
-    name: &str,
-    spec: Option<&crate::spec::Database>,
-) -> (Vec<status::LinkStatus>, BTreeMap<String, i64>) {
-    let mut links = Vec::new();
-    let mut ddl = BTreeMap::new();
-    let Some(db) = spec.filter(|d| crate::state::actual::native_mesh(d)) else {
-        return (links, ddl);
-    };
-    for i in actual
-        .instances
-        .iter()
-        .filter(|i| i.database == name && i.role == crate::state::InstanceRole::Primary)
-    {
-        if let Some(rows) = i.ddl_rows {
-            ddl.insert(i.node.to_string(), rows);
-        }
-        for n in db.nodes.iter().filter(|n| n.name.as_str() != i.node) {
-            let sub = crate::state::names::subscription_name(n.name.as_str(), &i.node);
-            let found = i.subscriptions.iter().find(|s| s.name == sub);
-            let state = match found {
-                Some(s) if s.enabled && s.running => "streaming",
-                Some(s) if !s.enabled => "disabled",
-                _ => "down",
-            };
-            // The publisher sees the link as a walsender named after it.
-            let sender = actual
-                .instances
-                .iter()
-                .filter(|p| {
-                    p.database == name
-                        && p.node == n.name.as_str()
-                        && p.role == crate::state::InstanceRole::Primary
-                })
-                .flat_map(|p| p.replicas.iter())
-                .find(|r| r.name == sub);
-            links.push(status::LinkStatus {
-                from: n.name.to_string(),
-                to: i.node.to_string(),
-                state: state.into(),
-                lag_bytes: sender.and_then(|r| r.lag_bytes),
-                lag_seconds: sender.and_then(|r| r.lag_seconds),
-                apply_errors: found.map_or(0, |s| s.apply_errors),
-                sync_errors: found.map_or(0, |s| s.sync_errors),
-                conflicts: found.map(|s| s.conflicts.clone()).unwrap_or_default(),
-                last_error: found.and_then(|s| s.last_error.clone()),
-                subscription: sub,
-            });
-        }
-    }
-    links.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
-    (links, ddl)
-}
-
-/// What a standby's primary reports of it (`pg_stat_replication`).
-fn standby_lag<'a>(
-    actual: &'a Actual,
-    standby: &crate::state::InstanceActual,
-) -> Option<&'a crate::state::actual::ReplicaActual> {
-    if standby.role != crate::state::InstanceRole::Standby {
-        return None;
-    }
-    let name = crate::state::names::standby_name(&standby.node, &standby.host);
-    actual
-        .instances
-        .iter()
-        .filter(|p| {
-            p.database == standby.database
-                && p.node == standby.node
-                && p.role == crate::state::InstanceRole::Primary
-        })
-        .flat_map(|p| p.replicas.iter())
-        .find(|r| r.name == name)
 }
 
 fn short(sha: &str) -> &str {

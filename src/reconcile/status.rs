@@ -155,8 +155,25 @@ pub struct DatabaseStatus {
     /// Ids of the tasks of the last pass that ran steps.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// The database's operations that have not finished, or that this
+    /// cluster cannot carry out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<OperationSummary>,
     /// When this record was written (RFC 3339).
     pub updated_at: String,
+}
+
+/// An operation as a database's status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationSummary {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Where it stands.
+    pub state: crate::state::operation::OperationState,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl DatabaseStatus {
@@ -207,6 +224,7 @@ impl DatabaseStatus {
             links: Vec::new(),
             ddl_log: Default::default(),
             tasks: Vec::new(),
+            operations: Vec::new(),
             updated_at: now.to_string(),
         }
     }

@@ -6,9 +6,7 @@
 //! Commit statuses go to a reporter task and never hold the loop up.
 
 use super::git::{Mirror, SourceConfig};
-use super::records::{
-    self, Applied, DesiredRecord, FetchState, FetchStatus, RevisionRecord, RevisionState,
-};
+use super::records::{self, Applied, FetchState, FetchStatus, RevisionRecord, RevisionState};
 use super::report::{Reporter, StatusJob};
 use super::status::{CommitStatus, State};
 use crate::cluster::election::{LeaderGuard, LeaderService};
@@ -16,9 +14,11 @@ use crate::cluster::keys;
 use crate::cluster::store::{full_key, to_json};
 use crate::cluster::ClusterError;
 use crate::spec::{self, Desired};
+use crate::state::desired::{items as desired_items, set_digest, InForce, Item};
 use etcd_client::{Compare, CompareOp, TxnOp};
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,11 @@ use tokio::sync::Notify;
 pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
 /// Fetch timeout when neither sets one.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Operations per transaction when storing a desired state (etcd refuses
+/// more than 128 by default).
+const TXN_OPS: usize = 64;
+/// Bytes per transaction, well under etcd's 1.5 MiB request limit.
+const TXN_BYTES: usize = 512 * 1024;
 /// Test-only fault: the host whose id this names aborts after a fetch,
 /// before recording (a real crash at the worst moment; see tests/source_loop.rs).
 pub const FAULT_ABORT_AFTER_FETCH: &str = "PGCD_FAULT_ABORT_AFTER_FETCH";
@@ -74,6 +79,9 @@ struct Loop {
     applied: Option<(String, Desired)>,
     /// The fetch status last written to `source/status`.
     fetch_status: Option<FetchStatus>,
+    /// The digest of every item of the desired state in force in etcd, by
+    /// key: a new revision writes only the items whose digest changed.
+    stored: Option<BTreeMap<String, String>>,
 }
 
 /// What one pass found, for logs and tests.
@@ -99,12 +107,16 @@ impl Loop {
             watched: None,
             applied: None,
             fetch_status: None,
+            stored: None,
         }
     }
 
     async fn run(&mut self) {
         tracing::info!("source loop started: following the config repository");
         self.spawn_etcd_wake();
+        if let Err(e) = self.migrate_legacy().await {
+            tracing::warn!(error = %e, "cannot move the desired state to its per-database keys yet; retrying at the next revision");
+        }
         let mut resent = false;
         loop {
             let (cfg, poll) = match self.config().await {
@@ -328,7 +340,7 @@ impl Loop {
     /// Validates one fetched revision and records it (and, when it is the
     /// tracked branch and valid, the new desired state) in one guarded txn.
     async fn record(
-        &self,
+        &mut self,
         rev: Fetched,
         tracked: bool,
         signers: Option<&[String]>,
@@ -407,12 +419,10 @@ impl Loop {
                     to_json(&settings)?,
                     None,
                 ));
+                let in_force = self.store_items(&sha, &d).await?;
                 ops.push(TxnOp::put(
-                    full_key(keys::DESIRED),
-                    to_json(&DesiredRecord {
-                        revision: sha.clone(),
-                        desired: d,
-                    })?,
+                    full_key(keys::DESIRED_REVISION),
+                    to_json(&in_force)?,
                     None,
                 ));
                 ops.push(TxnOp::put(
@@ -433,11 +443,124 @@ impl Loop {
         let absent = Compare::version(full_key(&keys::revision(&sha)), CompareOp::Equal, 0);
         let resp = self.guard.txn(vec![absent], ops, vec![]).await?;
         if !resp.succeeded() {
+            // Recorded by a predecessor meanwhile: what is in force is theirs.
+            self.stored = None;
             return Ok(record.state);
         }
         tracing::info!(revision = %sha, git_ref = %record.git_ref, state = ?record.state, summary = %record.summary, "revision recorded");
         self.report(&record, tracked, reporters).await?;
         Ok(record.state)
+    }
+
+    /// Writes the items of `desired` that differ from those in force (and
+    /// deletes those it no longer has), in transactions of bounded size;
+    /// returns the revision record to write last, which puts them in force.
+    /// Until then readers keep the revision in force (its record's digest
+    /// does not match the items).
+    async fn store_items(&mut self, sha: &str, desired: &Desired) -> Result<InForce, ClusterError> {
+        let old = match self.stored.take() {
+            Some(d) => d,
+            None => self.stored_digests().await?,
+        };
+        let items = desired_items(desired);
+        let mut ops: Vec<TxnOp> = Vec::new();
+        let mut bytes = 0usize;
+        let mut written = (0usize, 0usize);
+        for (key, item) in &items {
+            if old.get(key) == Some(&item.digest) {
+                continue;
+            }
+            let value = to_json(item)?;
+            bytes += value.len() + key.len();
+            written.0 += 1;
+            written.1 += value.len() + key.len();
+            ops.push(TxnOp::put(full_key(key), value, None));
+            if ops.len() >= TXN_OPS || bytes >= TXN_BYTES {
+                self.guard
+                    .txn(vec![], std::mem::take(&mut ops), vec![])
+                    .await?;
+                bytes = 0;
+            }
+        }
+        for key in old.keys().filter(|k| !items.contains_key(*k)) {
+            written.0 += 1;
+            ops.push(TxnOp::delete(full_key(key), None));
+            if ops.len() >= TXN_OPS {
+                self.guard
+                    .txn(vec![], std::mem::take(&mut ops), vec![])
+                    .await?;
+            }
+        }
+        if !ops.is_empty() {
+            self.guard.txn(vec![], ops, vec![]).await?;
+        }
+        let digests: BTreeMap<String, String> = items
+            .iter()
+            .map(|(k, i)| (k.clone(), i.digest.clone()))
+            .collect();
+        let in_force = InForce {
+            revision: sha.to_string(),
+            recorded_at: crate::cluster::now_rfc3339(),
+            set_digest: set_digest(digests.iter().map(|(k, d)| (k, d.as_str()))),
+            databases: desired.databases.len(),
+            operations: desired.operations.len(),
+        };
+        tracing::info!(
+            revision = %sha,
+            items = items.len(),
+            written = written.0,
+            bytes = written.1,
+            "desired state stored: only the items that changed were written"
+        );
+        self.stored = Some(digests);
+        Ok(in_force)
+    }
+
+    /// The digests of the items in etcd now (every key under `desired/`).
+    async fn stored_digests(&self) -> Result<BTreeMap<String, String>, ClusterError> {
+        let (entries, _) = self
+            .guard
+            .store()
+            .get_prefix_paged(keys::DESIRED, 0)
+            .await?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.key != keys::DESIRED_REVISION)
+            .filter_map(|e| Some((e.key.clone(), e.json::<Item>().ok()?.digest)))
+            .collect())
+    }
+
+    /// A cluster that ran an older pgcd holds the desired state in one
+    /// value (`desired`): store it per item and delete the old value.
+    async fn migrate_legacy(&mut self) -> Result<(), ClusterError> {
+        let store = self.guard.store().clone();
+        if store.get(keys::DESIRED_REVISION).await?.is_some() {
+            return Ok(());
+        }
+        let Some(old) = store.get(keys::DESIRED_LEGACY).await? else {
+            return Ok(());
+        };
+        let v: serde_json::Value = old.json()?;
+        let sha = v
+            .get("revision")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let desired = Desired::from_json(v.get("desired").unwrap_or(&serde_json::Value::Null))
+            .map_err(ClusterError::Other)?;
+        let in_force = self.store_items(&sha, &desired).await?;
+        self.guard
+            .txn(
+                vec![],
+                vec![
+                    TxnOp::put(full_key(keys::DESIRED_REVISION), to_json(&in_force)?, None),
+                    TxnOp::delete(full_key(keys::DESIRED_LEGACY), None),
+                ],
+                vec![],
+            )
+            .await?;
+        tracing::info!(revision = %sha, "the desired state in force now has a key per database");
+        Ok(())
     }
 
     /// The record of the revision in force, marked superseded.
@@ -546,7 +669,7 @@ impl Loop {
 }
 
 /// The desired state in force and its commit, as cached by the loop.
-type InForce = Option<(String, Desired)>;
+type Cached = Option<(String, Desired)>;
 /// The heads a pass fetched.
 type FetchResult = Result<Vec<Fetched>, super::git::GitError>;
 
@@ -567,7 +690,7 @@ fn fetch_and_read(
     timeout: Duration,
     want: Option<String>,
     cached: Option<(String, Desired)>,
-) -> (InForce, FetchResult) {
+) -> (Cached, FetchResult) {
     let mirror = match Mirror::open(dir, cfg) {
         Ok(m) => m,
         Err(e) => return (cached, Err(e)),

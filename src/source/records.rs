@@ -1,7 +1,7 @@
 //! What the source loop keeps in etcd: the desired state in force, the
 //! revision it came from, and the history of revisions with their outcome.
 
-use crate::spec::{Desired, Diagnostic};
+use crate::spec::Diagnostic;
 use serde::{Deserialize, Serialize};
 
 /// What became of a revision.
@@ -52,15 +52,6 @@ pub struct RevisionRecord {
     /// recorded (valid revisions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
-}
-
-/// `desired`: the state in force and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DesiredRecord {
-    /// The commit.
-    pub revision: String,
-    /// The validated, defaulted spec.
-    pub desired: Desired,
 }
 
 /// `source/settings`.

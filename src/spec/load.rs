@@ -13,6 +13,53 @@ use super::yaml;
 use super::{defaults, Desired, SourceFile};
 use std::collections::HashMap;
 
+/// Reads back one item of a stored desired state (JSON as `Serialize` wrote
+/// it, validated and defaulted when its revision was recorded): decoded
+/// again, so every value is typed and checked, and defaulted again (a no-op
+/// on a defaulted item). The checks that span files ran at recording.
+pub fn stored<T: Decode + Default0 + Stored>(
+    path: &str,
+    json: &serde_json::Value,
+) -> Result<T, String> {
+    let file = SourceFile {
+        path: path.to_string(),
+        text: serde_json::to_string(json).map_err(|e| e.to_string())?,
+    };
+    let mut diags = Vec::new();
+    match read_one::<T>(&file, false, &mut diags) {
+        Some((mut v, _)) if diags.is_empty() => {
+            v.defaults();
+            Ok(v)
+        }
+        _ => Err(diags
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
+
+/// The kinds a stored desired state holds, with their defaults.
+pub trait Stored {
+    /// Applies the defaults of the kind.
+    fn defaults(&mut self);
+}
+impl Stored for ClusterConfig {
+    fn defaults(&mut self) {
+        defaults::config(self);
+    }
+}
+impl Stored for Database {
+    fn defaults(&mut self) {
+        defaults::database(self);
+    }
+}
+impl Stored for Operation {
+    fn defaults(&mut self) {
+        defaults::operation(self);
+    }
+}
+
 /// Validates a revision's files and returns the defaulted desired state, or
 /// every error found (sorted by file, line and column).
 pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
@@ -170,7 +217,8 @@ fn read_one<T: Decode + Default0>(
 }
 
 /// What an empty file of a kind means (`pgcd.yaml` may be empty).
-trait Default0: Sized {
+pub trait Default0: Sized {
+    /// The value of an empty file, when one is allowed.
     fn empty() -> Option<Self> {
         None
     }

@@ -28,7 +28,7 @@ pub mod yaml;
 pub use config::ClusterConfig;
 pub use database::Database;
 pub use diag::Diagnostic;
-pub use load::{load, load_checked};
+pub use load::{load, load_checked, stored};
 pub use operation::Operation;
 
 use serde::Serialize;

@@ -94,10 +94,16 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         scheduled_at: Option<Timestamp>,
     },
-    /// Cancel a running or scheduled task.
+    /// Cancel an operation that has not started a disruptive phase (by its
+    /// id, or by the id of one of its phases' tasks as `GET /v1/tasks`
+    /// shows it).
     Cancel {
-        /// The task id (as `GET /v1/tasks` shows it).
-        task: String,
+        /// The operation to cancel.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operation: Option<ObjectId>,
+        /// A task of the operation to cancel (`op-<id>-<phase>`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
     },
 }
 
@@ -199,9 +205,17 @@ impl Decode for Operation {
                 }
             }
             OperationKind::Cancel => {
-                let task = m.req(cx, "task");
+                let operation: Option<ObjectId> = m.opt(cx, "operation");
+                let task: Option<String> = m.opt(cx, "task");
+                if operation.is_some() == task.is_some() {
+                    cx.error_at(
+                        node.pos,
+                        path,
+                        "a Cancel names exactly one of `operation` (an operation id) or `task` (one of its tasks)",
+                    );
+                }
                 m.finish(cx);
-                Action::Cancel { task: task? }
+                Action::Cancel { operation, task }
             }
         };
         Some(Self { id: id?, action })

@@ -21,6 +21,9 @@ pub struct Actual {
     /// What the apply loop last carried out in full, per database.
     #[serde(default)]
     pub databases: Vec<DatabaseActual>,
+    /// The operations' records: what each one has done so far.
+    #[serde(default)]
+    pub operations: Vec<crate::state::operation::OperationRecord>,
 }
 
 /// The spec of a database as last carried out in full: when it equals the
@@ -290,6 +293,7 @@ impl Actual {
                 .collect(),
             instances: Vec::new(),
             databases: Vec::new(),
+            operations: Vec::new(),
         }
     }
 }

@@ -8,7 +8,10 @@
 
 pub mod actual;
 pub mod assemble;
+pub mod desired;
 pub mod names;
+pub mod observed;
+pub mod operation;
 
 pub use actual::{native_mesh, spock_mesh, spock_wired};
 pub use actual::{

@@ -8,13 +8,14 @@ mod replication;
 pub use replication::last_worker_error;
 
 use super::docker::{ContainerInfo, Runtime, RuntimeError};
-use crate::cluster::now_rfc3339;
-use crate::cluster::store::Store;
+use crate::cluster::store::{full_key, Store};
 use crate::state::actual::{
     ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, ROLE_FLAGS,
 };
+use crate::state::observed::{host_key, instance_key, HostObservation};
 use crate::state::InstanceId;
-use serde::{Deserialize, Serialize};
+use etcd_client::{Txn, TxnOp};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -32,17 +33,13 @@ pub(crate) const OWN_TABLES: &str = "SELECT count(*) FROM pg_class c \
      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                      AND d.objid = c.oid AND d.deptype = 'e')";
 
-/// What one host reported.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HostObservation {
-    /// The host.
-    pub host: String,
+/// What one observation of the host found.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
     /// Docker answered.
     pub docker: bool,
     /// Its instances.
     pub instances: Vec<InstanceActual>,
-    /// When it was observed (RFC 3339).
-    pub at: String,
 }
 
 /// Connects to an instance as its superuser.
@@ -255,6 +252,11 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
     Ok(())
 }
 
+/// A record as JSON bytes; plain records always serialise.
+fn bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
 /// The first column of every row of `sql` (text).
 pub(super) async fn texts(c: &Client, sql: &str) -> Result<Vec<String>, String> {
     Ok(c.query(sql, &[])
@@ -265,20 +267,33 @@ pub(super) async fn texts(c: &Client, sql: &str) -> Result<Vec<String>, String> 
         .collect())
 }
 
-/// Observes a host and writes the record; one at a time, so a later write
-/// always carries a later observation.
+/// Observes a host and writes its records; one at a time, so a later
+/// write always carries a later observation. Only records that changed are
+/// written (and those of instances gone are deleted): an idle host writes
+/// nothing.
 #[derive(Clone)]
 pub struct Observer {
     rt: Runtime,
-    lock: Arc<Mutex<()>>,
+    written: Arc<Mutex<Written>>,
 }
+
+/// The records this observer has in etcd, as last written.
+#[derive(Default)]
+struct Written {
+    /// Read from etcd once (a previous run's records) before the first write.
+    loaded: bool,
+    values: BTreeMap<String, Vec<u8>>,
+}
+
+/// Writes per transaction (etcd allows 128).
+const TXN_OPS: usize = 64;
 
 impl Observer {
     /// Makes the observer of this host.
     pub fn new(rt: Runtime) -> Self {
         Self {
             rt,
-            lock: Arc::new(Mutex::new(())),
+            written: Arc::new(Mutex::new(Written::default())),
         }
     }
 
@@ -287,18 +302,59 @@ impl Observer {
         &self.rt
     }
 
-    /// Observes every instance of the host and stores the record.
-    pub async fn report(&self, store: &Store) -> Result<HostObservation, String> {
-        let _turn = self.lock.lock().await;
+    /// Observes every instance of the host and stores what changed;
+    /// returns how many records were written or deleted.
+    pub async fn report(&self, store: &Store) -> Result<usize, String> {
+        let mut written = self.written.lock().await;
         let obs = self.observe().await;
-        store
-            .put_json(&crate::cluster::keys::observed(self.rt.host()), &obs)
-            .await
-            .map_err(|e| format!("storing the observation: {e}"))?;
-        Ok(obs)
+        let host = self.rt.host();
+        if !written.loaded {
+            let (entries, _) = store
+                .get_prefix_paged(&format!("{}/", host_key(host)), 0)
+                .await
+                .map_err(|e| format!("reading this host's observations: {e}"))?;
+            written.values = entries.into_iter().map(|e| (e.key, e.value)).collect();
+            if let Some(e) = store
+                .get(&host_key(host))
+                .await
+                .map_err(|e| format!("reading this host's observation: {e}"))?
+            {
+                written.values.insert(e.key, e.value);
+            }
+            written.loaded = true;
+        }
+        let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let record = HostObservation {
+            host: host.to_string(),
+            docker: obs.docker,
+        };
+        want.insert(host_key(host), bytes(&record));
+        for i in &obs.instances {
+            want.insert(instance_key(i), bytes(i));
+        }
+        let mut ops = Vec::new();
+        for (k, v) in &want {
+            if written.values.get(k) != Some(v) {
+                ops.push(TxnOp::put(full_key(k), v.clone(), None));
+            }
+        }
+        for k in written.values.keys().filter(|k| !want.contains_key(*k)) {
+            ops.push(TxnOp::delete(full_key(k), None));
+        }
+        let n = ops.len();
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(TXN_OPS));
+            let batch = std::mem::replace(&mut ops, rest);
+            store
+                .txn(Txn::new().and_then(batch))
+                .await
+                .map_err(|e| format!("storing the observation: {e}"))?;
+        }
+        written.values = want;
+        Ok(n)
     }
 
-    async fn observe(&self) -> HostObservation {
+    async fn observe(&self) -> Observation {
         let containers: Result<Vec<ContainerInfo>, RuntimeError> = self.rt.list().await;
         let (docker, containers) = match containers {
             Ok(c) => (true, c),
@@ -309,12 +365,7 @@ impl Observer {
         };
         let instances =
             futures::future::join_all(containers.iter().map(|c| instance(&self.rt, c))).await;
-        HostObservation {
-            host: self.rt.host().to_string(),
-            docker,
-            instances,
-            at: now_rfc3339(),
-        }
+        Observation { docker, instances }
     }
 
     /// Reports every `interval` until `cancel`.

@@ -1,0 +1,181 @@
+//! Each rule of `derive`, fed values and compared with a reviewed snapshot
+//! of the conditions it sets.
+
+use super::*;
+use crate::plan::example;
+use crate::plan::{converged, plan};
+use crate::reconcile::worker::{BatchOutcome, StepOutcome};
+use crate::spec::Desired;
+
+const REV: &str = "0123456789abcdef0123456789abcdef01234567";
+const NOW: &str = "2026-12-01T12:00:00.000Z";
+
+/// The conditions as `type status reason: message` lines.
+fn lines(st: &DatabaseStatus) -> String {
+    st.conditions
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}: {}",
+                c.kind.as_str(),
+                c.status,
+                c.reason,
+                c.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn derive_for(
+    d: &Desired,
+    actual: &Actual,
+    name: &str,
+    activity: Activity,
+    ended: Option<&BatchOutcome>,
+    prev: Option<&DatabaseStatus>,
+) -> Derived {
+    let p = plan(d, actual);
+    let slice = super::super::slice(&p).remove(name).unwrap_or_default();
+    let instances: Vec<&InstanceActual> = actual
+        .instances
+        .iter()
+        .filter(|i| i.database == name)
+        .collect();
+    let applied = actual
+        .databases
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.applied_spec.as_str());
+    derive(
+        prev,
+        &Inputs {
+            name,
+            spec: d.databases.iter().find(|x| x.database_name == name),
+            revision: REV,
+            plan: &slice,
+            actual,
+            instances: &instances,
+            applied,
+            activity,
+            ended,
+            now: NOW,
+        },
+    )
+}
+
+const IDLE: Activity = Activity::Idle {
+    failed: None,
+    repeating: false,
+};
+
+#[test]
+fn a_converged_database_is_ready_and_its_spec_recorded_once() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let mut a = converged(&d);
+    a.databases.clear();
+    let got = derive_for(&d, &a, "orders", IDLE, None, None);
+    let st = got.status.unwrap();
+    insta::assert_snapshot!(lines(&st));
+    assert!(got.applied.is_some(), "the spec is recorded as carried out");
+    let again = derive_for(&d, &converged(&d), "orders", IDLE, None, Some(&st));
+    assert!(again.applied.is_none(), "recorded already");
+    assert!(
+        !changed(Some(&st), &again.status.unwrap()),
+        "an idle pass writes nothing"
+    );
+}
+
+#[test]
+fn a_new_database_is_reconciling_while_its_steps_run() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let got = derive_for(&d, &a, "orders", Activity::Applying, None, None);
+    insta::assert_snapshot!(lines(&got.status.unwrap()));
+}
+
+#[test]
+fn a_step_that_keeps_failing_stalls_the_database_with_the_step_and_error() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let failed = Activity::Idle {
+        failed: Some(
+            "step orders/n1/h1/create-instance failed after 3 attempt(s): docker: no such image",
+        ),
+        repeating: false,
+    };
+    let got = derive_for(&d, &a, "orders", failed, None, None);
+    insta::assert_snapshot!(lines(&got.status.unwrap()));
+}
+
+#[test]
+fn steps_that_keep_coming_back_are_not_converging() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let repeating = Activity::Idle {
+        failed: None,
+        repeating: true,
+    };
+    let got = derive_for(&d, &a, "orders", repeating, None, None);
+    insta::assert_snapshot!(lines(&got.status.unwrap()));
+}
+
+#[test]
+fn drift_corrected_by_a_batch_is_counted_once() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = converged(&d);
+    let step = plan(&d, &Actual::empty(&["h1".parse().unwrap()])).steps[0].clone();
+    let mut drifted = step.clone();
+    drifted.drift = true;
+    drifted.reason = "drift: role app was dropped".into();
+    let batch = BatchOutcome {
+        database: "orders".parse().unwrap(),
+        revision: REV.into(),
+        outcomes: vec![StepOutcome {
+            step: drifted,
+            tasks: vec!["s-orders.n1.h1.role-1".into()],
+            error: None,
+            seconds: 0.1,
+        }],
+        deposed: false,
+    };
+    let first = derive_for(&d, &a, "orders", IDLE, Some(&batch), None)
+        .status
+        .unwrap();
+    assert_eq!(first.drift_corrections, 1);
+    assert_eq!(first.tasks, ["s-orders.n1.h1.role-1"]);
+    let next = derive_for(&d, &a, "orders", IDLE, None, Some(&first))
+        .status
+        .unwrap();
+    assert_eq!(next.drift_corrections, 1, "not counted again");
+}
+
+#[test]
+fn a_database_without_a_file_is_orphaned_and_kept() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = converged(&d);
+    let none = example::desired(&[("inventory", example::INVENTORY)]);
+    let got = derive_for(&none, &a, "orders", IDLE, None, None);
+    insta::assert_snapshot!(lines(&got.status.unwrap()));
+}
+
+#[test]
+fn an_operation_this_cluster_cannot_carry_out_degrades_the_database() {
+    let d = example::sample_repo();
+    let got = derive_for(&d, &converged(&d), "inventory", IDLE, None, None);
+    let st = got.status.unwrap();
+    insta::assert_snapshot!(lines(&st));
+    assert_eq!(st.operations.len(), 1);
+    assert_eq!(st.operations[0].state, OperationState::Unsupported);
+}
+
+#[test]
+fn a_deleted_database_without_instances_leaves_no_status() {
+    let gone = example::desired(&[(
+        "orders",
+        &format!("{}state: absent\nconfirm_delete: orders\n", example::ORDERS),
+    )]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let got = derive_for(&gone, &a, "orders", IDLE, None, None);
+    assert_eq!(got.status, None);
+}

@@ -1,0 +1,328 @@
+//! Carrying out one database's slice of a plan: its own steps, and the
+//! current phase of an operation that holds it. Each database has its own
+//! worker, so a step that runs for minutes on one database never delays
+//! another's.
+//!
+//! Steps start as soon as the steps they depend on succeeded; steps of one
+//! node run in plan order (the planner orders a node's phases: instance,
+//! start, catalog, settings, restart, extensions). A step that fails is
+//! tried again ([`Backoff::step`], three attempts); the first step that
+//! keeps failing stops the batch: nothing new starts, what runs ends.
+
+use super::dispatch::Dispatcher;
+use super::operations::Recorder;
+use crate::backoff::Backoff;
+use crate::cluster::election::LeaderGuard;
+use crate::cluster::identity::random_hex;
+use crate::cluster::tasks::TaskSpec;
+use crate::cluster::ClusterError;
+use crate::exec::{StepArgs, KIND};
+use crate::plan::{Action, Step};
+use crate::spec::database::Replication;
+use crate::spec::names::DatabaseName;
+use crate::spec::ClusterConfig;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Attempts per step within one batch (a later batch tries again).
+pub const ATTEMPTS: u32 = 3;
+
+/// What a worker needs besides its steps.
+pub struct Shared {
+    /// Leader writes.
+    pub guard: LeaderGuard,
+    /// Tasks.
+    pub dispatcher: Dispatcher,
+    /// Operation records.
+    pub recorder: Recorder,
+}
+
+/// One database's work of one plan.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The database.
+    pub database: DatabaseName,
+    /// The revision planned from.
+    pub revision: String,
+    /// Its steps, in plan order.
+    pub steps: Vec<Step>,
+    /// `pgcd.yaml` of the revision (images).
+    pub config: Arc<ClusterConfig>,
+    /// How the database's nodes replicate.
+    pub replication: Option<Replication>,
+}
+
+/// How one step went.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The step.
+    pub step: Step,
+    /// The tasks that ran it, one per attempt.
+    pub tasks: Vec<String>,
+    /// The error of the last attempt, when every attempt failed.
+    pub error: Option<String>,
+    /// How long it took, all attempts.
+    pub seconds: f64,
+}
+
+/// How a batch went.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    /// The database.
+    pub database: DatabaseName,
+    /// The revision planned from.
+    pub revision: String,
+    /// The steps that ran.
+    pub outcomes: Vec<StepOutcome>,
+    /// Leadership was lost: nothing is to be concluded.
+    pub deposed: bool,
+}
+
+impl BatchOutcome {
+    /// The first step that failed, when one did.
+    pub fn failed(&self) -> Option<&StepOutcome> {
+        self.outcomes.iter().find(|o| o.error.is_some())
+    }
+}
+
+/// The image of a PostgreSQL major: `pgcd.yaml`'s, else pgcd's own.
+pub fn image(config: &ClusterConfig, major: u16) -> String {
+    config
+        .images
+        .get(&major.to_string())
+        .cloned()
+        .unwrap_or_else(|| format!("pgcd/postgres:{major}"))
+}
+
+/// Carries out a batch.
+pub async fn run(shared: Arc<Shared>, batch: Batch) -> BatchOutcome {
+    let span = tracing::info_span!(
+        "database",
+        database = %batch.database,
+        revision = %short(&batch.revision),
+        steps = batch.steps.len()
+    );
+    async {
+        let mut out = BatchOutcome {
+            database: batch.database.clone(),
+            revision: batch.revision.clone(),
+            outcomes: Vec::new(),
+            deposed: false,
+        };
+        match carry_out(&shared, &batch, &mut out.outcomes).await {
+            Ok(()) => {}
+            Err(ClusterError::NotLeader) => out.deposed = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "the batch stopped on an etcd error; the next pass tries again");
+                if out.outcomes.iter().all(|o| o.error.is_none()) {
+                    out.outcomes.push(StepOutcome {
+                        step: batch.steps[0].clone(),
+                        tasks: Vec::new(),
+                        error: Some(format!("etcd: {e}")),
+                        seconds: 0.0,
+                    });
+                }
+            }
+        }
+        let failed = out.failed().map(|f| f.step.id.clone());
+        tracing::info!(
+            steps = out.outcomes.len(),
+            failed = failed.as_deref().unwrap_or("none"),
+            "database batch ended"
+        );
+        out
+    }
+    .instrument(span)
+    .await
+}
+
+async fn carry_out(
+    shared: &Arc<Shared>,
+    batch: &Batch,
+    done: &mut Vec<StepOutcome>,
+) -> Result<(), ClusterError> {
+    if batch.steps.iter().any(needs_replication_secret) {
+        super::ensure_replication_secret(&shared.guard, &batch.database).await?;
+    }
+    let ids: BTreeSet<&str> = batch.steps.iter().map(|s| s.id.as_str()).collect();
+    let mut succeeded: BTreeSet<String> = BTreeSet::new();
+    let mut started = vec![false; batch.steps.len()];
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut stop = false;
+    loop {
+        if !stop {
+            for (i, s) in batch.steps.iter().enumerate() {
+                if started[i] {
+                    continue;
+                }
+                // A dependency outside this batch was satisfied by an earlier one.
+                let deps_ok = s
+                    .depends_on
+                    .iter()
+                    .all(|d| !ids.contains(d.as_str()) || succeeded.contains(d));
+                // Steps of one node keep their plan order.
+                let earlier_pending = batch.steps[..i]
+                    .iter()
+                    .any(|e| e.node == s.node && !succeeded.contains(&e.id));
+                if !deps_ok || earlier_pending {
+                    continue;
+                }
+                started[i] = true;
+                let shared = shared.clone();
+                let step = s.clone();
+                let batch = batch.clone();
+                running.push(async move {
+                    let o = one(&shared, &batch, &step).await;
+                    (step, o)
+                });
+            }
+        }
+        use futures::StreamExt;
+        let Some((step, outcome)) = running.next().await else {
+            break;
+        };
+        let outcome = outcome?;
+        if outcome.error.is_none() {
+            succeeded.insert(step.id.clone());
+        } else {
+            stop = true;
+        }
+        done.push(outcome);
+    }
+    Ok(())
+}
+
+fn needs_replication_secret(s: &Step) -> bool {
+    matches!(
+        s.action,
+        Action::CreateStandby { .. }
+            | Action::EnsureReplication { .. }
+            | Action::CreatePublication { .. }
+            | Action::CreateSubscription { .. }
+            | Action::JoinMesh { .. }
+            | Action::InstallAutoDdl { .. }
+    )
+}
+
+/// One step: a phase of an operation (once, with its fixed task id), or a
+/// plan step (tried [`ATTEMPTS`] times).
+async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome, ClusterError> {
+    let span = tracing::info_span!(
+        "step",
+        step = %step.id,
+        database = %step.database,
+        node = %step.node,
+        host = %step.host,
+        operation = step.operation.as_ref().map_or("", |o| o.id.as_str()),
+    );
+    async {
+        let started = Instant::now();
+        let args = serde_json::to_value(StepArgs {
+            step: step.clone(),
+            image: match &step.action {
+                Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
+                    image(&batch.config, version.major)
+                }
+                _ => String::new(),
+            },
+            replication: batch.replication,
+        })
+        .map_err(|e| ClusterError::Other(e.to_string()))?;
+        let budget = budget(step);
+        let mut out = StepOutcome {
+            step: step.clone(),
+            tasks: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        };
+        if let Some(op) = &step.operation {
+            let id = op.task.clone();
+            shared.recorder.phase_started(&op.id, &op.phase).await?;
+            out.tasks.push(id.clone());
+            let outcome = shared
+                .dispatcher
+                .run(&step.host, spec(&id, args, budget), budget + Duration::from_secs(15))
+                .await?;
+            out.error = outcome.err();
+            shared
+                .recorder
+                .phase_ended(&op.id, &op.phase, out.error.clone())
+                .await?;
+        } else {
+            let mut backoff = Backoff::step().attempts(ATTEMPTS);
+            loop {
+                let id = task_id(step);
+                out.tasks.push(id.clone());
+                let outcome = shared
+                    .dispatcher
+                    .run(&step.host, spec(&id, args.clone(), budget), budget + Duration::from_secs(15))
+                    .await?;
+                match outcome {
+                    Ok(_) => {
+                        out.error = None;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %id, attempt = out.tasks.len(), error = %e, "step failed");
+                        out.error = Some(e);
+                        if !backoff.wait(shared.guard.token()).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out.seconds = started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+    .instrument(span)
+    .await
+}
+
+fn spec(id: &str, args: serde_json::Value, budget: Duration) -> TaskSpec {
+    let deadline = chrono::Utc::now()
+        + chrono::Duration::from_std(budget).unwrap_or(chrono::Duration::minutes(5));
+    TaskSpec {
+        id: id.to_string(),
+        kind: KIND.into(),
+        args,
+        deadline: deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// A task id for an attempt at a step: `s-<db>.<node>.<host>.<what>-<nonce>`
+/// (no `/`, so it is one path segment of the API). The step id is in it, so
+/// the task log and the agent's log of one step are joined by it.
+pub fn task_id(step: &Step) -> String {
+    let base: String = step
+        .id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("s-{base}-{}", random_hex(4))
+}
+
+/// How long a step may take.
+pub fn budget(step: &Step) -> Duration {
+    match step.action {
+        Action::CreateInstance { .. } => Duration::from_secs(300),
+        // Copies a whole database.
+        Action::JoinMesh { .. } => Duration::from_secs(3600),
+        Action::StartInstance | Action::RestartInstance { .. } | Action::StopInstance => {
+            Duration::from_secs(180)
+        }
+        _ => Duration::from_secs(60),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
