@@ -93,6 +93,7 @@ fn orders() -> DatabaseStatus {
             operation: None,
         }],
         notes: vec![],
+        operations: vec![],
     });
     db
 }

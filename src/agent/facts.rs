@@ -4,6 +4,7 @@
 
 use crate::cluster::election::{LeaderGuard, LeaderService};
 use crate::cluster::keys;
+use crate::cluster::reflector::{self, Mirror};
 use crate::cluster::registry::HostRecord;
 use crate::cluster::store::to_json;
 use crate::cluster::tasks::{dispatch, Executor, TaskContext, TaskSpec};
@@ -101,42 +102,59 @@ impl LeaderService for FactsDispatcher {
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
         async move {
             let mut done: HashSet<String> = HashSet::new();
+            let mut updates =
+                reflector::spawn(guard.store().clone(), keys::HOSTS, guard.token().clone());
+            let mut hosts = Mirror::default();
+            // A failed dispatch is tried again at the next change, or soon.
+            let mut retry = false;
             loop {
-                match guard.store().get_prefix(keys::HOSTS).await {
-                    Ok((entries, _)) => {
-                        for e in entries
-                            .iter()
-                            .filter(|e| keys::host_id_of_record(&e.key).is_some())
-                        {
-                            let Ok(record) = e.json::<HostRecord>() else {
-                                continue;
-                            };
-                            let id = facts_task_id(&record);
-                            if done.contains(&id) {
-                                continue;
-                            }
-                            let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
-                            let spec = TaskSpec {
-                                id: id.clone(),
-                                kind: HOST_FACTS.into(),
-                                args: serde_json::Value::Null,
-                                deadline: deadline
-                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                            };
-                            match dispatch(&guard, &record.id, &spec).await {
-                                Ok(_) => {
-                                    done.insert(id);
-                                }
-                                Err(ClusterError::NotLeader) => return,
-                                Err(e) => tracing::warn!(error = %e, "cannot dispatch host.facts"),
-                            }
+                let update = if retry {
+                    tokio::select! {
+                        u = updates.recv() => u,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => None,
+                    }
+                } else {
+                    match updates.recv().await {
+                        Some(u) => Some(u),
+                        None => return,
+                    }
+                };
+                if guard.token().is_cancelled() {
+                    return;
+                }
+                if let Some(u) = update {
+                    hosts.apply(u);
+                }
+                retry = false;
+                for e in hosts
+                    .entries
+                    .values()
+                    .filter(|e| keys::host_id_of_record(&e.key).is_some())
+                {
+                    let Ok(record) = e.json::<HostRecord>() else {
+                        continue;
+                    };
+                    let id = facts_task_id(&record);
+                    if done.contains(&id) {
+                        continue;
+                    }
+                    let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
+                    let spec = TaskSpec {
+                        id: id.clone(),
+                        kind: HOST_FACTS.into(),
+                        args: serde_json::Value::Null,
+                        deadline: deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    };
+                    match dispatch(&guard, &record.id, &spec).await {
+                        Ok(_) => {
+                            done.insert(id);
+                        }
+                        Err(ClusterError::NotLeader) => return,
+                        Err(e) => {
+                            retry = true;
+                            tracing::warn!(error = %e, "cannot dispatch host.facts; trying again");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot list hosts"),
-                }
-                tokio::select! {
-                    () = guard.token().cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! leader (paused, partitioned, lease lapsed) cannot write, and steps down.
 
 use super::keys;
+use super::reflector::{self, Mirror};
 use super::store::{full_key, Store};
 use super::ClusterError;
 use crate::spec::names::HostId;
@@ -31,6 +32,9 @@ pub struct LeaderGuard {
     revision: i64,
     host: HostId,
     token: CancellationToken,
+    /// When a guarded write last succeeded (the heartbeat writes every
+    /// second): leadership not confirmed for longer than the lease is given up.
+    confirmed: Arc<std::sync::Mutex<Instant>>,
 }
 
 impl LeaderGuard {
@@ -49,12 +53,26 @@ impl LeaderGuard {
             revision,
             host,
             token,
+            confirmed: Arc::new(std::sync::Mutex::new(Instant::now())),
         }
+    }
+
+    /// How long since a guarded write last succeeded.
+    pub fn unconfirmed_for(&self) -> Duration {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
     }
 
     /// Cancelled when leadership is lost; leader services stop on it.
     pub fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    /// The create revision of the leader key: it names this term.
+    pub fn revision(&self) -> i64 {
+        self.revision
     }
 
     /// The leader's host id.
@@ -99,7 +117,9 @@ impl LeaderGuard {
             )])
             .and_then([TxnOp::txn(inner)]);
         let resp = self.store.txn(outer).await?;
-        if !resp.succeeded() {
+        if resp.succeeded() {
+            *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        } else {
             self.store
                 .metrics()
                 .not_leader_rejections
@@ -143,15 +163,25 @@ pub async fn current_leader(store: &Store) -> Result<Option<String>, ClusterErro
         .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
 }
 
-/// Polls the leader, logs and counts each change, and publishes it.
+/// Follows the leader (a watch of the election's keys: the candidate with
+/// the oldest key leads), logs and counts each change, and publishes it.
 pub async fn observe_leader(
     store: Store,
     tx: watch::Sender<Option<String>>,
     cancel: CancellationToken,
 ) {
     let mut last: Option<String> = None;
-    loop {
-        if let Ok(leader) = current_leader(&store).await {
+    let mut updates =
+        reflector::spawn(store.clone(), &format!("{}/", keys::LEADER), cancel.clone());
+    let mut mirror = Mirror::default();
+    while let Some(u) = updates.recv().await {
+        mirror.apply(u);
+        let leader = mirror
+            .entries
+            .values()
+            .min_by_key(|e| e.create_revision)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned());
+        {
             if leader != last {
                 if leader.is_some() {
                     store
@@ -167,10 +197,6 @@ pub async fn observe_leader(
                 last.clone_from(&leader);
                 let _ = tx.send(leader);
             }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
 }
@@ -220,7 +246,7 @@ pub async fn run_election(
                 tokio::spawn(s.run(guard.clone()))
             })
             .collect();
-        let reason = watch_leadership(&guard, ttl).await;
+        let reason = watch_leadership(&guard, ttl, &mut lease_rx).await;
         token.cancel();
         store.metrics().is_leader.store(false, Ordering::SeqCst);
         for h in handles {
@@ -233,26 +259,59 @@ pub async fn run_election(
     }
 }
 
-/// Confirms leadership every 250 ms with an empty guarded transaction, so
-/// losing it (lease lapsed while paused, key deleted) is always found by a
-/// rejected guarded write.
-async fn watch_leadership(guard: &LeaderGuard, ttl: Duration) -> &'static str {
-    let mut last_ok = Instant::now();
+/// Waits until leadership is lost: the leader key deleted (its lease
+/// lapsed, or someone removed it), the host's lease renewed under a new id,
+/// a guarded write rejected (the guard cancels its token), or no guarded
+/// write confirmed for longer than the lease (etcd out of reach). Nothing
+/// here polls etcd: the key is watched, and the heartbeat's guarded write
+/// every second is the confirmation.
+async fn watch_leadership(
+    guard: &LeaderGuard,
+    ttl: Duration,
+    lease_rx: &mut watch::Receiver<i64>,
+) -> &'static str {
+    let full = String::from_utf8_lossy(&guard.key).into_owned();
+    let rel = full.trim_start_matches(super::keys::NAMESPACE);
+    let mut stream = match guard.store().watch_key(rel, guard.revision + 1).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the leader key; relying on the heartbeat");
+            None
+        }
+    };
+    let mut check = tokio::time::interval(ttl / 2);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let event = async {
+            match stream.as_mut() {
+                Some(s) => s.message().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = guard.token().cancelled() => return "leadership lost (guarded write rejected) or shutting down",
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        match guard.txn(vec![], vec![], vec![]).await {
-            Ok(_) => last_ok = Instant::now(),
-            Err(ClusterError::NotLeader) => {
-                return "guarded check rejected: the leader key is gone"
+            changed = lease_rx.changed() => {
+                if changed.is_err() {
+                    return "shutting down";
+                }
+                return "the host lease was renewed under a new id: the old leader key is gone";
             }
-            Err(e) if last_ok.elapsed() > ttl => {
-                tracing::warn!(error = %e, "cannot confirm leadership");
-                return "cannot reach etcd for longer than the lease";
+            msg = event => match msg {
+                Ok(Some(resp)) => {
+                    if resp.events().iter().any(|e| e.event_type() == etcd_client::EventType::Delete) {
+                        return "the leader key is gone";
+                    }
+                    if resp.canceled() {
+                        stream = None;
+                    }
+                }
+                _ => stream = None,
+            },
+            _ = check.tick() => {
+                if guard.unconfirmed_for() > ttl {
+                    return "cannot confirm leadership with etcd for longer than the lease";
+                }
             }
-            Err(_) => {}
         }
     }
 }

@@ -6,6 +6,7 @@
 //! cluster/id                       the cluster id, written once at --init
 //! leader/...                       etcd's election (candidates' keys)
 //! status/leader                    the leader's heartbeat
+//! status/leader-history            every leader's term (host, since, election revision)
 //! hosts/<host>                     a live host's record (under its lease)
 //! hosts/<host>/tasks/<task>        a task addressed to the host
 //! known/<host>                     every host that ever joined
@@ -37,6 +38,8 @@ pub const CLUSTER_ID: &str = "cluster/id";
 pub const LEADER: &str = "leader";
 /// A record the leader refreshes through guarded writes.
 pub const LEADER_STATUS: &str = "status/leader";
+/// Every leader's term, oldest first (the newest 200).
+pub const LEADER_HISTORY: &str = "status/leader-history";
 /// Prefix of host records (leased) and of their task queues.
 pub const HOSTS: &str = "hosts/";
 /// Prefix of known hosts (persistent, so a dead host is still listed).

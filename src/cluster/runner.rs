@@ -8,6 +8,7 @@ use super::keys;
 use super::store::{full_key, to_json, Store};
 use super::tasks::{Executors, TaskContext, TaskSpec, TaskState, TaskStatus};
 use super::{now_rfc3339, ClusterError};
+use crate::backoff::Backoff;
 use crate::spec::names::HostId;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 use std::collections::HashSet;
@@ -74,7 +75,10 @@ impl TaskRunner {
                     CompareOp::Equal,
                     e.mod_revision,
                 )])
-                .and_then([TxnOp::put(key, to_json(&status)?, None)]);
+                .and_then([
+                    TxnOp::put(key, to_json(&status)?, None),
+                    TxnOp::delete(full_key(&keys::host_task(&self.host, &status.id)), None),
+                ]);
             if self.store.txn(txn).await?.succeeded() {
                 tracing::warn!(task = %status.id, "task was running when this agent stopped; marked failed");
                 n += 1;
@@ -117,7 +121,7 @@ impl TaskRunner {
             .timed(client.watch(full_key(prefix), Some(options)))
             .await?;
         // Re-list now and then even without events: level-triggered safety net.
-        let resync = tokio::time::sleep(Duration::from_secs(10));
+        let resync = tokio::time::sleep(Duration::from_secs(60));
         tokio::pin!(resync);
         loop {
             let msg = tokio::select! {
@@ -156,7 +160,8 @@ impl TaskRunner {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(spec.id.clone());
-                tokio::spawn(self.execute(spec));
+                let span = tracing::info_span!("task", task = %spec.id, kind = %spec.kind, host = %self.host);
+                tokio::spawn(tracing::Instrument::instrument(self.execute(spec), span));
                 Ok(())
             }
             Ok(false) => Ok(()),
@@ -186,6 +191,14 @@ impl TaskRunner {
                     return Ok(true);
                 }
                 if status.state != TaskState::Pending {
+                    if status.state != TaskState::Running {
+                        // Ended long ago (an older agent kept queue entries):
+                        // the queue holds only tasks to run.
+                        let _ = self
+                            .store
+                            .delete(&keys::host_task(&self.host, &spec.id))
+                            .await;
+                    }
                     return Ok(false);
                 }
                 (
@@ -259,15 +272,19 @@ impl TaskRunner {
         let _ = flusher.await;
         let lines = ctx.lines();
         // Retried: the outcome must not be lost to a passing etcd election.
-        for attempt in 1..=60 {
+        let mut backoff = Backoff::transient().within(Duration::from_secs(120));
+        let never = CancellationToken::new();
+        loop {
             match self.record_outcome(&spec, &outcome, &lines).await {
                 Ok(()) => return,
-                Err(e) if attempt < 60 => {
-                    tracing::warn!(task = %spec.id, error = %e, "cannot record the task's outcome yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
                 Err(e) => {
-                    tracing::error!(task = %spec.id, error = %e, "cannot record the task's outcome")
+                    if backoff.should_log() {
+                        tracing::warn!(task = %spec.id, error = %e, "cannot record the task's outcome yet; retrying");
+                    }
+                    if !backoff.wait(&never).await {
+                        tracing::error!(task = %spec.id, error = %e, "cannot record the task's outcome");
+                        return;
+                    }
                 }
             }
         }
@@ -300,7 +317,13 @@ impl TaskRunner {
                 status.error = Some(e.clone());
             }
         }
-        self.store.put(&rel, to_json(&status)?, None).await
+        // The queue entry goes with it: a queue holds only tasks to run, so
+        // listing it stays cheap however many tasks ran before.
+        let txn = Txn::new().and_then([
+            TxnOp::put(full_key(&rel), to_json(&status)?, None),
+            TxnOp::delete(full_key(&keys::host_task(&self.host, &spec.id)), None),
+        ]);
+        self.store.txn(txn).await.map(drop)
     }
 }
 

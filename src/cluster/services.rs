@@ -36,6 +36,9 @@ impl LeaderService for Heartbeat {
     fn run(&self, guard: LeaderGuard) -> BoxFuture<'static, ()> {
         async move {
             let since = now_rfc3339();
+            if let Err(ClusterError::NotLeader) = record_term(&guard, &since).await {
+                return;
+            }
             loop {
                 let record = serde_json::json!({
                     "host": guard.host(), "since": since, "at": now_rfc3339()
@@ -58,6 +61,56 @@ impl LeaderService for Heartbeat {
     }
 }
 
+/// One leader's term, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderTerm {
+    /// The leader's host.
+    pub host: String,
+    /// When it became leader (RFC 3339).
+    pub since: String,
+    /// The create revision of its election key: it orders terms.
+    pub revision: i64,
+}
+
+/// How many terms the history keeps.
+const TERMS_KEPT: usize = 200;
+
+/// Appends this leader's term to `status/leader-history` (the newest
+/// [`TERMS_KEPT`]), so a cluster that restarts keeps its history.
+async fn record_term(guard: &LeaderGuard, since: &str) -> Result<(), ClusterError> {
+    let mut backoff = crate::backoff::Backoff::transient().attempts(10);
+    loop {
+        let mut terms: Vec<LeaderTerm> = guard
+            .store()
+            .get_json(keys::LEADER_HISTORY)
+            .await?
+            .unwrap_or_default();
+        if terms.iter().any(|t| t.revision == guard.revision()) {
+            return Ok(());
+        }
+        terms.push(LeaderTerm {
+            host: guard.host().to_string(),
+            since: since.to_string(),
+            revision: guard.revision(),
+        });
+        let drop_n = terms.len().saturating_sub(TERMS_KEPT);
+        terms.drain(..drop_n);
+        match guard.put(keys::LEADER_HISTORY, to_json(&terms)?).await {
+            Ok(()) => return Ok(()),
+            Err(ClusterError::NotLeader) => return Err(ClusterError::NotLeader),
+            Err(e) => {
+                if !backoff.wait(guard.token()).await {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// How often the leader checks where etcd's raft leader is: one status
+/// request (no reads), and more only when it must move it.
+const RAFT_CHECK: Duration = Duration::from_secs(5);
+
 /// With embedded etcd, keeps the etcd raft leader off the pgcd leader's
 /// host: when that host dies, only the pgcd lease must expire, not also a
 /// raft election plus the lease extension etcd grants after one, which
@@ -78,7 +131,7 @@ impl LeaderService for RaftLeaderAway {
                 }
                 tokio::select! {
                     () = guard.token().cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(RAFT_CHECK) => {}
                 }
             }
         }

@@ -80,6 +80,7 @@ impl Executor for StepExecutor {
             );
             async {
                 ctx.log(format!("step {}: {}", step.id, step.reason));
+                test_hooks(&ctx, step).await;
                 let started = Instant::now();
                 let outcome = carry_out(&observer, &ctx, &args).await;
                 let took = started.elapsed();
@@ -99,6 +100,40 @@ impl Executor for StepExecutor {
             .await
         }
         .boxed()
+    }
+}
+
+/// Test aids, only with `PGCD_TEST_EXECUTORS=1` (the test harness sets
+/// it): every step run is appended to `DATA_DIR/step-runs.log` (task id and
+/// step id, so tests count runs), and `PGCD_TEST_SLOW_STEPS=part:secs,...`
+/// makes every step whose id contains `part` (`orders/` for a database's,
+/// `operation:` for operations') wait that long first: a step that runs
+/// for minutes, without a real one.
+async fn test_hooks(ctx: &TaskContext, step: &Step) {
+    if std::env::var("PGCD_TEST_EXECUTORS").as_deref() != Ok("1") {
+        return;
+    }
+    let line = format!("{} {}\n", ctx.task_id, step.id);
+    let path = ctx.data_dir.join("step-runs.log");
+    let _ = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+    })
+    .await;
+    let slow = std::env::var("PGCD_TEST_SLOW_STEPS").unwrap_or_default();
+    let wait = slow.split(',').find_map(|kv| {
+        let (part, secs) = kv.rsplit_once(':')?;
+        (!part.is_empty() && step.id.contains(part)).then(|| secs.parse::<u64>().ok())?
+    });
+    if let Some(secs) = wait {
+        ctx.log(format!(
+            "test: waiting {secs} s before the step (PGCD_TEST_SLOW_STEPS)"
+        ));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
 }
 

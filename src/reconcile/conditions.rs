@@ -112,6 +112,7 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
                 && p.text == record.text
                 && p.steps == record.steps
                 && p.notes == record.notes
+                && p.operations == record.operations
         });
         if !same {
             st.last_plan = Some(record);
@@ -270,6 +271,7 @@ fn plan_record(revision: &str, plan: &Plan, now: &str) -> PlanRecord {
         text: plan.to_string(),
         steps: plan.steps.clone(),
         notes: plan.notes.clone(),
+        operations: plan.operations.clone(),
     }
 }
 

@@ -125,6 +125,9 @@ pub struct PlanRecord {
     pub steps: Vec<Step>,
     /// Its notes.
     pub notes: Vec<Note>,
+    /// The database's operations not yet finished, with their phases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<crate::plan::operations::OperationPlan>,
 }
 
 /// The status of one database.

@@ -328,9 +328,13 @@ impl Loop {
             if tracked && applied.as_ref().is_some_and(|a| a.sha == rev.info.sha) {
                 continue;
             }
-            let state = self
-                .record(rev, tracked, signers.as_deref(), desired.as_ref())
-                .await?;
+            let span =
+                tracing::info_span!("revision", revision = %rev.info.sha, git_ref = %rev.git_ref);
+            let state = tracing::Instrument::instrument(
+                self.record(rev, tracked, signers.as_deref(), desired.as_ref()),
+                span,
+            )
+            .await?;
             outcome = Pass::Recorded(state);
             self.applied = None; // re-read the state in force at the next pass
         }

@@ -162,6 +162,11 @@ impl Agent {
             .env("PGCD_RUNTIME", "none")
             // The `debug.sleep` task kind exists only for tests.
             .env("PGCD_TEST_EXECUTORS", "1")
+            // A test binary that slows steps down says so for all its agents.
+            .env(
+                "PGCD_TEST_SLOW_STEPS",
+                std::env::var("PGCD_TEST_SLOW_STEPS").unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log)

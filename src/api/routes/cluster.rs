@@ -33,6 +33,9 @@ pub struct ClusterView {
     pub leader: Option<String>,
     /// The etcd members.
     pub members: Vec<MemberView>,
+    /// Every leader's term, oldest first.
+    #[serde(default)]
+    pub leader_history: Vec<crate::cluster::services::LeaderTerm>,
 }
 
 /// Describes the cluster.
@@ -57,11 +60,17 @@ pub async fn get(State(state): State<ApiState>) -> Result<Json<ClusterView>, Api
             healthy,
         })
         .collect();
+    let leader_history = state
+        .store
+        .get_json(crate::cluster::keys::LEADER_HISTORY)
+        .await?
+        .unwrap_or_default();
     Ok(Json(ClusterView {
         cluster_id: state.cluster_id.clone(),
         answered_by: state.host.to_string(),
         leader,
         members,
+        leader_history,
     }))
 }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod hosts;
 pub mod join;
 pub mod metrics;
+pub mod operations;
 pub mod page;
 pub mod revisions;
 pub mod source;
