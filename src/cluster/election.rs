@@ -259,6 +259,13 @@ pub async fn run_election(
     }
 }
 
+/// One guarded no-op: when the watch says the key is gone, etcd confirms it
+/// by rejecting the write (counted in `/metrics`), the same evidence a
+/// real write would meet.
+async fn confirm_lost(guard: &LeaderGuard) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), guard.txn(vec![], vec![], vec![])).await;
+}
+
 /// Waits until leadership is lost: the leader key deleted (its lease
 /// lapsed, or someone removed it), the host's lease renewed under a new id,
 /// a guarded write rejected (the guard cancels its token), or no guarded
@@ -294,11 +301,13 @@ async fn watch_leadership(
                 if changed.is_err() {
                     return "shutting down";
                 }
+                confirm_lost(guard).await;
                 return "the host lease was renewed under a new id: the old leader key is gone";
             }
             msg = event => match msg {
                 Ok(Some(resp)) => {
                     if resp.events().iter().any(|e| e.event_type() == etcd_client::EventType::Delete) {
+                        confirm_lost(guard).await;
                         return "the leader key is gone";
                     }
                     if resp.canceled() {
@@ -309,6 +318,7 @@ async fn watch_leadership(
             },
             _ = check.tick() => {
                 if guard.unconfirmed_for() > ttl {
+                    confirm_lost(guard).await;
                     return "cannot confirm leadership with etcd for longer than the lease";
                 }
             }

@@ -464,7 +464,13 @@ impl Supervisor {
     /// The earliest moment a database's backoff ends or an operation's
     /// time comes.
     fn next_wake(&self) -> Option<Instant> {
-        self.dbs.values().filter_map(|d| d.not_before).min()
+        let now = Instant::now();
+        self.dbs
+            .values()
+            .filter(|d| !d.running)
+            .filter_map(|d| d.not_before)
+            .filter(|t| *t > now)
+            .min()
     }
 
     async fn pass(&mut self) -> Result<(), ClusterError> {
@@ -555,6 +561,7 @@ impl Supervisor {
             }
             if start {
                 st.running = true;
+                st.not_before = None;
                 started_batches += 1;
                 let Ok(database) = DatabaseName::parse(name) else {
                     continue;

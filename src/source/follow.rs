@@ -254,7 +254,17 @@ impl Loop {
         use notify::Watcher;
         let wake = self.wake.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            // Only a change of the refs is a push. Reading the repository
+            // (the fetch itself opens its files) must not wake the loop, or
+            // every fetch would wake the next one.
+            if res.is_ok_and(|e| {
+                matches!(
+                    e.kind,
+                    notify::EventKind::Create(_)
+                        | notify::EventKind::Modify(_)
+                        | notify::EventKind::Remove(_)
+                )
+            }) {
                 wake.notify_one();
             }
         });
