@@ -221,6 +221,16 @@ impl std::ops::DerefMut for AgentGuard {
 
 impl Drop for AgentGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what the agent said last.
+            let log = self.0.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "---- last log lines of {} ({}) ----\n{tail}",
+                self.0.id, self.0.addr
+            );
+        }
         self.0.kill9();
     }
 }
