@@ -46,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/databases", get(routes::databases::list))
         .route("/v1/databases/{name}", get(routes::databases::get_one))
         .route("/v1/databases/{name}/plan", get(routes::database_plan::get))
+        .route("/v1/databases/{name}/backups", get(routes::backups::get))
         .route("/v1/revisions", get(routes::revisions::list))
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))
         .route("/v1/source", get(routes::source::get))

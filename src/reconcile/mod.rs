@@ -383,6 +383,7 @@ impl Loop {
                     }
                     .into(),
                     version: i.version.clone(),
+                    archive: i.backup.conf.as_ref().and(i.backup.archiver.clone()),
                 })
                 .collect();
             if spec.is_some_and(|d| d.state == Some(DatabaseState::Absent)) && instances.is_empty()
