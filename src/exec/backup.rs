@@ -285,14 +285,30 @@ async fn restore(
     ));
     let pg = promoted(t).await?;
     // Recovery settings pgBackRest wrote must not reach a standby copied later.
-    pg.batch_execute(
-        "ALTER SYSTEM RESET recovery_target; ALTER SYSTEM RESET recovery_target_time; \
-         ALTER SYSTEM RESET recovery_target_xid; ALTER SYSTEM RESET recovery_target_lsn; \
-         ALTER SYSTEM RESET recovery_target_name; ALTER SYSTEM RESET recovery_target_inclusive; \
-         ALTER SYSTEM RESET recovery_target_action; SELECT pg_reload_conf()",
-    )
-    .await
-    .map_err(super::query_error)?;
+    // (One statement each: ALTER SYSTEM refuses a transaction block.)
+    for name in [
+        "recovery_target",
+        "recovery_target_time",
+        "recovery_target_xid",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_inclusive",
+        "recovery_target_action",
+    ] {
+        pg.batch_execute(&format!("ALTER SYSTEM RESET {name}"))
+            .await
+            .map_err(super::query_error)?;
+    }
+    pg.batch_execute("SELECT pg_reload_conf()")
+        .await
+        .map_err(super::query_error)?;
+    drop(pg);
+    // The targets are read at server start only: restart now, inside the
+    // restore, rather than leave a pending restart for the planner.
+    rt.restart(id).await?;
+    rt.wait_healthy(id, super::READY_TIMEOUT).await?;
+    t.log("recovery_target settings reset and the server restarted (restore_command stays for standbys)");
+    let pg = t.admin().await?;
     let row = pg
         .query_one(
             "SELECT system_identifier::text, \
