@@ -17,6 +17,10 @@ have_cmd ssh-keygen || need+=(openssh-client)  # signed-commit verification
 have_cmd gpg || need+=(gnupg)
 have_cmd curl || need+=(curl)
 have_cmd debootstrap || need+=(debootstrap)     # scripts/build-images.sh
+have_cmd openssl || need+=(openssl)             # the S3 backup test's CA
+have_cmd nginx || need+=(nginx-light)           # TLS in front of the S3 test server
+have_cmd python3 || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -24,4 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# moto's S3 server for tests/backup_s3.rs, in a venv of its own (PyPI).
+venv="${PGCD_CACHE:-/var/cache/pgcd}/moto-venv"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "installing moto[server] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'moto[server]==5.*'
 fi
