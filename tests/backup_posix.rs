@@ -36,7 +36,18 @@ fn docker_exec(container: &str, argv: &[String]) -> String {
 fn sql(container: &str, q: &str) -> String {
     docker_exec(
         container,
-        &["psql", "-X", "-At", "-h", "/var/lib/pgcd/run", "-U", "postgres", "-c", q].map(String::from),
+        &[
+            "psql",
+            "-X",
+            "-At",
+            "-h",
+            "/var/lib/pgcd/run",
+            "-U",
+            "postgres",
+            "-c",
+            q,
+        ]
+        .map(String::from),
     )
     .trim()
     .to_string()
@@ -47,7 +58,9 @@ fn sql(container: &str, q: &str) -> String {
 /// check, a full and an incremental backup, and returns `info`'s JSON.
 fn capture(major: u16, dir: &Path) -> String {
     let container = format!("pgcd-capture-{major}-{}", net());
-    let _ = Command::new("docker").args(["rm", "-f", &container]).output();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &container])
+        .output();
     let inst = dir.join(format!("i{major}"));
     let repo = dir.join(format!("repo{major}"));
     std::fs::create_dir_all(inst.join("pgbackrest")).unwrap();
@@ -77,7 +90,8 @@ fn capture(major: u16, dir: &Path) -> String {
     };
     // The system identifier is unknown before initdb; the capture's
     // repository path uses a fixed one.
-    let rendered = pgcd::backup::conf::render(&conf, "1", &mut |_| Err("no secrets".into())).unwrap();
+    let rendered =
+        pgcd::backup::conf::render(&conf, "1", &mut |_| Err("no secrets".into())).unwrap();
     std::fs::write(inst.join("pgbackrest/pgbackrest.conf"), &rendered.text).unwrap();
     let archive = pgcd::plan::backup::archive_command("capture-n1");
     let script = format!(
@@ -104,7 +118,14 @@ fn capture(major: u16, dir: &Path) -> String {
     ]);
     wait_for("the capture server answers", WAIT, || {
         Command::new("docker")
-            .args(["exec", &container, "pg_isready", "-q", "-h", "/var/lib/pgcd/run"])
+            .args([
+                "exec",
+                &container,
+                "pg_isready",
+                "-q",
+                "-h",
+                "/var/lib/pgcd/run",
+            ])
             .status()
             .ok()
             .filter(|s| s.success())
@@ -112,10 +133,19 @@ fn capture(major: u16, dir: &Path) -> String {
     let c = &container;
     docker_exec(c, &pgcd::backup::command::stanza_create("capture-n1"));
     docker_exec(c, &pgcd::backup::command::check("capture-n1"));
-    sql(c, "CREATE TABLE t AS SELECT g FROM generate_series(1, 200000) g");
-    docker_exec(c, &pgcd::backup::command::backup("capture-n1", 1, BackupType::Full));
+    sql(
+        c,
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 200000) g",
+    );
+    docker_exec(
+        c,
+        &pgcd::backup::command::backup("capture-n1", 1, BackupType::Full),
+    );
     sql(c, "INSERT INTO t SELECT g FROM generate_series(1, 1000) g");
-    docker_exec(c, &pgcd::backup::command::backup("capture-n1", 1, BackupType::Incr));
+    docker_exec(
+        c,
+        &pgcd::backup::command::backup("capture-n1", 1, BackupType::Incr),
+    );
     let json = docker_exec(c, &pgcd::backup::command::info("capture-n1", &[]));
     let _ = Command::new("docker").args(["rm", "-f", c]).output();
     json
@@ -183,16 +213,34 @@ fn posix_backup_and_point_in_time_restore_through_the_agent() {
     let sha = git(&work, &["rev-parse", "HEAD"]);
     let s = wait_ready(&api, "ledger", Some(&sha), WAIT);
     let container = format!("pgcd-ledger-n1-{}", ids[0]);
-    let su = std::fs::read_to_string(agents[0].data_dir.join("instances/ledger-n1/superuser.pw")).unwrap();
-    let on = |q: &str| psql(&container, &agents[0].addr, 6590, "postgres", &su, "ledger", q);
+    let su = std::fs::read_to_string(agents[0].data_dir.join("instances/ledger-n1/superuser.pw"))
+        .unwrap();
+    let on = |q: &str| {
+        psql(
+            &container,
+            &agents[0].addr,
+            6590,
+            "postgres",
+            &su,
+            "ledger",
+            q,
+        )
+    };
 
     // Archiving is on and reaches the repository; status shows it.
     assert_eq!(on("SHOW archive_mode").as_deref(), Some("on"), "{s}");
     let sysid = on("SELECT system_identifier FROM pg_control_system()").unwrap();
     let path = repo.join("ledger-n1").join(&sysid);
-    assert!(path.join("archive/ledger-n1").is_dir(), "stanza under {}", path.display());
+    assert!(
+        path.join("archive/ledger-n1").is_dir(),
+        "stanza under {}",
+        path.display()
+    );
     let log = task_log(&api, "s-ledger.n1.", "backup-config");
-    assert!(log.contains("repo1-path=") && log.contains("check"), "{log}");
+    assert!(
+        log.contains("repo1-path=") && log.contains("check"),
+        "{log}"
+    );
     let s = wait_for("archiving in status", WAIT, || {
         let s = status(&api, "ledger")?;
         (s["instances"][0]["archive"]["archived_count"].as_i64()? >= 1).then_some(s)
@@ -208,12 +256,16 @@ fn posix_backup_and_point_in_time_restore_through_the_agent() {
     .unwrap();
     let db = &desired.databases[0];
     let host: pgcd::spec::names::HostId = ids[0].parse().unwrap();
-    let step = pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "full1", 1, BackupType::Full);
+    let step =
+        pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "full1", 1, BackupType::Full);
     let etcd = agents[0].etcd();
     let id = send_step(&etcd, &step, "pgcd/postgres:17", "backup-full1", WAIT);
     wait_task(&api, &id, WAIT);
     let log = get_text(&format!("{api}/v1/tasks/{id}/log")).unwrap();
-    assert!(log.contains("pgbackrest: ") && log.contains("backup start"), "pgBackRest's lines in the log:\n{log}");
+    assert!(
+        log.contains("pgbackrest: ") && log.contains("backup start"),
+        "pgBackRest's lines in the log:\n{log}"
+    );
     let listed = wait_for("the full backup listed", WAIT, || {
         let b = get_json(&format!("{api}/v1/databases/ledger/backups"))?;
         let backups = b["nodes"][0]["backups"].as_array()?.clone();
@@ -223,15 +275,26 @@ fn posix_backup_and_point_in_time_restore_through_the_agent() {
     assert_eq!(listed[0]["system_identifier"], sysid.as_str());
     assert!(listed[0]["wal_start"].is_string() && listed[0]["size"].as_u64() > Some(1_000_000));
     let metrics = get_text(&format!("{api}/metrics")).unwrap();
-    assert!(metrics.contains("pgcd_backup_last_good_age_seconds{database=\"ledger\",node=\"n1\"}"), "{metrics}");
-    assert!(metrics.contains(&format!("pgcd_archive_failures_total{{database=\"ledger\",node=\"n1\",host=\"{}\"}} 0", ids[0])), "{metrics}");
+    assert!(
+        metrics.contains("pgcd_backup_last_good_age_seconds{database=\"ledger\",node=\"n1\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "pgcd_archive_failures_total{{database=\"ledger\",node=\"n1\",host=\"{}\"}} 0",
+            ids[0]
+        )),
+        "{metrics}"
+    );
 
     // pgBackRest picks the newest backup that stopped before the target,
     // with its stop time in whole seconds: let the clock pass it.
     let stop = listed[0]["stop"].as_str().unwrap().to_string();
     wait_for("the clock a second past the backup's stop", WAIT, || {
-        on(&format!("SELECT now() > '{stop}'::timestamptz + interval '1 second'"))
-            .filter(|t| t == "t")
+        on(&format!(
+            "SELECT now() > '{stop}'::timestamptz + interval '1 second'"
+        ))
+        .filter(|t| t == "t")
     });
     on("INSERT INTO items SELECT generate_series(101, 150)").unwrap();
     let target = on("SELECT clock_timestamp()").unwrap();
@@ -249,23 +312,37 @@ fn posix_backup_and_point_in_time_restore_through_the_agent() {
     wait_task(&api, &id, WAIT);
     let log = get_text(&format!("{api}/v1/tasks/{id}/log")).unwrap();
     assert!(log.contains("restored and promoted"), "{log}");
-    assert_eq!(on("SELECT count(*) FROM items").as_deref(), Some("150"), "exactly the rows before {target}");
+    assert_eq!(
+        on("SELECT count(*) FROM items").as_deref(),
+        Some("150"),
+        "exactly the rows before {target}"
+    );
     assert_eq!(on("SELECT pg_is_in_recovery()").as_deref(), Some("f"));
     // The recovery target is gone from the configuration (a standby copied
     // later must not stop there), and the restore restarted the server so
     // none is pending.
     let auto = std::fs::read_to_string(
-        agents[0].data_dir.join("instances/ledger-n1/data/postgresql.auto.conf"),
+        agents[0]
+            .data_dir
+            .join("instances/ledger-n1/data/postgresql.auto.conf"),
     )
     .unwrap();
     assert!(!auto.contains("recovery_target"), "{auto}");
     assert!(auto.contains("restore_command"), "{auto}");
-    assert_eq!(on("SHOW recovery_target_time").as_deref(), Some(""), "and the server restarted");
+    assert_eq!(
+        on("SHOW recovery_target_time").as_deref(),
+        Some(""),
+        "and the server restarted"
+    );
     // The same cluster (a restore of its own backup keeps the system
     // identifier) on a new timeline: backups go on in the same stanza.
-    assert_eq!(on("SELECT system_identifier FROM pg_control_system()").as_deref(), Some(sysid.as_str()));
+    assert_eq!(
+        on("SELECT system_identifier FROM pg_control_system()").as_deref(),
+        Some(sysid.as_str())
+    );
     on("INSERT INTO items VALUES (1000)").unwrap();
-    let step = pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "incr1", 1, BackupType::Incr);
+    let step =
+        pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "incr1", 1, BackupType::Incr);
     let id = send_step(&etcd, &step, "pgcd/postgres:17", "backup-incr1", WAIT);
     wait_task(&api, &id, WAIT);
     let listed = wait_for("both backups listed", WAIT, || {

@@ -45,17 +45,73 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl (scripts/install-deps.sh installs it)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and a certificate for `localhost` signed by it.
 fn certificates(dir: &Path) -> PathBuf {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pgcd test CA",
-        "-keyout", "ca.key", "-out", "ca.crt"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "s3.key", "-out", "s3.csr"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "s3.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "s3.crt"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pgcd test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "s3.key",
+            "-out",
+            "s3.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "s3.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "s3.crt",
+        ],
+    );
     dir.join("ca.crt")
 }
 
@@ -63,16 +119,27 @@ fn curl(s3: &S3, method: &str, path: &str) -> Option<String> {
     let out = Command::new("curl")
         .args(["-sf", "--max-time", "5", "--cacert"])
         .arg(&s3.ca)
-        .args(["-X", method, &format!("https://localhost:{}{path}", s3.port)])
+        .args([
+            "-X",
+            method,
+            &format!("https://localhost:{}{path}", s3.port),
+        ])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 fn start_s3(dir: &Path) -> S3 {
-    let moto = PathBuf::from(std::env::var("PGCD_CACHE").unwrap_or_else(|_| "/var/cache/pgcd".into()))
-        .join("moto-venv/bin/moto_server");
-    assert!(moto.exists(), "{} is missing: run scripts/install-deps.sh", moto.display());
+    let moto =
+        PathBuf::from(std::env::var("PGCD_CACHE").unwrap_or_else(|_| "/var/cache/pgcd".into()))
+            .join("moto-venv/bin/moto_server");
+    assert!(
+        moto.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        moto.display()
+    );
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .map(PathBuf::from)
@@ -103,8 +170,17 @@ fn start_s3(dir: &Path) -> S3 {
         .stderr(Stdio::null())
         .spawn()
         .expect("start nginx");
-    let s3 = S3 { moto, nginx, port, ca };
-    wait_for("moto answers through nginx's TLS", Duration::from_secs(60), || curl(&s3, "GET", "/"));
+    let s3 = S3 {
+        moto,
+        nginx,
+        port,
+        ca,
+    };
+    wait_for(
+        "moto answers through nginx's TLS",
+        Duration::from_secs(60),
+        || curl(&s3, "GET", "/"),
+    );
     curl(&s3, "PUT", "/pgcd-backups").expect("create the bucket");
     s3
 }
@@ -154,17 +230,39 @@ backup_config:
     let sha = git(&work, &["rev-parse", "HEAD"]);
     wait_ready(&api, "vault", Some(&sha), WAIT);
     let container = format!("pgcd-vault-n1-{}", ids[0]);
-    let su = std::fs::read_to_string(agents[0].data_dir.join("instances/vault-n1/superuser.pw")).unwrap();
-    let on = |q: &str| psql(&container, &agents[0].addr, 6591, "postgres", &su, "vault", q);
+    let su = std::fs::read_to_string(agents[0].data_dir.join("instances/vault-n1/superuser.pw"))
+        .unwrap();
+    let on = |q: &str| {
+        psql(
+            &container,
+            &agents[0].addr,
+            6591,
+            "postgres",
+            &su,
+            "vault",
+            q,
+        )
+    };
 
     // The stanza and archived WAL are objects in the bucket; the secrets are
     // in the configuration file only, never in the task log.
     let sysid = on("SELECT system_identifier FROM pg_control_system()").unwrap();
     let listing = curl(&s3, "GET", "/pgcd-backups?prefix=pgcd/vault-n1/").unwrap();
-    assert!(listing.contains(&format!("pgcd/vault-n1/{sysid}/archive/vault-n1/archive.info")), "{listing}");
+    assert!(
+        listing.contains(&format!(
+            "pgcd/vault-n1/{sysid}/archive/vault-n1/archive.info"
+        )),
+        "{listing}"
+    );
     let log = task_log(&api, "s-vault.n1.", "backup-config");
-    assert!(log.contains("repo1-s3-key-secret=***") && log.contains("archive-async=y"), "{log}");
-    assert!(!log.contains("pgcd-test-secret-value") && !log.contains("AKIDPGCDTEST"), "{log}");
+    assert!(
+        log.contains("repo1-s3-key-secret=***") && log.contains("archive-async=y"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("pgcd-test-secret-value") && !log.contains("AKIDPGCDTEST"),
+        "{log}"
+    );
 
     on("CREATE TABLE items (n int); INSERT INTO items SELECT generate_series(1, 100)").unwrap();
     let desired = pgcd::spec::load(&[pgcd::spec::SourceFile {
@@ -175,7 +273,8 @@ backup_config:
     let db = &desired.databases[0];
     let host: pgcd::spec::names::HostId = ids[0].parse().unwrap();
     let etcd = agents[0].etcd();
-    let step = pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "s3full", 1, BackupType::Full);
+    let step =
+        pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "s3full", 1, BackupType::Full);
     let id = send_step(&etcd, &step, "pgcd/postgres:17", "backup-s3full", WAIT);
     wait_task(&api, &id, WAIT);
     let listed = wait_for("the full backup listed", WAIT, || {
@@ -186,7 +285,10 @@ backup_config:
     assert_eq!(listed[0]["type"], "full");
     let stop = listed[0]["stop"].as_str().unwrap().to_string();
     wait_for("the clock a second past the backup's stop", WAIT, || {
-        on(&format!("SELECT now() > '{stop}'::timestamptz + interval '1 second'")).filter(|t| t == "t")
+        on(&format!(
+            "SELECT now() > '{stop}'::timestamptz + interval '1 second'"
+        ))
+        .filter(|t| t == "t")
     });
     on("INSERT INTO items SELECT generate_series(101, 150)").unwrap();
     let target = on("SELECT clock_timestamp()").unwrap();
@@ -201,7 +303,11 @@ backup_config:
     let step = pgcd::plan::backup::restore_step(db, &db.nodes[0], &host, "s3pitr", 1, t);
     let id = send_step(&etcd, &step, "pgcd/postgres:17", "restore-s3pitr", WAIT);
     wait_task(&api, &id, WAIT);
-    assert_eq!(on("SELECT count(*) FROM items").as_deref(), Some("150"), "exactly the rows before {target}");
+    assert_eq!(
+        on("SELECT count(*) FROM items").as_deref(),
+        Some("150"),
+        "exactly the rows before {target}"
+    );
     assert_eq!(on("SELECT pg_is_in_recovery()").as_deref(), Some("f"));
     // Archiving goes on into the bucket on the new timeline.
     on("SELECT pg_switch_wal()").unwrap();

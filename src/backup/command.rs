@@ -126,7 +126,10 @@ mod tests {
                 "backup"
             ]
         );
-        assert_eq!(stanza_create("s").last().map(String::as_str), Some("stanza-create"));
+        assert_eq!(
+            stanza_create("s").last().map(String::as_str),
+            Some("stanza-create")
+        );
         assert_eq!(check("s").last().map(String::as_str), Some("check"));
     }
 

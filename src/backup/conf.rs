@@ -80,7 +80,11 @@ impl Out {
 /// is a new path, so its WAL and backups never meet the old cluster's,
 /// which stay where they were, listed and restorable.
 pub fn repo_path(repo: &RepoConf, stanza: &str, system_identifier: &str) -> String {
-    let base = repo.base_path.as_deref().unwrap_or("/").trim_end_matches('/');
+    let base = repo
+        .base_path
+        .as_deref()
+        .unwrap_or("/")
+        .trim_end_matches('/');
     let base = if base.starts_with('/') {
         base.to_string()
     } else {

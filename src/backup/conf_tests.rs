@@ -75,9 +75,14 @@ fn s3_repository_masks_its_keys_and_splits_the_endpoint() {
         .insert("storage-ca-file".into(), "/etc/pgcd/ca.crt".into());
     let out = rendered(&conf(vec![r]));
     assert!(out.text.contains("repo1-s3-key=value-of-S3_KEY\n"));
-    assert!(out.text.contains("repo1-s3-key-secret=value-of-/etc/pgcd/s3.secret\n"));
+    assert!(out
+        .text
+        .contains("repo1-s3-key-secret=value-of-/etc/pgcd/s3.secret\n"));
     assert!(!out.masked.contains("value-of"), "{}", out.masked);
-    assert!(out.masked.contains("archive-async=y"), "object stores archive asynchronously");
+    assert!(
+        out.masked.contains("archive-async=y"),
+        "object stores archive asynchronously"
+    );
     insta::assert_snapshot!(out.masked);
 }
 

@@ -82,7 +82,10 @@ pub fn written(rt: &Runtime, id: &InstanceId) -> Option<BackupConfActual> {
 /// Lists one instance's node's backups (every cluster it has been).
 pub async fn list(rt: &Runtime, id: &InstanceId) -> Result<NodeBackups, BackupError> {
     let state = written(rt, id).ok_or_else(|| {
-        BackupError::State(format!("pgBackRest is not configured on {}", id.container()))
+        BackupError::State(format!(
+            "pgBackRest is not configured on {}",
+            id.container()
+        ))
     })?;
     let mut out = NodeBackups {
         database: id.database.to_string(),
@@ -192,7 +195,11 @@ impl crate::cluster::services::HostService for InfoLoop {
         "backup-info"
     }
 
-    fn run(&self, store: Store, cancel: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    fn run(
+        &self,
+        store: Store,
+        cancel: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, ()> {
         use futures::FutureExt;
         let rt = self.rt.clone();
         async move {

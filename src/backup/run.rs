@@ -89,7 +89,8 @@ pub async fn exec(
     let mut all = String::new();
     let mut lines = Lines::new(log);
     let collect = async {
-        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await?
         {
             while let Some(chunk) = output.next().await {
                 let bytes = chunk?.into_bytes();
@@ -104,11 +105,7 @@ pub async fn exec(
         Err(_) => return Err(BackupError::Timeout(command, timeout.as_secs())),
     }
     let output = lines.finish();
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await?
-        .exit_code
-        .unwrap_or(-1);
+    let code = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
     if code != 0 {
         return Err(BackupError::Command {
             command,
@@ -169,9 +166,10 @@ pub async fn one_off(
         }
     };
     remove().await?; // a leftover of an interrupted attempt
-    let binds: Vec<String> = std::iter::once(format!("{}:/var/lib/pgcd", rt.instance_dir(id).display()))
-        .chain(mounts.iter().cloned())
-        .collect();
+    let binds: Vec<String> =
+        std::iter::once(format!("{}:/var/lib/pgcd", rt.instance_dir(id).display()))
+            .chain(mounts.iter().cloned())
+            .collect();
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(argv.to_vec()),

@@ -6,7 +6,9 @@
 use super::instance::unreachable_action;
 use super::{StepError, Target};
 use crate::backup::conf::{self, Rendered};
-use crate::backup::{command, host_dir, io, poll, run, BackupError, RestoreMark, RESTORE_FILE, STATE_FILE};
+use crate::backup::{
+    command, host_dir, io, poll, run, BackupError, RestoreMark, RESTORE_FILE, STATE_FILE,
+};
 use crate::plan::backup::{BackupConf, RestoreTarget};
 use crate::plan::Action;
 use crate::spec::backup::{BackupType, RepoType};
@@ -79,8 +81,14 @@ async fn configure(
     for line in rendered.masked.lines().filter(|l| !l.starts_with('#')) {
         t.log(format!("  {line}"));
     }
-    let mut earlier = before.as_ref().map(|b| b.earlier.clone()).unwrap_or_default();
-    if let Some(b) = before.as_ref().filter(|b| b.system_identifier.as_deref() != Some(&sysid)) {
+    let mut earlier = before
+        .as_ref()
+        .map(|b| b.earlier.clone())
+        .unwrap_or_default();
+    if let Some(b) = before
+        .as_ref()
+        .filter(|b| b.system_identifier.as_deref() != Some(&sysid))
+    {
         if let Some(old) = b.system_identifier.clone() {
             t.log(format!(
                 "the data is a new cluster (system identifier {old} before): its backups stay at {}; new ones go to {}",
@@ -108,8 +116,22 @@ async fn configure(
         .map_err(|e| StepError::Arguments(format!("writing pgbackrest.conf: {e}")))??;
     let log = logger(t);
     if primary {
-        run::exec(t.rt, &t.id, &command::stanza_create(&conf.stanza), CHECK_TIMEOUT, &log).await?;
-        run::exec(t.rt, &t.id, &command::check(&conf.stanza), CHECK_TIMEOUT, &log).await?;
+        run::exec(
+            t.rt,
+            &t.id,
+            &command::stanza_create(&conf.stanza),
+            CHECK_TIMEOUT,
+            &log,
+        )
+        .await?;
+        run::exec(
+            t.rt,
+            &t.id,
+            &command::check(&conf.stanza),
+            CHECK_TIMEOUT,
+            &log,
+        )
+        .await?;
         t.log(format!("stanza {} exists and archiving works", conf.stanza));
     } else {
         t.log("a standby: the configuration is in place for when it is promoted");
@@ -143,7 +165,12 @@ fn write_files(
     let meta = std::fs::metadata(data).map_err(io(data))?;
     let (uid, gid) = (meta.uid(), meta.gid());
     let own = |p: &Path| std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io(p));
-    for d in [dir.to_path_buf(), dir.join("log"), dir.join("lock"), dir.join("spool")] {
+    for d in [
+        dir.to_path_buf(),
+        dir.join("log"),
+        dir.join("lock"),
+        dir.join("spool"),
+    ] {
         std::fs::create_dir_all(&d).map_err(io(&d))?;
         own(&d)?;
     }
@@ -188,7 +215,14 @@ async fn backup(
 ) -> Result<(), StepError> {
     let log = logger(t);
     let started = Instant::now();
-    run::exec(t.rt, &t.id, &command::backup(stanza, repo, backup_type), LONG, &log).await?;
+    run::exec(
+        t.rt,
+        &t.id,
+        &command::backup(stanza, repo, backup_type),
+        LONG,
+        &log,
+    )
+    .await?;
     t.log(format!(
         "{backup_type} backup of stanza {stanza} to repo{repo} done in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -207,7 +241,9 @@ async fn backup(
                 ));
             }
         }
-        Err(e) => t.log(format!("listing the backups failed (the backup stands): {e}")),
+        Err(e) => t.log(format!(
+            "listing the backups failed (the backup stands): {e}"
+        )),
     }
     Ok(())
 }

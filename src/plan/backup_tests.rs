@@ -61,7 +61,9 @@ fn backups_added_to_a_running_instance_remount_once_instead_of_restarting() {
         of(&p, |a| matches!(a, Action::RestartInstance { .. })).is_empty(),
         "the recreated container restarts it:\n{p}"
     );
-    let remount = of(&p, |a| matches!(a, Action::RemoveInstance { keep_data: true }));
+    let remount = of(&p, |a| {
+        matches!(a, Action::RemoveInstance { keep_data: true })
+    });
     assert_eq!(remount.len(), 1, "{p}");
     assert!(remount[0].disruptive);
     assert!(remount[0]
@@ -89,14 +91,20 @@ fn a_new_system_identifier_rewrites_the_configuration_under_a_new_path() {
     let d = with_backups();
     let mut a = converged_of(&d);
     assert!(plan(&d, &a).is_empty(), "converged: nothing to do");
-    instance(&mut a, "orders", "n1", "h1").backup.system_identifier = Some("7999".into());
+    instance(&mut a, "orders", "n1", "h1")
+        .backup
+        .system_identifier = Some("7999".into());
     let p = plan(&d, &a);
     assert_eq!(p.steps.len(), 1, "{p}");
     assert!(matches!(
         p.steps[0].action,
         Action::ConfigureBackup { primary: true, .. }
     ));
-    assert!(p.steps[0].reason.contains("new repository path"), "{}", p.steps[0].reason);
+    assert!(
+        p.steps[0].reason.contains("new repository path"),
+        "{}",
+        p.steps[0].reason
+    );
 }
 
 #[test]
@@ -108,8 +116,10 @@ fn nothing_is_planned_for_a_node_while_it_is_restored() {
     i.running = false;
     let p = plan(&d, &a);
     assert!(p.steps.is_empty(), "{p}");
-    assert!(p.notes.iter().any(|n| n.kind == NoteKind::Backup
-        && n.message.contains("a restore is under way")));
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.kind == NoteKind::Backup && n.message.contains("a restore is under way")));
 }
 
 #[test]
@@ -152,11 +162,13 @@ fn operation_steps_are_built_for_the_operation_path() {
     let t = super::RestoreTarget::from_options(None).unwrap();
     let r = super::restore_step(db, node, &"h1".parse().unwrap(), "op2", 1, t);
     assert!(r.disruptive);
-    assert!(super::RestoreTarget::from_options(Some(&crate::spec::backup::RestoreOptions {
-        restore_type: Some(crate::spec::backup::RestoreType::Time),
-        target: None,
-        set: None,
-        exclusive: None,
-    }))
-    .is_err());
+    assert!(
+        super::RestoreTarget::from_options(Some(&crate::spec::backup::RestoreOptions {
+            restore_type: Some(crate::spec::backup::RestoreType::Time),
+            target: None,
+            set: None,
+            exclusive: None,
+        }))
+        .is_err()
+    );
 }

@@ -139,9 +139,7 @@ pub fn check_custom_option(name: &str, value: &str) -> Option<String> {
         ));
     }
     if value.contains(['\n', '\r', '\0']) || value.trim().is_empty() {
-        return Some(format!(
-            "the value of {name} must be one non-empty line"
-        ));
+        return Some(format!("the value of {name} must be one non-empty line"));
     }
     None
 }

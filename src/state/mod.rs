@@ -12,10 +12,9 @@ pub mod names;
 
 pub use actual::{native_mesh, spock_mesh, spock_wired};
 pub use actual::{
-    Actual, ArchiverActual, BackupConfActual, DatabaseActual, DdlFailure, EarlierCluster, ExtActual,
-    HostActual,
-    InstanceActual, InstanceBackup, InstanceRole,
-    ReplicaActual, RoleActual, SubscriptionActual,
+    Actual, ArchiverActual, BackupConfActual, DatabaseActual, DdlFailure, EarlierCluster,
+    ExtActual, HostActual, InstanceActual, InstanceBackup, InstanceRole, ReplicaActual, RoleActual,
+    SubscriptionActual,
 };
 pub use names::InstanceId;
 

@@ -8,7 +8,13 @@ use serde_json::json;
 
 /// Writes a `pg.step` task carrying `step` for its host, with `image`; the
 /// task id is `id`. Returns the id.
-pub fn send_step(etcd: &str, step: &pgcd::plan::Step, image: &str, id: &str, budget: Duration) -> String {
+pub fn send_step(
+    etcd: &str,
+    step: &pgcd::plan::Step,
+    image: &str,
+    id: &str,
+    budget: Duration,
+) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,13 +32,19 @@ pub fn send_step(etcd: &str, step: &pgcd::plan::Step, image: &str, id: &str, bud
             .expect("etcd");
         let deadline = (chrono::Utc::now() + chrono::Duration::from_std(budget).unwrap())
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let spec = json!({ "id": id, "kind": pgcd::exec::KIND, "args": args, "deadline": deadline });
+        let spec =
+            json!({ "id": id, "kind": pgcd::exec::KIND, "args": args, "deadline": deadline });
         let status = json!({ "id": id, "host": host, "kind": pgcd::exec::KIND, "state": "pending",
                              "created_at": chrono::Utc::now().to_rfc3339() });
         let status_key = format!("/pgcd/v1/tasks/{id}");
-        let absent = etcd_client::Compare::version(status_key.clone(), etcd_client::CompareOp::Equal, 0);
+        let absent =
+            etcd_client::Compare::version(status_key.clone(), etcd_client::CompareOp::Equal, 0);
         let txn = etcd_client::Txn::new().when([absent]).and_then([
-            etcd_client::TxnOp::put(format!("/pgcd/v1/hosts/{host}/tasks/{id}"), spec.to_string(), None),
+            etcd_client::TxnOp::put(
+                format!("/pgcd/v1/hosts/{host}/tasks/{id}"),
+                spec.to_string(),
+                None,
+            ),
             etcd_client::TxnOp::put(status_key, status.to_string(), None),
         ]);
         let r = client.txn(txn).await.expect("write the task");
@@ -49,7 +61,8 @@ pub fn wait_task(api: &str, id: &str, deadline: Duration) -> Value {
             .filter(|t| t["state"] == "succeeded" || t["state"] == "failed")
     });
     assert_eq!(
-        t["state"], "succeeded",
+        t["state"],
+        "succeeded",
         "task {id} failed: {}\n{}",
         t["error"],
         get_text(&format!("{api}/v1/tasks/{id}/log")).unwrap_or_default()

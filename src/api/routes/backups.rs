@@ -47,11 +47,23 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<Backups>, ApiError> {
     if name.is_empty() || name.contains('/') {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid database name"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid database name",
+        ));
     }
     let nodes = listings(&state.store, &keys::database_backups(&name)).await?;
-    if nodes.is_empty() && state.store.get(&keys::database_status(&name)).await?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no database {name}")));
+    if nodes.is_empty()
+        && state
+            .store
+            .get(&keys::database_status(&name))
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no database {name}"),
+        ));
     }
     Ok(Json(Backups {
         database: name,
@@ -83,16 +95,23 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let archiving = || {
-        observed.iter().flat_map(|h| h.instances.iter()).filter_map(|i| {
-            let a = i.backup.archiver.as_ref().filter(|_| i.backup.conf.is_some())?;
-            let labels = format!(
-                "database=\"{}\",node=\"{}\",host=\"{}\"",
-                escape_label(&i.database),
-                escape_label(&i.node),
-                escape_label(&i.host)
-            );
-            Some((labels, a))
-        })
+        observed
+            .iter()
+            .flat_map(|h| h.instances.iter())
+            .filter_map(|i| {
+                let a = i
+                    .backup
+                    .archiver
+                    .as_ref()
+                    .filter(|_| i.backup.conf.is_some())?;
+                let labels = format!(
+                    "database=\"{}\",node=\"{}\",host=\"{}\"",
+                    escape_label(&i.database),
+                    escape_label(&i.node),
+                    escape_label(&i.host)
+                );
+                Some((labels, a))
+            })
     };
     let _ = writeln!(out, "# HELP pgcd_archive_failures_total WAL archiving attempts that failed (pg_stat_archiver.failed_count).");
     let _ = writeln!(out, "# TYPE pgcd_archive_failures_total counter");
@@ -132,12 +151,6 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let mut a = crate::plan::converged(&crate::spec::Desired {
-            config: Default::default(),
-            databases: Vec::new(),
-            operations: Vec::new(),
-        });
-        a.instances.clear();
         let obs: HostObservation = serde_json::from_value(serde_json::json!({
             "host": "h1", "docker": true, "at": "", "instances": []
         }))
@@ -184,8 +197,21 @@ mod tests {
         }];
         let text = render(&[obs], &backups, now);
         let l = "database=\"orders\",node=\"n1\",host=\"h1\"";
-        assert!(text.contains(&format!("pgcd_archive_failures_total{{{l}}} 2\n")), "{text}");
-        assert!(text.contains(&format!("pgcd_archive_last_archived_age_seconds{{{l}}} 30\n")), "{text}");
-        assert!(text.contains("pgcd_backup_last_good_age_seconds{database=\"orders\",node=\"n1\"} 50\n"), "{text}");
+        assert!(
+            text.contains(&format!("pgcd_archive_failures_total{{{l}}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "pgcd_archive_last_archived_age_seconds{{{l}}} 30\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "pgcd_backup_last_good_age_seconds{database=\"orders\",node=\"n1\"} 50\n"
+            ),
+            "{text}"
+        );
     }
 }
