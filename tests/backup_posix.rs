@@ -356,4 +356,63 @@ fn posix_backup_and_point_in_time_restore_through_the_agent() {
         let s = status(&api, "ledger")?;
         (condition(&s, "Ready") && s["instances"][0]["state"] == "running").then_some(())
     });
+
+    // Rotation: the node's data becomes another cluster (its data directory
+    // deleted, the planner makes a new one: a new system identifier).
+    // Backups go on under a new path by themselves; the old ones stay listed.
+    let mut remove =
+        pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "x", 1, BackupType::Full);
+    remove.id = format!("ledger/n1/{}/wipe", ids[0]);
+    remove.action = pgcd::plan::Action::RemoveInstance { keep_data: false };
+    let id = send_step(&etcd, &remove, "pgcd/postgres:17", "wipe-ledger", WAIT);
+    wait_task(&api, &id, WAIT);
+    let new_sysid = wait_for("a new cluster, configured", WAIT, || {
+        // A new cluster has a new superuser password.
+        let su =
+            std::fs::read_to_string(agents[0].data_dir.join("instances/ledger-n1/superuser.pw"))
+                .ok()?;
+        let q = "SELECT system_identifier FROM pg_control_system()";
+        let s = psql(
+            &container,
+            &agents[0].addr,
+            6590,
+            "postgres",
+            &su,
+            "ledger",
+            q,
+        )?;
+        (s != sysid
+            && repo
+                .join("ledger-n1")
+                .join(&s)
+                .join("archive/ledger-n1")
+                .is_dir())
+        .then_some(s)
+    });
+    let step =
+        pgcd::plan::backup::backup_step(db, &db.nodes[0], &host, "full2", 1, BackupType::Full);
+    let id = send_step(&etcd, &step, "pgcd/postgres:17", "backup-full2", WAIT);
+    wait_task(&api, &id, WAIT);
+    let b = wait_for("both clusters listed", WAIT, || {
+        let b = get_json(&format!("{api}/v1/databases/ledger/backups"))?;
+        (b["nodes"][0]["backups"].as_array()?.len() == 3).then_some(b)
+    });
+    let node = &b["nodes"][0];
+    assert_eq!(node["system_identifier"], new_sysid.as_str());
+    let of = |s: &str| {
+        node["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["system_identifier"] == s)
+            .count()
+    };
+    assert_eq!((of(&sysid), of(&new_sysid)), (2, 1), "{node}");
+    let clusters = node["clusters"].as_array().unwrap();
+    assert!(
+        clusters
+            .iter()
+            .any(|c| c["system_identifier"] == sysid.as_str() && c["current"] == false),
+        "{node}"
+    );
 }

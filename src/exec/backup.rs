@@ -102,6 +102,24 @@ async fn configure(
             });
         }
     }
+    // The node's earlier clusters as its last listing in etcd has them: the
+    // instance directory (and its record) may be new, the repository is not.
+    let key = crate::cluster::keys::backups(&t.id.database, &t.id.node);
+    if let Ok(Some(listed)) = t.ctx.store.get_json::<poll::NodeBackups>(&key).await {
+        for c in listed.clusters {
+            if c.system_identifier != sysid
+                && !c.system_identifier.is_empty()
+                && !earlier
+                    .iter()
+                    .any(|e| e.system_identifier == c.system_identifier)
+            {
+                earlier.push(EarlierCluster {
+                    system_identifier: c.system_identifier,
+                    repo_paths: c.repo_paths,
+                });
+            }
+        }
+    }
     let dir = host_dir(t.rt, &t.id);
     let data = t.rt.instance_dir(&t.id).join("data");
     let local: Vec<PathBuf> = conf
