@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds pgcd's PostgreSQL images locally from Debian packages (no registry
 # is reachable): PostgreSQL 17 from trixie, 18 from sid, 16 from the binaries
-# of the `pgserver` wheel on a bookworm base. Each image carries pgBackRest
+# of the `pgserver` wheel on a trixie base. Each image carries pgBackRest
 # (where packaged), the packaged extensions, and /etc/pgcd/manifest.json
 # listing the extensions it really has; the same manifest is written to
 # $PGCD_CACHE/manifests/<major>.json for the validator and planner.
@@ -20,7 +20,7 @@ mkdir -p "$cache/manifests" "$cache/wheels"
 command -v debootstrap >/dev/null || { echo "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
 command -v docker >/dev/null || { echo "docker is needed" >&2; exit 1; }
 
-suite_of() { case "$1" in 16) echo bookworm ;; 17) echo trixie ;; 18) echo sid ;; *) echo "unsupported major $1" >&2; exit 1 ;; esac; }
+suite_of() { case "$1" in 16) echo trixie ;; 17) echo trixie ;; 18) echo sid ;; *) echo "unsupported major $1" >&2; exit 1 ;; esac; }
 
 # Packaged extensions per major; a missing one is skipped and left out of the manifest.
 extension_packages() {
@@ -52,8 +52,11 @@ build() {
   echo "create_main_cluster = false" > "$rootfs/etc/postgresql-common/createcluster.conf"
   "${apt[@]}" update >/dev/null
   if [ "$major" = 16 ]; then
-    # No Debian suite has 16: the pgserver wheel's binaries on a bookworm base.
-    "${apt[@]}" install -y --no-install-recommends pgbackrest libssl3 libicu72 libxml2 liblz4-1 libzstd1 libreadline8 ca-certificates >/dev/null
+    # No Debian suite has 16: the pgserver wheel's binaries (they need only
+    # libc and zlib besides their own libraries) on a trixie base, whose
+    # pgBackRest (2.55) supports 16; bookworm's 2.45 does not know 16's
+    # catalog version, so backups could not work there.
+    "${apt[@]}" install -y --no-install-recommends pgbackrest zlib1g ca-certificates >/dev/null
     python3 -m pip download --quiet --no-deps --dest "$cache/wheels" pgserver==0.1.4
     local wheel
     wheel=$(ls "$cache"/wheels/pgserver-0.1.4-*.whl | head -n1)

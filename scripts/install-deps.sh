@@ -22,6 +22,9 @@ have_cmd debootstrap || need+=(debootstrap)     # scripts/build-images.sh
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/fcgiwrap ] || need+=(fcgiwrap)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+have_cmd openssl || need+=(openssl)             # the S3 backup test's CA
+have_cmd python3 || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -40,4 +43,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
   [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
   [ "$status" -eq 0 ] || exit "$status"
+fi
+
+# moto's S3 server for tests/backup_s3.rs, in a venv of its own (PyPI).
+venv="${PGCD_CACHE:-/var/cache/pgcd}/moto-venv"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "installing moto[server] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'moto[server]==5.*'
 fi

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod api;
 pub mod backoff;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod exec;

@@ -75,6 +75,7 @@ fn orders() -> DatabaseStatus {
         streaming: None,
         lag_bytes: None,
         lag_seconds: None,
+        archive: None,
     });
     db.last_plan = Some(PlanRecord {
         revision: db.observed_revision.clone(),

@@ -79,6 +79,7 @@ pub(super) async fn assemble(
     };
     match rt {
         Some(rt) => {
+            host_services.push(Arc::new(crate::backup::poll::InfoLoop::new(rt.clone())));
             let observer = Observer::new(rt);
             executors.insert(exec::KIND, Box::new(StepExecutor::new(observer.clone())));
             host_services.push(Arc::new(ObserveLoop::new(

@@ -25,6 +25,7 @@
 //! reconcile/applied/<db>           digest of a database's spec last carried out in full
 //! reconcile/operations/<id>        an operation's record (once per id)
 //! secrets/replication/<db>         a database's replication password
+//! backups/<db>/<node>              a node's backups (`pgbackrest info`), by its primary's agent
 //! ```
 
 use crate::spec::names::HostId;
@@ -90,6 +91,19 @@ pub const APPLIED_SPECS: &str = "reconcile/applied/";
 pub const OPERATIONS: &str = "reconcile/operations/";
 /// Prefix of replication passwords.
 pub const REPLICATION_SECRETS: &str = "secrets/replication/";
+
+/// Prefix of each node's backup listing.
+pub const BACKUPS: &str = "backups/";
+
+/// The backups of one node, as its primary's agent last listed them.
+pub fn backups(database: &str, node: &str) -> String {
+    format!("{BACKUPS}{database}/{node}")
+}
+
+/// The prefix of one database's backup listings.
+pub fn database_backups(database: &str) -> String {
+    format!("{BACKUPS}{database}/")
+}
 
 /// The leased record of a live host.
 pub fn host(id: &HostId) -> String {

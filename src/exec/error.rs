@@ -60,6 +60,9 @@ pub enum StepError {
     /// A multi-phase step (a node join) failed in one of its phases.
     #[error("{0}")]
     Phase(String),
+    /// pgBackRest, its configuration or its containers.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl StepError {

@@ -17,6 +17,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             cpus,
             memory,
             reuse_data,
+            mounts,
         } => {
             let conf_lines = settings
                 .iter()
@@ -29,6 +30,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 cpus: cpus.clone(),
                 memory: memory.clone(),
                 standby: None,
+                mounts: mounts.clone(),
             };
             let created = rt.create(id, &spec).await?;
             t.log(format!(
@@ -53,6 +55,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             slot,
             cpus,
             memory,
+            mounts,
         } => {
             let password = t.replication_password().await?;
             let spec = CreateSpec {
@@ -67,6 +70,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                     slot: slot.clone(),
                     password,
                 }),
+                mounts: mounts.clone(),
             };
             let created = rt.create(id, &spec).await?;
             t.log(format!(
@@ -78,6 +82,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             Ok(())
         }
         Action::StartInstance => {
+            crate::backup::refuse_while_restoring(rt, id)?;
             rt.start(id).await?;
             t.log(format!("container {} started", id.container()));
             rt.wait_healthy(id, READY_TIMEOUT).await?;

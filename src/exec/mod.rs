@@ -8,6 +8,7 @@
 //! Every step is idempotent: running it again after a success changes
 //! nothing. The executor never decides what to do; the planner has.
 
+mod backup;
 mod catalog;
 mod error;
 mod instance;
@@ -240,5 +241,8 @@ async fn carry_out(
         | Action::AlignSequences { .. }
         | Action::InstallAutoDdl { .. }
         | Action::JoinMesh { .. } => replication::carry_out(&t).await,
+        Action::ConfigureBackup { .. }
+        | Action::RunBackup { .. }
+        | Action::RestoreInstance { .. } => backup::carry_out(&t).await,
     }
 }

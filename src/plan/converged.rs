@@ -113,6 +113,7 @@ pub fn converged(desired: &Desired) -> Actual {
                     ddl_rows: None,
                     ddl_failures: Vec::new(),
                     tables: 0,
+                    backup: super::backup::converged(db, node),
                     subscriptions: if meshed && i == 0 {
                         db.nodes
                             .iter()

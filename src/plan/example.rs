@@ -87,6 +87,11 @@ pub fn sample_repo() -> Desired {
     spec::load(&files).expect("sample-repo is valid")
 }
 
+/// The converged actual state of `desired` (see [`super::converged`]).
+pub fn converged_of(desired: &Desired) -> Actual {
+    super::converged(desired)
+}
+
 /// The instance of `db`/`node` on `host`, to change it.
 pub fn instance<'a>(a: &'a mut Actual, db: &str, node: &str, host: &str) -> &'a mut InstanceActual {
     a.instances
@@ -133,6 +138,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         ddl_rows: None,
         ddl_failures: Vec::new(),
         tables: 0,
+        backup: Default::default(),
     }
 }
 
@@ -156,6 +162,7 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 port,
                 settings,
                 reuse_data,
+                mounts,
                 ..
             } => {
                 if !reuse_data {
@@ -163,13 +170,20 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                     *i = fresh(&s.database, &s.node, &s.host);
                     i.available_extensions = keep;
                 }
+                i.backup.mounts.clone_from(mounts);
                 i.container_exists = true;
                 i.data_dir_exists = true;
                 i.port = *port;
                 i.settings = settings.clone();
                 i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
             }
-            Action::CreateStandby { version, port, .. } => {
+            Action::CreateStandby {
+                version,
+                port,
+                mounts,
+                ..
+            } => {
+                i.backup.mounts.clone_from(mounts);
                 i.container_exists = true;
                 i.data_dir_exists = true;
                 i.port = *port;
@@ -236,8 +250,24 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.role = InstanceRole::Unknown;
             }
             Action::RestartInstance { .. } => i.pending_restart.clear(),
+            Action::ConfigureBackup {
+                conf,
+                conf_digest,
+                primary,
+            } => {
+                i.backup.system_identifier = Some("7000000000000000001".into());
+                i.backup.conf = Some(crate::state::BackupConfActual {
+                    stanza: conf.stanza.clone(),
+                    digest: conf_digest.clone(),
+                    system_identifier: i.backup.system_identifier.clone(),
+                    checked: *primary,
+                    ..Default::default()
+                });
+            }
+            Action::RunBackup { .. } | Action::RestoreInstance { .. } => {}
             Action::RemoveInstance { keep_data } => {
                 i.container_exists = false;
+                i.backup.mounts.clear();
                 i.running = false;
                 i.data_dir_exists = *keep_data;
                 if !keep_data {

@@ -42,7 +42,10 @@ pub(super) fn step(
     let (db, node, host) = at;
     let disruptive = matches!(
         action,
-        Action::StopInstance | Action::RestartInstance { .. } | Action::RemoveInstance { .. }
+        Action::StopInstance
+            | Action::RestartInstance { .. }
+            | Action::RemoveInstance { .. }
+            | Action::RestoreInstance { .. }
     );
     Step {
         id: format!("{db}/{node}/{host}/{what}"),
@@ -331,6 +334,7 @@ fn standby_steps(
                 slot,
                 cpus: node.cpus.as_ref().map(|c| c.0.clone()),
                 memory: node.memory.as_ref().map(|m| m.0.clone()),
+                mounts: super::backup::mounts(db, node),
             },
             format!("{at} is a standby in the spec and does not exist"),
         );
@@ -423,6 +427,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
                 cpus: node.cpus.as_ref().map(|c| c.0.clone()),
                 memory: node.memory.as_ref().map(|m| m.0.clone()),
                 reuse_data,
+                mounts: super::backup::mounts(db, node),
             },
             reason,
         );

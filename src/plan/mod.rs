@@ -10,6 +10,7 @@
 //! the database's owner must exist; extensions last because a preloaded
 //! library only loads at the restart).
 
+pub mod backup;
 mod catalog;
 mod converged;
 mod instance;
@@ -128,12 +129,15 @@ fn databases(desired: &Desired, actual: &Actual) -> Plan {
                 });
             }
             for node in &db.nodes {
-                instance::node(db, node, &index, &mut out);
+                if !backup::restoring(db, node, &index, &mut out) {
+                    instance::node(db, node, &index, &mut out);
+                }
             }
             if crate::state::actual::native_mesh(db) || spock {
                 mesh::steps(db, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);
+            backup::steps(db, &index, &mut out);
             if out.steps.len() > first && applied(actual, db) {
                 // Keeping up with tables and sequences users create is
                 // upkeep, not a correction of a change made by hand.

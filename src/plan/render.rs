@@ -93,6 +93,41 @@ fn lines(s: &Step) -> Vec<String> {
             "create instance {on} (PostgreSQL {version}, port {port}{})",
             if *reuse_data { ", existing data" } else { "" }
         )],
+        Action::ConfigureBackup { conf, primary, .. } => vec![format!(
+            "configure pgBackRest on {on}: stanza {}, {}{}",
+            conf.stanza,
+            conf.repos
+                .iter()
+                .map(|r| format!("repo{} {} ({})", r.index, r.id, r.repo_type))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if *primary {
+                "; create the stanza, check archiving"
+            } else {
+                ""
+            }
+        )],
+        Action::RunBackup {
+            stanza,
+            repo,
+            backup_type,
+        } => vec![format!(
+            "{backup_type} backup of {on} (stanza {stanza}) to repo{repo}"
+        )],
+        Action::RestoreInstance {
+            stanza,
+            repo,
+            target,
+            ..
+        } => vec![format!(
+            "restore {on} from repo{repo} (stanza {stanza}, {}{}) (disrupts clients)",
+            target.restore_type,
+            target
+                .target
+                .as_deref()
+                .map(|t| format!(" {t}"))
+                .unwrap_or_default()
+        )],
         Action::StartInstance => vec![format!("start {on}")],
         Action::StopInstance => vec![format!("stop {on} (disrupts clients)")],
         Action::RestartInstance { settings } => vec![format!(

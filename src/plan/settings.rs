@@ -53,6 +53,7 @@ pub fn desired(
         .chain(&node.postgresql_conf)
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
+    out.extend(super::backup::archive_settings(db, node));
     let spock = crate::state::actual::spock_wired(db) && offered("spock");
     if crate::state::actual::native_mesh(db) || spock {
         out.insert("wal_level".into(), "logical".into());

@@ -107,6 +107,10 @@ pub enum Action {
         memory: Option<String>,
         /// The data directory exists and is used as it is (no initdb).
         reuse_data: bool,
+        /// Host paths bind-mounted at the same path (`PATH:PATH[:ro]`):
+        /// posix and cifs backup repositories, CA files of object stores.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mounts: Vec<String>,
     },
     /// Create a standby's container; its first start copies the primary
     /// with `pg_basebackup` through the slot and follows it.
@@ -130,6 +134,9 @@ pub enum Action {
         /// Memory limit.
         #[serde(skip_serializing_if = "Option::is_none")]
         memory: Option<String>,
+        /// Host paths bind-mounted at the same path, as for `CreateInstance`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mounts: Vec<String>,
     },
     /// On a primary: the replication role (password from the cluster's
     /// secret for the database) and a physical slot for a standby.
@@ -287,6 +294,41 @@ pub enum Action {
         /// Some change needs a restart (planned as its own step).
         needs_restart: bool,
     },
+    /// pgBackRest on one instance: write its `pgbackrest.conf` (secrets
+    /// resolved on the host), and on a primary create the stanza when
+    /// absent and run `pgbackrest check`. Idempotent.
+    ConfigureBackup {
+        /// What the configuration holds (secret references, not secrets).
+        conf: super::backup::BackupConf,
+        /// [`super::backup::digest`] of `conf`: the instance reports it back.
+        conf_digest: String,
+        /// The instance is its node's primary (stanza and check run there).
+        primary: bool,
+    },
+    /// `pgbackrest backup` on a node's primary (an operation's step).
+    RunBackup {
+        /// The stanza.
+        stanza: String,
+        /// The repository (`repoN`, 1-based, in spec order).
+        repo: u32,
+        /// full, diff or incr.
+        backup_type: crate::spec::backup::BackupType,
+    },
+    /// In-place restore of one instance: stop it, `pgbackrest restore
+    /// --delta` on its data directory in a one-off container, start it and
+    /// wait until it is promoted at the target (an operation's step).
+    RestoreInstance {
+        /// The stanza.
+        stanza: String,
+        /// The repository restored from (`repoN`).
+        repo: u32,
+        /// Where recovery stops.
+        target: super::backup::RestoreTarget,
+        /// The system identifier whose backups are used (its repository
+        /// path); the instance's current one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system_identifier: Option<String>,
+    },
 }
 
 /// Another node's primary as a step reaches it.
@@ -333,7 +375,8 @@ impl Action {
             | Action::CreateDatabase { .. }
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }
-            | Action::CreateExtension { .. } => Effect::Add,
+            | Action::CreateExtension { .. }
+            | Action::RunBackup { .. } => Effect::Add,
             Action::StartInstance
             | Action::StopInstance
             | Action::AlterDatabaseOwner { .. }
@@ -342,8 +385,9 @@ impl Action {
             | Action::AlignSequences { .. }
             | Action::AlterRole { .. }
             | Action::UpdateExtension { .. }
-            | Action::SetSettings { .. } => Effect::Change,
-            Action::RestartInstance { .. } => Effect::Restart,
+            | Action::SetSettings { .. }
+            | Action::ConfigureBackup { .. } => Effect::Change,
+            Action::RestartInstance { .. } | Action::RestoreInstance { .. } => Effect::Restart,
             Action::RemoveInstance { .. }
             | Action::DropSlot { .. }
             | Action::DropSubscription { .. } => Effect::Remove,
@@ -383,6 +427,8 @@ pub enum NoteKind {
     DeleteNotConfirmed,
     /// An operation waits, cannot be carried out, or holds the database.
     Operation,
+    /// Backups: a restore under way, a configuration that cannot be used.
+    Backup,
 }
 
 impl NoteKind {
@@ -397,6 +443,7 @@ impl NoteKind {
             NoteKind::Unavailable => "unavailable",
             NoteKind::DeleteNotConfirmed => "delete not confirmed",
             NoteKind::Operation => "operation",
+            NoteKind::Backup => "backup",
         }
     }
 }

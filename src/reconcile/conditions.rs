@@ -301,6 +301,7 @@ fn instances(actual: &Actual, of_db: &[&InstanceActual]) -> Vec<InstanceStatus> 
                 }
                 .into(),
                 version: i.version.clone(),
+                archive: i.backup.conf.as_ref().and(i.backup.archiver.clone()),
             }
         })
         .collect()

@@ -78,6 +78,10 @@ pub struct InstanceStatus {
     /// For a standby: replay lag, seconds (none when idle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<f64>,
+    /// Archiving (`pg_stat_archiver`): last archived and last failed WAL
+    /// and their times, counts. Only where backups are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::state::ArchiverActual>,
 }
 
 /// One replication link of a natively replicated database.

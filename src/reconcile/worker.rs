@@ -314,8 +314,12 @@ pub fn task_id(step: &Step) -> String {
 pub fn budget(step: &Step) -> Duration {
     match step.action {
         Action::CreateInstance { .. } => Duration::from_secs(300),
-        // Copies a whole database.
-        Action::JoinMesh { .. } => Duration::from_secs(3600),
+        // Copies a whole database, or backs it up, or restores it.
+        Action::JoinMesh { .. } | Action::RunBackup { .. } | Action::RestoreInstance { .. } => {
+            Duration::from_secs(3600)
+        }
+        // `pgbackrest check` waits for a WAL segment to be archived.
+        Action::ConfigureBackup { .. } => Duration::from_secs(300),
         Action::StartInstance | Action::RestartInstance { .. } | Action::StopInstance => {
             Duration::from_secs(180)
         }

@@ -78,6 +78,8 @@ pub struct ContainerInfo {
     pub running: bool,
     /// Docker's health check (`pg_isready`) passed last.
     pub healthy: bool,
+    /// Its bind mounts besides the instance directory (`PATH:PATH[:ro]`).
+    pub mounts: Vec<String>,
 }
 
 /// What a new container needs.
@@ -95,6 +97,9 @@ pub struct CreateSpec {
     pub memory: Option<String>,
     /// For a standby: where its first start copies the data from.
     pub standby: Option<StandbySource>,
+    /// Host paths bind-mounted at the same path (`PATH:PATH[:ro]`): backup
+    /// repositories every host sees, CA files of object stores.
+    pub mounts: Vec<String>,
 }
 
 /// The primary a standby is made from.
@@ -202,6 +207,12 @@ impl Runtime {
         })
     }
 
+    /// The Docker client (for pgBackRest's one-off restore containers and
+    /// its streamed commands, which live in `backup`).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The host this runtime serves.
     pub fn host(&self) -> &HostId {
         &self.host
@@ -293,6 +304,15 @@ impl Runtime {
         if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
             return Ok(None); // not ours, whatever its name
         }
+        let dir = self.instance_dir(id);
+        let mounts = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.binds.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| !b.starts_with(&format!("{}:", dir.display())))
+            .collect();
         let state = c.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
         let healthy = state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY);
@@ -304,6 +324,7 @@ impl Runtime {
                 .unwrap_or(5432),
             running,
             healthy: running && healthy,
+            mounts,
         }))
     }
 
@@ -391,7 +412,11 @@ impl Runtime {
             }),
             host_config: Some(HostConfig {
                 network_mode: Some("host".into()),
-                binds: Some(vec![format!("{}:{MOUNT}", dir.display())]),
+                binds: Some(
+                    std::iter::once(format!("{}:{MOUNT}", dir.display()))
+                        .chain(spec.mounts.iter().cloned())
+                        .collect(),
+                ),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,

@@ -17,6 +17,7 @@ pub mod images;
 mod load;
 pub mod names;
 pub mod operation;
+pub mod pgbackrest;
 pub mod reference;
 pub mod reporters;
 pub mod rules;

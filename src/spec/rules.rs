@@ -403,6 +403,11 @@ fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, Strin
             need("azure_container", repo.azure_container.is_some(), err);
         }
     }
+    for (name, value) in &repo.custom_options {
+        if let Some(why) = super::pgbackrest::check_custom_option(name, value) {
+            err(&format!("{p}.custom_options.{name}"), why);
+        }
+    }
     if repo.retention_full == Some(0) {
         err(
             &format!("{p}.retention_full"),

@@ -129,6 +129,90 @@ pub struct InstanceActual {
     /// skipped, so replication goes on, and shown until resolved by hand.
     #[serde(default)]
     pub ddl_failures: Vec<DdlFailure>,
+    /// pgBackRest and archiving on this instance.
+    #[serde(default)]
+    pub backup: InstanceBackup,
+}
+
+/// What an instance reports of its backups: which cluster its data is, the
+/// mounts its container has, the pgBackRest configuration pgcd last wrote
+/// there, a restore under way, and archiving as `pg_stat_archiver` says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceBackup {
+    /// `pg_control_system()`'s system identifier (decimal text: it does not
+    /// fit a JSON number's exact range). A restore from another cluster or a
+    /// new initdb changes it; the repository path follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// Host paths bind-mounted into the container besides its instance
+    /// directory, as `PATH:PATH[:ro]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+    /// The configuration pgcd last wrote (and checked) on the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<BackupConfActual>,
+    /// A restore is under way: nothing else is planned for the node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restoring: bool,
+    /// Archiving (`pg_stat_archiver`), when the server runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver: Option<ArchiverActual>,
+}
+
+/// The pgBackRest configuration last written on an instance, as the
+/// executor recorded it next to `pgbackrest.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupConfActual {
+    /// The stanza.
+    pub stanza: String,
+    /// The planner's digest of the configuration.
+    pub digest: String,
+    /// The system identifier the repository paths were made for.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// The stanza exists and `pgbackrest check` passed (primaries only).
+    #[serde(default)]
+    pub checked: bool,
+    /// Each repository's path as written (`repoN-path`), by index.
+    #[serde(default)]
+    pub repo_paths: BTreeMap<u32, String>,
+    /// Each earlier system identifier of this node's data, oldest first,
+    /// with its repository paths: their backups stay listed and restorable.
+    #[serde(default)]
+    pub earlier: Vec<EarlierCluster>,
+    /// When it was written (RFC 3339).
+    #[serde(default)]
+    pub at: String,
+}
+
+/// A cluster the node's data was before its system identifier changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierCluster {
+    /// Its system identifier.
+    pub system_identifier: String,
+    /// Its repository paths, by index.
+    pub repo_paths: BTreeMap<u32, String>,
+}
+
+/// `pg_stat_archiver` of an instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiverActual {
+    /// WAL files archived since the statistics were reset.
+    pub archived_count: i64,
+    /// The last WAL file archived.
+    #[serde(default)]
+    pub last_archived_wal: Option<String>,
+    /// When it was archived (RFC 3339).
+    #[serde(default)]
+    pub last_archived_time: Option<String>,
+    /// Failed attempts since the statistics were reset.
+    pub failed_count: i64,
+    /// The last WAL file that failed.
+    #[serde(default)]
+    pub last_failed_wal: Option<String>,
+    /// When it failed (RFC 3339).
+    #[serde(default)]
+    pub last_failed_time: Option<String>,
 }
 
 /// A replicated DDL statement that failed on the node that received it.

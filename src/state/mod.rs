@@ -15,8 +15,9 @@ pub mod operation;
 
 pub use actual::{native_mesh, spock_mesh, spock_wired};
 pub use actual::{
-    Actual, DatabaseActual, DdlFailure, ExtActual, HostActual, InstanceActual, InstanceRole,
-    ReplicaActual, RoleActual, SubscriptionActual,
+    Actual, ArchiverActual, BackupConfActual, DatabaseActual, DdlFailure, EarlierCluster,
+    ExtActual, HostActual, InstanceActual, InstanceBackup, InstanceRole, ReplicaActual, RoleActual,
+    SubscriptionActual,
 };
 pub use names::InstanceId;
 

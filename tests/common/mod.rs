@@ -7,6 +7,7 @@
 pub mod gitrepo;
 pub mod pg;
 pub mod servers;
+pub mod steps;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -44,6 +44,7 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
     let dbs = databases::all(&state.store).await.unwrap_or_default();
     let mut text = state.metrics.render(hosts_up, &tasks);
     text.push_str(&render_reconciler(&stats, &dbs));
+    text.push_str(&super::backups::metrics(&state.store).await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -1,6 +1,7 @@
 //! One file per route.
 
 pub mod actual;
+pub mod backups;
 pub mod cluster;
 pub mod database_plan;
 pub mod databases;

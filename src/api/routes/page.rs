@@ -435,6 +435,7 @@ mod tests {
             streaming: None,
             lag_bytes: None,
             lag_seconds: None,
+            archive: None,
         });
         db.links.push(crate::reconcile::status::LinkStatus {
             from: "n2".into(),

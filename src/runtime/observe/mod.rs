@@ -105,6 +105,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         ddl_rows: None,
         ddl_failures: Vec::new(),
         tables: 0,
+        backup: crate::backup::observe::local(rt, c),
     };
     if !c.running {
         return out;
@@ -181,6 +182,7 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             member_of: r.get(8),
         });
     }
+    crate::backup::observe::server(&pg, &mut out.backup).await?;
     out.slots = texts(
         &pg,
         "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",

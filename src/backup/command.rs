@@ -1,0 +1,184 @@
+//! pgBackRest command lines as argument vectors (never shell strings): each
+//! names pgcd's configuration file and the stanza, so nothing depends on
+//! `/etc/pgbackrest` inside the image. Pure.
+
+use crate::plan::backup::{RestoreTarget, CONF_PATH};
+use crate::spec::backup::{BackupType, RestoreType};
+
+fn base(stanza: &str) -> Vec<String> {
+    vec![
+        "pgbackrest".into(),
+        format!("--config={CONF_PATH}"),
+        format!("--stanza={stanza}"),
+    ]
+}
+
+fn with(mut argv: Vec<String>, more: &[String], command: &str) -> Vec<String> {
+    argv.extend_from_slice(more);
+    argv.push(command.into());
+    argv
+}
+
+/// `stanza-create`: makes the stanza in every repository (succeeds when it
+/// exists for this cluster).
+pub fn stanza_create(stanza: &str) -> Vec<String> {
+    with(
+        base(stanza),
+        &["--log-level-console=info".into()],
+        "stanza-create",
+    )
+}
+
+/// `check`: the configuration is sound and a WAL switch reaches every
+/// repository (it waits for the segment to be archived).
+pub fn check(stanza: &str) -> Vec<String> {
+    with(base(stanza), &["--log-level-console=info".into()], "check")
+}
+
+/// `backup --type=... --repo=N`, logging progress at `info` for the task log.
+pub fn backup(stanza: &str, repo: u32, backup_type: BackupType) -> Vec<String> {
+    with(
+        base(stanza),
+        &[
+            format!("--repo={repo}"),
+            format!("--type={}", backup_type.as_str()),
+            "--log-level-console=info".into(),
+        ],
+        "backup",
+    )
+}
+
+/// `info --output=json`, of the stanza's current repositories or, with
+/// `paths`, of other repository paths (an earlier system identifier).
+pub fn info(stanza: &str, paths: &[(u32, String)]) -> Vec<String> {
+    let mut more: Vec<String> = paths
+        .iter()
+        .map(|(n, p)| format!("--repo{n}-path={p}"))
+        .collect();
+    more.push("--output=json".into());
+    with(base(stanza), &more, "info")
+}
+
+/// The `restore_command` recovery runs (`archive-get`), with the
+/// repository path of the backups restored when it is not the current one.
+pub fn restore_command(stanza: &str, path: Option<&(u32, String)>) -> String {
+    let mut argv = base(stanza);
+    if let Some((n, p)) = path {
+        argv.push(format!("--repo{n}-path={p}"));
+    }
+    argv.push("archive-get".into());
+    format!("{} %f \"%p\"", argv.join(" "))
+}
+
+/// `restore --delta` from `repo` to `target`, promoting there. `path`
+/// points the repository at an earlier system identifier's backups.
+pub fn restore(
+    stanza: &str,
+    repo: u32,
+    target: &RestoreTarget,
+    path: Option<&(u32, String)>,
+) -> Vec<String> {
+    let mut more = vec![
+        "--delta".to_string(),
+        format!("--repo={repo}"),
+        format!("--type={}", target.restore_type.as_str()),
+    ];
+    if let Some((n, p)) = path {
+        more.push(format!("--repo{n}-path={p}"));
+    }
+    if let Some(t) = &target.target {
+        more.push(format!("--target={t}"));
+    }
+    if let Some(set) = &target.set {
+        more.push(format!("--set={set}"));
+    }
+    if target.exclusive {
+        more.push("--target-exclusive".into());
+    }
+    // With a target, recovery pauses there unless told to promote; without
+    // one it replays all WAL and promotes by itself.
+    if target.restore_type != RestoreType::Default {
+        more.push("--target-action=promote".into());
+    }
+    more.push(format!(
+        "--recovery-option=restore_command={}",
+        restore_command(stanza, path)
+    ));
+    more.push("--log-level-console=info".into());
+    with(base(stanza), &more, "restore")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_conf_stanza_repo_and_type() {
+        assert_eq!(
+            backup("orders-n1", 2, BackupType::Incr),
+            [
+                "pgbackrest",
+                "--config=/var/lib/pgcd/pgbackrest/pgbackrest.conf",
+                "--stanza=orders-n1",
+                "--repo=2",
+                "--type=incr",
+                "--log-level-console=info",
+                "backup"
+            ]
+        );
+        assert_eq!(
+            stanza_create("s").last().map(String::as_str),
+            Some("stanza-create")
+        );
+        assert_eq!(check("s").last().map(String::as_str), Some("check"));
+    }
+
+    #[test]
+    fn point_in_time_restore_promotes_at_the_target() {
+        let t = RestoreTarget {
+            restore_type: RestoreType::Time,
+            target: Some("2026-01-02 03:04:05.123+00".into()),
+            set: Some("20260102-030000F".into()),
+            exclusive: true,
+        };
+        let argv = restore("orders-n1", 1, &t, None);
+        for want in [
+            "--delta",
+            "--repo=1",
+            "--type=time",
+            "--target=2026-01-02 03:04:05.123+00",
+            "--set=20260102-030000F",
+            "--target-exclusive",
+            "--target-action=promote",
+        ] {
+            assert!(argv.iter().any(|a| a == want), "{want} missing in {argv:?}");
+        }
+        assert_eq!(argv.last().map(String::as_str), Some("restore"));
+    }
+
+    #[test]
+    fn default_restore_replays_everything_and_earlier_paths_reach_archive_get() {
+        let t = RestoreTarget {
+            restore_type: RestoreType::Default,
+            target: None,
+            set: None,
+            exclusive: false,
+        };
+        let path = (1, "/b/orders-n1/6999".to_string());
+        let argv = restore("orders-n1", 1, &t, Some(&path));
+        assert!(!argv.iter().any(|a| a.starts_with("--target")), "{argv:?}");
+        assert!(argv.contains(&"--repo1-path=/b/orders-n1/6999".to_string()));
+        assert!(argv.contains(&"--recovery-option=restore_command=pgbackrest --config=/var/lib/pgcd/pgbackrest/pgbackrest.conf --stanza=orders-n1 --repo1-path=/b/orders-n1/6999 archive-get %f \"%p\"".to_string()));
+        assert_eq!(
+            info("orders-n1", &[path]),
+            [
+                "pgbackrest",
+                "--config=/var/lib/pgcd/pgbackrest/pgbackrest.conf",
+                "--stanza=orders-n1",
+                "--repo1-path=/b/orders-n1/6999",
+                "--output=json",
+                "info"
+            ]
+        );
+    }
+}
