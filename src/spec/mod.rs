@@ -17,6 +17,8 @@ pub mod images;
 mod load;
 pub mod names;
 pub mod operation;
+pub mod pgedge;
+mod ports;
 pub mod reference;
 pub mod rules;
 pub mod schema;

@@ -84,12 +84,10 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         err("delete_data", "only allowed with state: absent".into());
     }
 
-    // Nodes: names unique, hosts used once, references resolve.
-    if db.nodes.is_empty() {
-        err("nodes", "a database has at least one node".into());
-    }
+    // Nodes: names unique, a host once per node, references resolve. Two
+    // nodes may share a host on different ports (checked with every other
+    // database's ports in `ports.rs`). Emptiness is checked while decoding.
     let mut node_names: HashMap<&str, usize> = HashMap::new();
-    let mut hosts: HashMap<&str, String> = HashMap::new();
     for (i, node) in db.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
         if let Some(first) = node_names.insert(node.name.as_str(), i) {
@@ -101,16 +99,13 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
                 ),
             );
         }
-        if node.host_ids.is_empty() {
-            err(
-                &format!("{p}.host_ids"),
-                "a node has at least one host (its primary)".into(),
-            );
-        }
+        let mut hosts: HashMap<&str, usize> = HashMap::new();
         for (j, host) in node.host_ids.iter().enumerate() {
-            let hp = format!("{p}.host_ids[{j}]");
-            if let Some(prev) = hosts.insert(host.as_str(), hp.clone()) {
-                err(&hp, format!("host \"{host}\" is already used by {prev}; a database has at most one instance per host"));
+            if let Some(prev) = hosts.insert(host.as_str(), j) {
+                err(
+                    &format!("{p}.host_ids[{j}]"),
+                    format!("host \"{host}\" is listed twice (also {p}.host_ids[{prev}]); a node has at most one instance per host"),
+                );
             }
         }
         check_port(node.port, &format!("{p}.port"), &mut err);
@@ -121,7 +116,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         );
         check_hba(&node.pg_hba_conf, &format!("{p}.pg_hba_conf"), &mut err);
         if let Some(b) = &node.backup_config {
-            check_backup(b, &format!("{p}.backup_config"), &mut err);
+            check_backup(b, &format!("{p}.backup_config"), spans, &mut err);
         }
         if node.synchronous == Some(true) && node.host_ids.len() < 2 {
             err(
@@ -245,7 +240,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         }
     }
     if let Some(b) = &db.backup_config {
-        check_backup(b, "backup_config", &mut err);
+        check_backup(b, "backup_config", spans, &mut err);
     }
     if let Some(r) = &db.restore_config {
         check_restore(
@@ -263,10 +258,17 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn check_port(port: Option<u16>, path: &str, err: &mut impl FnMut(&str, String)) {
-    if let Some(p) = port {
-        if p < MIN_PORT {
-            err(path, format!("port {p} is out of range ({MIN_PORT}-65535)"));
+    match port {
+        // pgEdge reads 0 as "pick a random port"; pgcd's instances listen on
+        // one fixed port that clients and the other nodes are told about.
+        Some(0) => err(
+            path,
+            format!("port 0 (a random port) is not supported: give a fixed port ({MIN_PORT}-65535), or leave `port` out for 5432"),
+        ),
+        Some(p) if p < MIN_PORT => {
+            err(path, format!("port {p} is out of range ({MIN_PORT}-65535)"))
         }
+        _ => {}
     }
 }
 
@@ -411,20 +413,30 @@ fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, Strin
     }
 }
 
-fn check_backup(b: &BackupConfig, path: &str, err: &mut impl FnMut(&str, String)) {
-    if b.repositories.is_empty() {
-        err(
-            &format!("{path}.repositories"),
-            "at least one repository".into(),
-        );
-    }
-    let mut ids = HashSet::new();
+fn check_backup(
+    b: &BackupConfig,
+    path: &str,
+    spans: &SpanMap,
+    err: &mut impl FnMut(&str, String),
+) {
+    // An empty list is reported while decoding, where it can tell an empty
+    // list from one whose every item had its own error.
+    let mut ids: HashMap<&str, usize> = HashMap::new();
     for (i, repo) in b.repositories.iter().enumerate() {
         let p = format!("{path}.repositories[{i}]");
-        if !ids.insert(repo.id.as_str()) {
+        if let Some(first) = ids.insert(repo.id.as_str(), i) {
+            let derived = |k: usize| !spans.has(&format!("{path}.repositories[{k}].id"));
+            let how = if derived(i) || derived(first) {
+                " (an id left out is the type and position, e.g. s3-1); give one an explicit id"
+            } else {
+                ""
+            };
             err(
                 &format!("{p}.id"),
-                format!("repository id \"{}\" is used twice", repo.id),
+                format!(
+                    "repository id \"{}\" is also {path}.repositories[{first}]'s{how}",
+                    repo.id
+                ),
             );
         }
         check_repository(repo, &p, err);
@@ -442,7 +454,7 @@ fn check_backup(b: &BackupConfig, path: &str, err: &mut impl FnMut(&str, String)
             err(&format!("{p}.cron_expression"), msg);
         }
         if let Some(r) = &s.repository {
-            if !ids.contains(r.as_str()) {
+            if !ids.contains_key(r.as_str()) {
                 err(
                     &format!("{p}.repository"),
                     format!("no repository \"{r}\" in {path}.repositories"),
@@ -466,10 +478,7 @@ pub fn check_restore_options(o: &RestoreOptions, p: &str, err: &mut impl FnMut(&
             &format!("{p}.target"),
             format!("\"{target}\" is not an LSN (e.g. 0/3000060)"),
         ),
-        (Some(target), true)
-            if t == RestoreType::Time
-                && chrono::DateTime::parse_from_rfc3339(&target.replace(' ', "T")).is_err() =>
-        {
+        (Some(target), true) if t == RestoreType::Time && !is_target_time(target) => {
             err(
                 &format!("{p}.target"),
                 format!(
@@ -479,6 +488,15 @@ pub fn check_restore_options(o: &RestoreOptions, p: &str, err: &mut impl FnMut(&
         }
         _ => {}
     }
+}
+
+/// A timestamp with a time zone as PostgreSQL's `recovery_target_time` and
+/// pgEdge's examples write it: RFC 3339, or a space for the `T` and a zone
+/// of `+HH`, `+HHMM` or `+HH:MM` (`2025-05-05 09:38:52-04`).
+fn is_target_time(s: &str) -> bool {
+    let t = s.trim().replacen(' ', "T", 1);
+    chrono::DateTime::parse_from_rfc3339(&t).is_ok()
+        || chrono::DateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f%#z").is_ok()
 }
 
 fn is_lsn(s: &str) -> bool {
@@ -511,6 +529,16 @@ mod tests {
         assert!(parse_cron("30 0 2 * * *").is_ok());
         assert!(parse_cron("0 25 * * *").is_err());
         assert!(parse_cron("every day").unwrap_err().contains("2 fields"));
+    }
+
+    #[test]
+    fn target_times_take_postgres_zone_forms() {
+        assert!(is_target_time("2026-11-24T18:00:00Z"));
+        assert!(is_target_time("2025-05-05 09:38:52-04"));
+        assert!(is_target_time("2025-05-05 09:38:52.123+05:30"));
+        assert!(is_target_time("2025-05-05 09:38:52+0200"));
+        assert!(!is_target_time("2025-05-05 09:38:52"));
+        assert!(!is_target_time("yesterday"));
     }
 
     #[test]
