@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod agent;
 mod demo;
 mod host;
+mod import;
 mod plan;
 mod schema;
 mod source;
@@ -53,6 +54,9 @@ pub enum Command {
     Source(source::Args),
     /// Run a three-host demo cluster on this machine (127.0.0.11-13).
     Demo(demo::Args),
+    /// Turn another tool's database specs into pgcd's layout
+    /// (`pgcd import pgedge FILE... --out DIR`).
+    Import(import::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -67,6 +71,7 @@ pub fn main() -> i32 {
         Command::Host(args) => host::run(args),
         Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(code) => code,

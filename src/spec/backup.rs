@@ -207,8 +207,12 @@ pub struct BackupConfig {
 impl Decode for BackupConfig {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
         let mut m = MapReader::new(node, path, cx, "a backup_config")?;
-        let repositories =
-            m.nonempty_list(cx, "repositories", true, "a backup_config has at least one repository");
+        let repositories = m.nonempty_list(
+            cx,
+            "repositories",
+            true,
+            "a backup_config has at least one repository",
+        );
         let schedules = m.list(cx, "schedules");
         m.finish(cx);
         Some(Self {

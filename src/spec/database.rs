@@ -6,8 +6,8 @@ use super::decode::{choice, Ctx, Decode, MapReader};
 use super::defaults;
 use super::diag::FieldPath;
 use super::extensions::Extension;
-use super::pgedge;
 use super::names::{DatabaseName, HostId, NodeName, RoleName};
+use super::pgedge;
 use super::secret::SecretRef;
 use super::values::{ConfValue, Cpus, Memory, PgVersion};
 use super::yaml::Node;
@@ -119,7 +119,9 @@ impl Decode for Database {
             );
         }
         let version: Option<PgVersion> = m.opt(cx, "postgres_version");
-        let version = version.or(cx.postgres_version).unwrap_or_else(defaults::postgres_version);
+        let version = version
+            .or(cx.postgres_version)
+            .unwrap_or_else(defaults::postgres_version);
         m.unsupported(cx, "orchestrator_opts", pgedge::orchestrator_opts);
         m.unsupported(cx, "patroni_port", pgedge::patroni_port);
         m.unsupported(cx, "services", pgedge::services);
@@ -226,7 +228,12 @@ impl Decode for NodeSpec {
         m.unsupported(cx, "patroni_port", pgedge::patroni_port);
         let r = (
             m.req(cx, "name"),
-            m.nonempty_list(cx, "host_ids", true, "a node has at least one host (its primary)"),
+            m.nonempty_list(
+                cx,
+                "host_ids",
+                true,
+                "a node has at least one host (its primary)",
+            ),
             m.opt(cx, "postgres_version"),
             m.opt(cx, "port"),
             m.opt(cx, "cpus"),

@@ -19,12 +19,18 @@ pub fn orchestrator_opts(node: &Node) -> String {
         // pgEdge tags start with the PostgreSQL version (`17.9-spock5.0.6-standard-2`).
         let tag = image.rsplit_once(':').map_or("", |(_, t)| t);
         let major: String = tag.chars().take_while(char::is_ascii_digit).collect();
-        let major = if major.is_empty() { "17".to_string() } else { major };
+        let major = if major.is_empty() {
+            "17".to_string()
+        } else {
+            major
+        };
         msg.push_str(&format!(
-            "; to pin the image, remove this and put it under `images:` in pgcd.yaml, keyed by the PostgreSQL major (`\"{major}\": {image}`)"
+            "; to pin the image, remove this and put it under `images:` in pgcd.yaml, keyed by the PostgreSQL major (`\"{major}\": {image}`; one image per major, for every node of it)"
         ));
     } else {
-        msg.push_str("; an image pin goes under `images:` in pgcd.yaml, keyed by the PostgreSQL major");
+        msg.push_str(
+            "; an image pin goes under `images:` in pgcd.yaml, keyed by the PostgreSQL major",
+        );
     }
     let others: Vec<&str> = ["extra_volumes", "extra_networks", "extra_labels"]
         .into_iter()
@@ -79,11 +85,18 @@ mod tests {
 
     #[test]
     fn an_image_pin_is_named_with_where_it_goes() {
-        let doc = parse("swarm:\n  image: ghcr.io/pgedge/pgedge-postgres:17.9\n  extra_labels: {a: b}\n")
-            .unwrap()
-            .unwrap();
+        let doc =
+            parse("swarm:\n  image: ghcr.io/pgedge/pgedge-postgres:17.9\n  extra_labels: {a: b}\n")
+                .unwrap()
+                .unwrap();
         let msg = orchestrator_opts(&doc);
-        assert!(msg.contains("`\"17\": ghcr.io/pgedge/pgedge-postgres:17.9`"), "{msg}");
-        assert!(msg.contains("extra_labels have no pgcd equivalent"), "{msg}");
+        assert!(
+            msg.contains("`\"17\": ghcr.io/pgedge/pgedge-postgres:17.9`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("extra_labels have no pgcd equivalent"),
+            "{msg}"
+        );
     }
 }

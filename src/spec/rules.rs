@@ -413,12 +413,7 @@ fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, Strin
     }
 }
 
-fn check_backup(
-    b: &BackupConfig,
-    path: &str,
-    spans: &SpanMap,
-    err: &mut impl FnMut(&str, String),
-) {
+fn check_backup(b: &BackupConfig, path: &str, spans: &SpanMap, err: &mut impl FnMut(&str, String)) {
     // An empty list is reported while decoding, where it can tell an empty
     // list from one whose every item had its own error.
     let mut ids: HashMap<&str, usize> = HashMap::new();
@@ -478,14 +473,10 @@ pub fn check_restore_options(o: &RestoreOptions, p: &str, err: &mut impl FnMut(&
             &format!("{p}.target"),
             format!("\"{target}\" is not an LSN (e.g. 0/3000060)"),
         ),
-        (Some(target), true) if t == RestoreType::Time && !is_target_time(target) => {
-            err(
-                &format!("{p}.target"),
-                format!(
-                    "\"{target}\" is not a timestamp with a time zone (e.g. 2026-11-24T18:00:00Z)"
-                ),
-            )
-        }
+        (Some(target), true) if t == RestoreType::Time && !is_target_time(target) => err(
+            &format!("{p}.target"),
+            format!("\"{target}\" is not a timestamp with a time zone (e.g. 2026-11-24T18:00:00Z)"),
+        ),
         _ => {}
     }
 }
