@@ -2,14 +2,16 @@
 # Runs inside an image's root file system (as root, with /proc mounted) and
 # prints the image's settings catalog as a JSON fragment for its manifest:
 #   "settings":[{name, type, unit, min, max, values, context, library}, ...],
-#   "libraries":{"<module>": ["<extension>", ...], ...}
+#   "libraries":{"<module>": ["<extension>", ...], ...},
+#   "preload_only":["<module>", ...]
 # `postgres --describe-config` lacks units and enum values, so a throwaway
 # server (initdb in a temporary directory, Unix socket only) is asked through
 # pg_settings instead. The core settings come from a server with nothing
 # preloaded; every module that defines settings (DefineCustom*) is then
-# loaded on its own — preloaded, or with LOAD when it refuses preloading —
-# and the settings it adds are recorded with its name, so the validator
-# knows `cron.*` belongs to pg_cron. Usage: describe-settings.sh BINDIR
+# loaded on its own — with LOAD, or preloaded when it defines nothing
+# otherwise (those are listed as preload_only) — and the settings it adds
+# are recorded with its name, so the validator knows `cron.*` belongs to
+# pg_cron. Usage: describe-settings.sh BINDIR
 set -euo pipefail
 bindir=$1
 pkglib=$("$bindir/pg_config" --pkglibdir)
@@ -37,13 +39,24 @@ sql -c "CREATE TABLE pgcd_settings (name text PRIMARY KEY, vartype text, unit te
 stop
 
 modules=$(grep -l -a DefineCustom "$pkglib"/*.so 2>/dev/null | xargs -r -n1 basename | sed 's/\.so$//' | sort)
+preload_only=""
 for lib in $modules; do
+  # LOAD first, then preloaded (some settings exist only then); a module
+  # that defines none without preloading (pg_cron, pgaudit,
+  # pg_stat_statements) works only from shared_preload_libraries.
+  loaded=0
+  if start; then
+    sql -c "LOAD '$lib'" -c "$(record "'$lib'")" || true
+    loaded=$(sql -c "SELECT count(*) FROM pgcd_settings WHERE library = '$lib'" || echo 0)
+    stop
+  fi
   if start "-c shared_preload_libraries=$lib"; then
     sql -c "$(record "'$lib'")" || true
-  elif start; then
-    sql -c "LOAD '$lib'" -c "$(record "'$lib'")" || true
+    if [ "$loaded" = 0 ] && [ "$(sql -c "SELECT count(*) FROM pgcd_settings WHERE library = '$lib'")" != 0 ]; then
+      preload_only="$preload_only${preload_only:+,}\"$lib\""
+    fi
+    stop
   fi
-  stop
 done
 
 start
@@ -61,4 +74,4 @@ for so in "$pkglib"/*.so; do
   if [ -z "$exts" ] && [ -f "$share/extension/$lib.control" ]; then exts="\"$lib\""; fi
   libraries="$libraries${libraries:+,}\"$lib\":[$exts]"
 done
-printf '"settings":%s,"libraries":{%s}' "$settings" "$libraries"
+printf '"settings":%s,"libraries":{%s},"preload_only":[%s]' "$settings" "$libraries" "$preload_only"

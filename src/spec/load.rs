@@ -21,7 +21,8 @@ pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
 }
 
 /// Like [`load`], and every declared extension must be in the image of its
-/// database's PostgreSQL major, when `images` has that image's manifest and
+/// database's PostgreSQL major, and every `postgresql_conf` setting one that
+/// image's server takes, when `images` has that image's manifest and
 /// `pgcd.yaml` does not name another image for the major.
 pub fn load_checked(
     files: &[SourceFile],
@@ -73,6 +74,7 @@ pub fn load_checked(
     check_config(&config, &config_spans, &mut diags);
     for (db, spans) in &databases {
         check_images(db, spans, &config, images, &mut diags);
+        super::conf::check(db, spans, &config, images, &mut diags);
     }
     super::ports::check(&databases, &mut diags);
     check_duplicate_names(&databases, &mut diags);

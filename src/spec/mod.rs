@@ -6,6 +6,7 @@
 //! a fully defaulted [`Desired`] or every [`Diagnostic`] of the revision.
 
 pub mod backup;
+mod conf;
 pub mod config;
 pub mod database;
 pub mod decode;
@@ -25,6 +26,7 @@ pub mod reference;
 pub mod rules;
 pub mod schema;
 pub mod secret;
+pub mod settings;
 pub mod values;
 pub mod yaml;
 
