@@ -6,9 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod agent;
+mod completion;
 mod demo;
 mod host;
 mod import;
+mod man;
 mod plan;
 mod schema;
 mod source;
@@ -57,6 +59,10 @@ pub enum Command {
     /// Turn another tool's database specs into pgcd's layout
     /// (`pgcd import pgedge FILE... --out DIR`).
     Import(import::Args),
+    /// Print the shell completion script (bash, zsh, fish).
+    Completion(completion::Args),
+    /// Write the manual pages (`pgcd man --out DIR`).
+    Man(man::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -72,6 +78,8 @@ pub fn main() -> i32 {
         Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Import(args) => import::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code,
