@@ -6,6 +6,7 @@
 //! a fully defaulted [`Desired`] or every [`Diagnostic`] of the revision.
 
 pub mod backup;
+mod backup_rules;
 mod conf;
 pub mod config;
 pub mod database;
