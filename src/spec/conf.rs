@@ -94,9 +94,13 @@ fn check_one(
     loaded: &BTreeSet<String>,
     declared: &BTreeSet<&str>,
 ) -> Result<(), String> {
-    if MANAGED_SETTINGS
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    let well_formed = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if !well_formed
+        || MANAGED_SETTINGS
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
     {
         return Ok(()); // refused by the file's rules already
     }
