@@ -3,15 +3,20 @@
 # is reachable): PostgreSQL 17 from trixie, 18 from sid, 16 from the binaries
 # of the `pgserver` wheel on a trixie base. Each image carries pgBackRest
 # (where packaged), the packaged extensions, and /etc/pgcd/manifest.json
-# listing the extensions it really has; the same manifest is written to
+# listing the extensions it really has and its settings catalog (every
+# setting's type, unit, range, enum values and context, its modules' too,
+# from images/describe-settings.sh); the same manifest is written to
 # $PGCD_CACHE/manifests/<major>.json for the validator and planner.
-# An image is rebuilt only when its recipe (this file) changes.
+# An image is rebuilt only when its recipe (this file and
+# images/describe-settings.sh) changes.
 #   scripts/build-images.sh            all of 16 17 18
 #   scripts/build-images.sh 17         one major
+#   PGCD_IMAGE=NAME                    image name instead of pgcd/postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${PGCD_CACHE:-/var/cache/pgcd}"
+image="${PGCD_IMAGE:-pgcd/postgres}"
 mirror="${PGCD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 majors=("$@")
 [ ${#majors[@]} -gt 0 ] || majors=(16 17 18)
@@ -31,8 +36,8 @@ extension_packages() {
 build() {
   local major=$1 suite rootfs hash tag
   suite=$(suite_of "$major")
-  hash=$( { cat "$0"; echo "$major"; } | sha256sum | cut -c1-12)
-  tag="pgcd/postgres:$major"
+  hash=$( { cat "$0" images/describe-settings.sh; echo "$major"; } | sha256sum | cut -c1-12)
+  tag="$image:$major"
   if [ "$(docker image inspect --format '{{ index .Config.Labels "pgcd.recipe" }}' "$tag" 2>/dev/null || true)" = "$hash" ] \
      && [ -s "$cache/manifests/$major.json" ]; then
     echo "== $tag is current (recipe $hash)"
@@ -40,12 +45,13 @@ build() {
   fi
   echo "== building $tag from Debian $suite (recipe $hash)"
   rootfs="$cache/rootfs-$major"
+  umount "$rootfs/dev/shm" 2>/dev/null || true
   umount "$rootfs/proc" 2>/dev/null || true
   rm -rf "$rootfs"
   local t0=$SECONDS
   debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >/dev/null
   mount -t proc proc "$rootfs/proc"
-  trap 'umount "'"$rootfs"'/proc" 2>/dev/null || true' RETURN
+  trap 'umount "'"$rootfs"'/dev/shm" 2>/dev/null || true; umount "'"$rootfs"'/proc" 2>/dev/null || true' RETURN
   local apt=(chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false -o Dpkg::Options::=--force-confold -qq)
   # pgcd makes its own data directories: no default cluster in the image.
   mkdir -p "$rootfs/etc/postgresql-common"
@@ -87,9 +93,17 @@ build() {
   version=$(chroot "$rootfs" "$bindir/postgres" --version | awk '{print $3}')
   exts=$(find "$rootfs$share/extension" -name '*.control' -printf '%f\n' | sed 's/\.control$//' | sort | sed 's/.*/"&"/' | paste -sd, -)
   pgbr=$(chroot "$rootfs" sh -c 'pgbackrest version 2>/dev/null | awk "{print \$2}"' || true)
+  # The settings catalog, from a throwaway server in the image (it needs
+  # /dev/shm for its shared memory).
+  local settings
+  mkdir -p "$rootfs/dev/shm" && mount -t tmpfs shm "$rootfs/dev/shm"
+  cp images/describe-settings.sh "$rootfs/tmp/describe-settings.sh"
+  settings=$(chroot "$rootfs" bash /tmp/describe-settings.sh "$bindir")
+  rm -f "$rootfs/tmp/describe-settings.sh"
+  umount "$rootfs/dev/shm"
   mkdir -p "$rootfs/etc/pgcd"
-  printf '{"major":%s,"version":"%s","suite":"%s","recipe":"%s","bindir":"%s","pgbackrest":"%s","extensions":[%s]}\n' \
-    "$major" "$version" "$suite" "$hash" "$bindir" "$pgbr" "$exts" | tee "$rootfs/etc/pgcd/manifest.json" > "$cache/manifests/$major.json"
+  printf '{"major":%s,"version":"%s","suite":"%s","recipe":"%s","bindir":"%s","pgbackrest":"%s","extensions":[%s],%s}\n' \
+    "$major" "$version" "$suite" "$hash" "$bindir" "$pgbr" "$exts" "$settings" | tee "$rootfs/etc/pgcd/manifest.json" > "$cache/manifests/$major.json"
   umount "$rootfs/proc"
 
   tar -C "$rootfs" -c . | docker import \
@@ -97,7 +111,7 @@ build() {
     --change "ENV PATH=$bindir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     - "$tag" >/dev/null
   rm -rf "$rootfs"
-  echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $((SECONDS - t0)) s"
+  echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $(grep -o '"context"' "$cache/manifests/$major.json" | wc -l) settings, $((SECONDS - t0)) s"
 }
 
 for m in "${majors[@]}"; do build "$m"; done

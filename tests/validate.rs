@@ -28,8 +28,15 @@ fn fixtures() -> Vec<PathBuf> {
     dirs
 }
 
+/// A fixture with a `manifests` directory (the checked-in catalog of the
+/// PostgreSQL 17 image, `tests/fixtures/manifests`) is checked against it.
 fn error_lines(dir: &Path) -> (i32, Vec<String>) {
-    let out = pgcd().arg("validate").arg(dir).output().expect("run pgcd");
+    let mut cmd = pgcd();
+    cmd.arg("validate").arg(dir);
+    if dir.join("manifests").is_dir() {
+        cmd.arg("--manifests").arg(dir.join("manifests"));
+    }
+    let out = cmd.output().expect("run pgcd");
     let stderr = String::from_utf8(out.stderr).expect("utf-8");
     let lines = stderr
         .lines()

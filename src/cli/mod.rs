@@ -6,8 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod agent;
+mod completion;
 mod demo;
 mod host;
+mod import;
+mod man;
 mod plan;
 mod schema;
 mod source;
@@ -53,6 +56,13 @@ pub enum Command {
     Source(source::Args),
     /// Run a three-host demo cluster on this machine (127.0.0.11-13).
     Demo(demo::Args),
+    /// Turn another tool's database specs into pgcd's layout
+    /// (`pgcd import pgedge FILE... --out DIR`).
+    Import(import::Args),
+    /// Print the shell completion script (bash, zsh, fish).
+    Completion(completion::Args),
+    /// Write the manual pages (`pgcd man --out DIR`).
+    Man(man::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -67,6 +77,9 @@ pub fn main() -> i32 {
         Command::Host(args) => host::run(args),
         Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code,

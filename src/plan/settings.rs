@@ -8,33 +8,18 @@ use crate::spec::Database;
 use std::collections::BTreeMap;
 
 /// Settings PostgreSQL reads only at server start (`context = postmaster`)
-/// that pgcd users set. Any other name the instance reports in
+/// in any image pgcd builds, its modules' settings included: the images'
+/// settings catalogs' answer (`postgres --describe-config` via pg_settings at
+/// image build time), one name a line; `tests/images.rs` fails when it
+/// differs from the catalogs. Any other name the instance reports in
 /// `pending_restart` needs a restart too.
-pub const RESTART_SETTINGS: &[&str] = &[
-    "archive_mode",
-    "autovacuum_max_workers",
-    "huge_pages",
-    "listen_addresses",
-    "max_connections",
-    "max_locks_per_transaction",
-    "max_logical_replication_workers",
-    "max_prepared_transactions",
-    "max_replication_slots",
-    "max_wal_senders",
-    "max_worker_processes",
-    "port",
-    "shared_buffers",
-    "shared_preload_libraries",
-    "ssl",
-    "track_commit_timestamp",
-    "wal_buffers",
-    "wal_level",
-    "wal_log_hints",
-];
+pub const RESTART_SETTINGS: &str = include_str!("restart_settings.txt");
 
 /// Whether changing `name` takes a restart.
 pub fn needs_restart(name: &str) -> bool {
-    RESTART_SETTINGS.contains(&name)
+    RESTART_SETTINGS
+        .lines()
+        .any(|l| !l.starts_with('#') && l == name)
 }
 
 /// The settings a node's instances should have: the database's

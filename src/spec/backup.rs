@@ -31,8 +31,10 @@ choice!(
 /// A pgBackRest repository.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = id_is_optional)]
 pub struct Repository {
-    /// Id, unique within the database.
+    /// Id, unique within the database. Default: the type and the position in
+    /// its list, from 1 (`s3-1`, `posix-2`); a restore's repository is `<type>-1`.
     pub id: ObjectId,
     /// Storage type.
     #[serde(rename = "type")]
@@ -58,6 +60,9 @@ pub struct Repository {
     /// GCS bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gcs_bucket: Option<String>,
+    /// GCS endpoint (for a GCS-compatible store or emulator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gcs_endpoint: Option<String>,
     /// GCS service account key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gcs_key: Option<SecretRef>,
@@ -67,6 +72,9 @@ pub struct Repository {
     /// Azure container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub azure_container: Option<String>,
+    /// Azure endpoint (another cloud than Azure's public one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure_endpoint: Option<String>,
     /// Azure key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub azure_key: Option<SecretRef>,
@@ -84,9 +92,10 @@ pub struct Repository {
 impl Decode for Repository {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
         let mut m = MapReader::new(node, path, cx, "a backup repository")?;
+        let had_id = m.has("id");
         let r = (
-            m.req(cx, "id"),
-            m.req(cx, "type"),
+            m.opt::<ObjectId>(cx, "id"),
+            m.req::<RepoType>(cx, "type"),
             m.opt(cx, "base_path"),
             m.opt(cx, "s3_bucket"),
             m.opt(cx, "s3_region"),
@@ -94,18 +103,34 @@ impl Decode for Repository {
             m.opt(cx, "s3_key"),
             m.opt(cx, "s3_key_secret"),
             m.opt(cx, "gcs_bucket"),
+            m.opt(cx, "gcs_endpoint"),
             m.opt(cx, "gcs_key"),
             m.opt(cx, "azure_account"),
             m.opt(cx, "azure_container"),
+            m.opt(cx, "azure_endpoint"),
             m.opt(cx, "azure_key"),
+        );
+        let s = (
             m.opt(cx, "retention_full"),
             m.opt(cx, "retention_full_type"),
             m.map(cx, "custom_options"),
         );
         m.finish(cx);
+        let repo_type = r.1?;
+        let id = match r.0 {
+            Some(id) => id,
+            None if had_id => return None, // a bad id is reported; do not invent one
+            // pgEdge derives nothing visible; pgcd needs an id to refer to
+            // (schedules, Backup operations), stable as long as the list is.
+            None => ObjectId::parse(&format!(
+                "{repo_type}-{}",
+                path.last_index().map_or(1, |i| i + 1)
+            ))
+            .ok()?,
+        };
         Some(Self {
-            id: r.0?,
-            repo_type: r.1?,
+            id,
+            repo_type,
             base_path: r.2,
             s3_bucket: r.3,
             s3_region: r.4,
@@ -113,14 +138,23 @@ impl Decode for Repository {
             s3_key: r.6,
             s3_key_secret: r.7,
             gcs_bucket: r.8,
-            gcs_key: r.9,
-            azure_account: r.10,
-            azure_container: r.11,
-            azure_key: r.12,
-            retention_full: r.13,
-            retention_full_type: r.14,
-            custom_options: r.15,
+            gcs_endpoint: r.9,
+            gcs_key: r.10,
+            azure_account: r.11,
+            azure_container: r.12,
+            azure_endpoint: r.13,
+            azure_key: r.14,
+            retention_full: s.0,
+            retention_full_type: s.1,
+            custom_options: s.2,
         })
+    }
+}
+
+/// The schema of a repository: `id` may be left out (it is derived).
+fn id_is_optional(schema: &mut schemars::Schema) {
+    if let Some(req) = schema.get_mut("required").and_then(|r| r.as_array_mut()) {
+        req.retain(|f| f != "id");
     }
 }
 
@@ -173,7 +207,12 @@ pub struct BackupConfig {
 impl Decode for BackupConfig {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
         let mut m = MapReader::new(node, path, cx, "a backup_config")?;
-        let repositories = m.req(cx, "repositories");
+        let repositories = m.nonempty_list(
+            cx,
+            "repositories",
+            true,
+            "a backup_config has at least one repository",
+        );
         let schedules = m.list(cx, "schedules");
         m.finish(cx);
         Some(Self {
@@ -187,7 +226,11 @@ impl Decode for BackupConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfig {
-    /// The database the backups were taken of (its stanza).
+    /// The database whose backups these are (the stanza's database): pgEdge's
+    /// database id. Default: `source_database_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_database_id: Option<ObjectId>,
+    /// The database inside the backups; restored under this spec's `database_name`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_database_name: Option<DatabaseName>,
     /// The node the backups were taken on.
@@ -204,6 +247,7 @@ impl Decode for RestoreConfig {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
         let mut m = MapReader::new(node, path, cx, "a restore_config")?;
         let r = (
+            m.opt(cx, "source_database_id"),
             m.opt(cx, "source_database_name"),
             m.opt(cx, "source_node_name"),
             m.req(cx, "repository"),
@@ -211,10 +255,11 @@ impl Decode for RestoreConfig {
         );
         m.finish(cx);
         Some(Self {
-            source_database_name: r.0,
-            source_node_name: r.1,
-            repository: r.2?,
-            restore_options: r.3,
+            source_database_id: r.0,
+            source_database_name: r.1,
+            source_node_name: r.2,
+            repository: r.3?,
+            restore_options: r.4,
         })
     }
 }

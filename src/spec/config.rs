@@ -5,7 +5,7 @@ use super::decode::{Ctx, Decode, MapReader};
 use super::diag::FieldPath;
 pub use super::reporters::{BitbucketReporter, GitNotes, GitlabReporter, HttpReporter, Reporters};
 use super::secret::SecretRef;
-use super::values::Duration;
+use super::values::{Duration, PgVersion};
 use super::yaml::Node;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -23,6 +23,11 @@ pub struct ClusterConfig {
     /// PostgreSQL image per major (`"17": pgcd/postgres:17`); pgcd's own images when absent.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+    /// The `postgres_version` of every database that names none (a major such
+    /// as `"17"`, or a pinned minor). Default: pgcd's newest major, 18.
+    /// Changing it changes those databases' desired version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_version: Option<PgVersion>,
 }
 
 impl Decode for ClusterConfig {
@@ -32,12 +37,14 @@ impl Decode for ClusterConfig {
             m.opt(cx, "source"),
             m.opt(cx, "reporters"),
             m.map(cx, "images"),
+            m.opt(cx, "postgres_version"),
         );
         m.finish(cx);
         Some(Self {
             source: r.0.unwrap_or_default(),
             reporters: r.1.unwrap_or_default(),
             images: r.2,
+            postgres_version: r.3,
         })
     }
 }

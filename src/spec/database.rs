@@ -3,9 +3,11 @@
 
 use super::backup::{BackupConfig, RestoreConfig};
 use super::decode::{choice, Ctx, Decode, MapReader};
+use super::defaults;
 use super::diag::FieldPath;
 use super::extensions::Extension;
 use super::names::{DatabaseName, HostId, NodeName, RoleName};
+use super::pgedge;
 use super::secret::SecretRef;
 use super::values::{ConfValue, Cpus, Memory, PgVersion};
 use super::yaml::Node;
@@ -47,7 +49,9 @@ pub struct Database {
     pub kind: Option<String>,
     /// The database name; equals the file name without `.yaml`.
     pub database_name: DatabaseName,
-    /// PostgreSQL version of every node unless a node overrides it.
+    /// PostgreSQL version of every node unless a node overrides it. Default:
+    /// `postgres_version` of `pgcd.yaml`, else pgcd's newest major (18).
+    #[serde(default = "super::defaults::postgres_version")]
     pub postgres_version: PgVersion,
     /// Spock major version, when `replication: spock`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,9 +118,16 @@ impl Decode for Database {
                 format!("a file under databases/ has kind Database, not \"{k}\""),
             );
         }
+        let version: Option<PgVersion> = m.opt(cx, "postgres_version");
+        let version = version
+            .or(cx.postgres_version)
+            .unwrap_or_else(defaults::postgres_version);
+        m.unsupported(cx, "orchestrator_opts", pgedge::orchestrator_opts);
+        m.unsupported(cx, "patroni_port", pgedge::patroni_port);
+        m.unsupported(cx, "services", pgedge::services);
         let r = (
             m.req(cx, "database_name"),
-            m.req(cx, "postgres_version"),
+            Some(version),
             m.opt(cx, "spock_version"),
             m.opt(cx, "port"),
             m.opt(cx, "cpus"),
@@ -125,7 +136,7 @@ impl Decode for Database {
             m.opt(cx, "state"),
             m.opt(cx, "confirm_delete"),
             m.opt(cx, "delete_data"),
-            m.req(cx, "nodes"),
+            m.nonempty_list(cx, "nodes", true, "a database has at least one node"),
         );
         let s = (
             m.list(cx, "database_users"),
@@ -189,6 +200,9 @@ pub struct NodeSpec {
     /// Added after the database's `pg_hba_conf`.
     #[serde(default)]
     pub pg_hba_conf: Vec<String>,
+    /// Added to the database's `pg_ident_conf` on this node.
+    #[serde(default)]
+    pub pg_ident_conf: Vec<String>,
     /// Replaces the database's `backup_config` for this node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_config: Option<BackupConfig>,
@@ -210,15 +224,23 @@ pub struct NodeSpec {
 impl Decode for NodeSpec {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
         let mut m = MapReader::new(node, path, cx, "a node")?;
+        m.unsupported(cx, "orchestrator_opts", pgedge::orchestrator_opts);
+        m.unsupported(cx, "patroni_port", pgedge::patroni_port);
         let r = (
             m.req(cx, "name"),
-            m.req(cx, "host_ids"),
+            m.nonempty_list(
+                cx,
+                "host_ids",
+                true,
+                "a node has at least one host (its primary)",
+            ),
             m.opt(cx, "postgres_version"),
             m.opt(cx, "port"),
             m.opt(cx, "cpus"),
             m.opt(cx, "memory"),
             m.map(cx, "postgresql_conf"),
             m.list(cx, "pg_hba_conf"),
+            m.list(cx, "pg_ident_conf"),
             m.opt(cx, "backup_config"),
             m.opt(cx, "restore_config"),
             m.opt(cx, "source_node"),
@@ -235,11 +257,12 @@ impl Decode for NodeSpec {
             memory: r.5,
             postgresql_conf: r.6,
             pg_hba_conf: r.7,
-            backup_config: r.8,
-            restore_config: r.9,
-            source_node: r.10,
-            state: r.11,
-            synchronous: r.12,
+            pg_ident_conf: r.8,
+            backup_config: r.9,
+            restore_config: r.10,
+            source_node: r.11,
+            state: r.12,
+            synchronous: r.13,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! reports problems into [`Ctx`] instead of returning early.
 
 use super::diag::{Diagnostic, FieldPath, SpanMap};
+use super::values::PgVersion;
 use super::yaml::{Key, Node, Pos, Value};
 use std::collections::BTreeMap;
 
@@ -16,6 +17,9 @@ pub struct Ctx {
     pub spans: SpanMap,
     /// The errors found so far.
     pub diags: Vec<Diagnostic>,
+    /// `postgres_version` of a database that names none: `pgcd.yaml`'s, or
+    /// pgcd's own default when `None`.
+    pub postgres_version: Option<PgVersion>,
 }
 
 impl Ctx {
@@ -24,6 +28,7 @@ impl Ctx {
         Self {
             spans: SpanMap::new(file),
             diags: Vec::new(),
+            postgres_version: None,
         }
     }
 
@@ -144,6 +149,53 @@ impl<'n> MapReader<'n> {
             );
             None
         }
+    }
+
+    /// A field pgcd does not support (a pgEdge field, say): when present it
+    /// is an error at its key, with `why` saying what pgcd offers instead.
+    pub fn unsupported(
+        &mut self,
+        cx: &mut Ctx,
+        name: &'static str,
+        why: impl FnOnce(&Node) -> String,
+    ) {
+        let Some(i) = self.entries.iter().position(|(k, _)| k.text == name) else {
+            return;
+        };
+        self.used[i] = true;
+        let (key, node) = &self.entries[i];
+        if !node.is_null() {
+            cx.error_at(key.pos, &self.path.field(name), why(node));
+        }
+    }
+
+    /// A list field that must hold at least one item when present or
+    /// `required`. Emptiness is judged on the YAML list itself, so an item
+    /// that fails to decode (and is reported) does not also make the list
+    /// "empty".
+    pub fn nonempty_list<T: Decode>(
+        &mut self,
+        cx: &mut Ctx,
+        name: &'static str,
+        required: bool,
+        empty: &str,
+    ) -> Option<Vec<T>> {
+        let raw_empty = self
+            .entries
+            .iter()
+            .find(|(k, _)| k.text == name)
+            .map(|(_, v)| matches!(&v.value, Value::Seq(items) if items.is_empty()));
+        let list: Option<Vec<T>> = if required {
+            self.req(cx, name)
+        } else {
+            self.opt(cx, name)
+        };
+        if raw_empty == Some(true) {
+            let p = self.path.field(name);
+            let pos = cx.spans.pos(p.as_str());
+            cx.error_at(pos, &p, empty);
+        }
+        list
     }
 
     /// The path of this mapping.

@@ -6,7 +6,19 @@ use super::backup::{BackupConfig, RetentionType};
 use super::config::ClusterConfig;
 use super::database::{Database, DatabaseState, NodeState, Replication, RoleAttribute};
 use super::operation::{Action, Operation};
-use super::values::Duration;
+use super::values::{Duration, PgVersion};
+
+/// The PostgreSQL major of a database that names no `postgres_version` when
+/// `pgcd.yaml` names none either: the newest major pgcd builds an image for.
+pub const DEFAULT_POSTGRES_MAJOR: u16 = 18;
+
+/// [`DEFAULT_POSTGRES_MAJOR`] as a version (the newest minor of its image).
+pub fn postgres_version() -> PgVersion {
+    PgVersion {
+        major: DEFAULT_POSTGRES_MAJOR,
+        minor: None,
+    }
+}
 
 /// PostgreSQL's port unless the spec says otherwise.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -70,6 +82,7 @@ pub fn operation(op: &mut Operation) {
 
 /// Fills the defaults of `pgcd.yaml`.
 pub fn config(c: &mut ClusterConfig) {
+    c.postgres_version.get_or_insert_with(postgres_version);
     c.source
         .poll_interval
         .get_or_insert_with(|| Duration("15s".into()));

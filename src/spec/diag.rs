@@ -64,6 +64,12 @@ impl FieldPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The index of a list item's path (`repositories[2]` → 2).
+    pub fn last_index(&self) -> Option<usize> {
+        let inner = self.0.strip_suffix(']')?;
+        inner[inner.rfind('[')? + 1..].parse().ok()
+    }
 }
 
 impl fmt::Display for FieldPath {
@@ -97,6 +103,11 @@ impl SpanMap {
     /// Records where a field starts.
     pub fn insert(&mut self, path: &FieldPath, pos: Pos) {
         self.spans.insert(path.0.clone(), pos);
+    }
+
+    /// Whether the field itself was in the file (not only a parent).
+    pub fn has(&self, path: &str) -> bool {
+        self.spans.contains_key(path)
     }
 
     /// Where a field starts; falls back to its closest recorded parent.

@@ -9,6 +9,7 @@ use super::diag::{Diagnostic, FieldPath, SpanMap};
 use super::images::ImageCatalog;
 use super::operation::{Action, Operation};
 use super::rules;
+use super::values::PgVersion;
 use super::yaml;
 use super::{defaults, Desired, SourceFile};
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ pub fn stored<T: Decode + Default0 + Stored>(
         text: serde_json::to_string(json).map_err(|e| e.to_string())?,
     };
     let mut diags = Vec::new();
-    match read_one::<T>(&file, false, &mut diags) {
+    match read_one::<T>(&file, false, None, &mut diags) {
         Some((mut v, _)) if diags.is_empty() => {
             v.defaults();
             Ok(v)
@@ -67,7 +68,8 @@ pub fn load(files: &[SourceFile]) -> Result<Desired, Vec<Diagnostic>> {
 }
 
 /// Like [`load`], and every declared extension must be in the image of its
-/// database's PostgreSQL major, when `images` has that image's manifest and
+/// database's PostgreSQL major, and every `postgresql_conf` setting one that
+/// image's server takes, when `images` has that image's manifest and
 /// `pgcd.yaml` does not name another image for the major.
 pub fn load_checked(
     files: &[SourceFile],
@@ -79,7 +81,16 @@ pub fn load_checked(
     let mut operations: Vec<(Operation, SpanMap)> = Vec::new();
     let mut config_spans = SpanMap::new("pgcd.yaml");
 
-    for file in files {
+    let is_config = |f: &SourceFile| f.path == "pgcd.yaml" || f.path == "pgcd.yml";
+    // pgcd.yaml first: its `postgres_version` is the default of every database.
+    for file in files.iter().filter(|f| is_config(f)) {
+        if let Some((c, spans)) = read_one::<ClusterConfig>(file, true, None, &mut diags) {
+            config_spans = spans;
+            config = Some(c);
+        }
+    }
+    let default_version = config.as_ref().and_then(|c| c.postgres_version);
+    for file in files.iter().filter(|f| !is_config(f)) {
         let stem = file
             .path
             .rsplit('/')
@@ -87,18 +98,15 @@ pub fn load_checked(
             .unwrap_or(&file.path)
             .trim_end_matches(".yaml")
             .trim_end_matches(".yml");
-        if file.path == "pgcd.yaml" || file.path == "pgcd.yml" {
-            if let Some((c, spans)) = read_one::<ClusterConfig>(file, true, &mut diags) {
-                config_spans = spans;
-                config = Some(c);
-            }
-        } else if file.path.starts_with("databases/") {
-            if let Some((db, spans)) = read_one::<Database>(file, false, &mut diags) {
+        if file.path.starts_with("databases/") {
+            if let Some((db, spans)) =
+                read_one::<Database>(file, false, default_version, &mut diags)
+            {
                 diags.extend(rules::check_database(&db, stem, &spans));
                 databases.push((db, spans));
             }
         } else if file.path.starts_with("operations/") {
-            if let Some((op, spans)) = read_one::<Operation>(file, false, &mut diags) {
+            if let Some((op, spans)) = read_one::<Operation>(file, false, None, &mut diags) {
                 if op.id.as_str() != stem {
                     diags.push(spans.error(
                         "id",
@@ -113,8 +121,9 @@ pub fn load_checked(
     check_config(&config, &config_spans, &mut diags);
     for (db, spans) in &databases {
         check_images(db, spans, &config, images, &mut diags);
+        super::conf::check(db, spans, &config, images, &mut diags);
     }
-    check_ports(&databases, &mut diags);
+    super::ports::check(&databases, &mut diags);
     check_duplicate_names(&databases, &mut diags);
     for (op, spans) in &operations {
         check_operation(op, spans, &databases, &mut diags);
@@ -182,6 +191,7 @@ fn check_images(
 fn read_one<T: Decode + Default0>(
     file: &SourceFile,
     empty_ok: bool,
+    default_version: Option<PgVersion>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(T, SpanMap)> {
     let node = match yaml::parse(&file.text) {
@@ -209,6 +219,7 @@ fn read_one<T: Decode + Default0>(
         }
     };
     let mut cx = Ctx::new(&file.path);
+    cx.postgres_version = default_version;
     let value = decode::<T>(&node, &FieldPath::root(), &mut cx);
     diags.append(&mut cx.diags);
     // A file with errors in optional fields still decodes (without them), so
@@ -258,41 +269,6 @@ fn check_config(c: &ClusterConfig, spans: &SpanMap, diags: &mut Vec<Diagnostic>)
         ));
     }
     super::reporters::check(&c.reporters, spans, diags);
-}
-
-/// Two databases may not listen on the same port of the same host.
-fn check_ports(dbs: &[(Database, SpanMap)], diags: &mut Vec<Diagnostic>) {
-    let mut used: HashMap<(String, u16), (String, String)> = HashMap::new();
-    let mut order: Vec<&(Database, SpanMap)> = dbs.iter().collect();
-    order.sort_by(|a, b| a.1.file().cmp(b.1.file()));
-    for (db, spans) in order {
-        for (i, node) in db.nodes.iter().enumerate() {
-            let port = node.port.or(db.port).unwrap_or(defaults::DEFAULT_PORT);
-            for (j, host) in node.host_ids.iter().enumerate() {
-                let path = if node.port.is_some() {
-                    format!("nodes[{i}].port")
-                } else if db.port.is_some() {
-                    "port".to_string()
-                } else {
-                    format!("nodes[{i}].host_ids[{j}]")
-                };
-                let key = (host.as_str().to_string(), port);
-                if let Some((other_db, other_file)) = used.get(&key) {
-                    if other_db != db.database_name.as_str() {
-                        diags.push(spans.error(&path, format!("port {port} on host {host} is already used by database {other_db} ({other_file}); give one of them another port")));
-                    }
-                } else {
-                    used.insert(
-                        key,
-                        (
-                            db.database_name.as_str().to_string(),
-                            spans.file().to_string(),
-                        ),
-                    );
-                }
-            }
-        }
-    }
 }
 
 fn check_duplicate_names(dbs: &[(Database, SpanMap)], diags: &mut Vec<Diagnostic>) {

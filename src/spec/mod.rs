@@ -6,23 +6,30 @@
 //! a fully defaulted [`Desired`] or every [`Diagnostic`] of the revision.
 
 pub mod backup;
+mod backup_rules;
+mod conf;
 pub mod config;
 pub mod database;
 pub mod decode;
 pub mod defaults;
 pub mod diag;
 pub mod diff;
+pub mod emit;
 pub mod extensions;
 pub mod images;
+pub mod import;
 mod load;
 pub mod names;
 pub mod operation;
 pub mod pgbackrest;
+pub mod pgedge;
+mod ports;
 pub mod reference;
 pub mod reporters;
 pub mod rules;
 pub mod schema;
 pub mod secret;
+pub mod settings;
 pub mod values;
 pub mod yaml;
 

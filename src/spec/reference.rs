@@ -20,8 +20,12 @@ pub fn markdown() -> String {
            `postgres`, `template0`, `template1`, `pgcd` are reserved databases; `pg_*`,\n  \
            `postgres`, `pgcd`, `pgcd_replication`, `public`, `none` are reserved roles;\n\
          - `database_name` equals the file name; operation `id` equals the file name;\n\
-         - node names are unique; a host carries at most one instance of a database;\n\
-         - ports are 1024-65535, and two databases sharing a host need different ports;\n\
+         - node names are unique; a host carries at most one instance of a node;\n\
+         - ports are 1024-65535, and every instance on a host needs its own port (nodes of\n  \
+           one database may share a host on different ports, as in pgEdge's quickstart);\n\
+         - `postgres_version` defaults to `pgcd.yaml`'s `postgres_version`, else 18;\n\
+         - pgEdge fields pgcd does not carry out (`orchestrator_opts`, `patroni_port`,\n  \
+           `services`) are errors that say what pgcd offers instead;\n\
          - passwords and keys are secret references (`{env: NAME}`, `{file: /path}`,\n  \
            `{age: <armored ciphertext>}`); clear text is refused and never echoed;\n\
          - extensions are SQL names (`vector`, `postgis`, `pg_cron`, `pgaudit`, ...) or product\n  \

@@ -1,7 +1,8 @@
 //! Rules of one file that decoding alone cannot check: references inside a
 //! database, reserved names, managed settings, cron expressions.
 
-use super::backup::{BackupConfig, RepoType, Repository, RestoreOptions, RestoreType};
+use super::backup_rules::{check_backup, check_restore};
+pub use super::backup_rules::{check_restore_options, parse_cron};
 use super::database::{Database, DatabaseState, Replication, RoleAttribute};
 use super::diag::{Diagnostic, SpanMap};
 use super::names::{RESERVED_DATABASES, RESERVED_ROLES};
@@ -84,12 +85,10 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         err("delete_data", "only allowed with state: absent".into());
     }
 
-    // Nodes: names unique, hosts used once, references resolve.
-    if db.nodes.is_empty() {
-        err("nodes", "a database has at least one node".into());
-    }
+    // Nodes: names unique, a host once per node, references resolve. Two
+    // nodes may share a host on different ports (checked with every other
+    // database's ports in `ports.rs`). Emptiness is checked while decoding.
     let mut node_names: HashMap<&str, usize> = HashMap::new();
-    let mut hosts: HashMap<&str, String> = HashMap::new();
     for (i, node) in db.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
         if let Some(first) = node_names.insert(node.name.as_str(), i) {
@@ -101,16 +100,13 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
                 ),
             );
         }
-        if node.host_ids.is_empty() {
-            err(
-                &format!("{p}.host_ids"),
-                "a node has at least one host (its primary)".into(),
-            );
-        }
+        let mut hosts: HashMap<&str, usize> = HashMap::new();
         for (j, host) in node.host_ids.iter().enumerate() {
-            let hp = format!("{p}.host_ids[{j}]");
-            if let Some(prev) = hosts.insert(host.as_str(), hp.clone()) {
-                err(&hp, format!("host \"{host}\" is already used by {prev}; a database has at most one instance per host"));
+            if let Some(prev) = hosts.insert(host.as_str(), j) {
+                err(
+                    &format!("{p}.host_ids[{j}]"),
+                    format!("host \"{host}\" is listed twice (also {p}.host_ids[{prev}]); a node has at most one instance per host"),
+                );
             }
         }
         check_port(node.port, &format!("{p}.port"), &mut err);
@@ -121,7 +117,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         );
         check_hba(&node.pg_hba_conf, &format!("{p}.pg_hba_conf"), &mut err);
         if let Some(b) = &node.backup_config {
-            check_backup(b, &format!("{p}.backup_config"), &mut err);
+            check_backup(b, &format!("{p}.backup_config"), spans, &mut err);
         }
         if node.synchronous == Some(true) && node.host_ids.len() < 2 {
             err(
@@ -245,7 +241,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         }
     }
     if let Some(b) = &db.backup_config {
-        check_backup(b, "backup_config", &mut err);
+        check_backup(b, "backup_config", spans, &mut err);
     }
     if let Some(r) = &db.restore_config {
         check_restore(
@@ -263,10 +259,17 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn check_port(port: Option<u16>, path: &str, err: &mut impl FnMut(&str, String)) {
-    if let Some(p) = port {
-        if p < MIN_PORT {
-            err(path, format!("port {p} is out of range ({MIN_PORT}-65535)"));
+    match port {
+        // pgEdge reads 0 as "pick a random port"; pgcd's instances listen on
+        // one fixed port that clients and the other nodes are told about.
+        Some(0) => err(
+            path,
+            format!("port 0 (a random port) is not supported: give a fixed port ({MIN_PORT}-65535), or leave `port` out for 5432"),
+        ),
+        Some(p) if p < MIN_PORT => {
+            err(path, format!("port {p} is out of range ({MIN_PORT}-65535)"))
         }
+        _ => {}
     }
 }
 
@@ -346,181 +349,5 @@ fn check_hba(lines: &[String], path: &str, err: &mut impl FnMut(&str, String)) {
                 ),
             );
         }
-    }
-}
-
-/// Parses a cron expression: five fields (minute first), or six with seconds.
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    use std::str::FromStr;
-    let fields = expr.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {expr}"),
-        6 => expr.to_string(),
-        n => {
-            return Err(format!(
-            "\"{expr}\" has {n} fields; a cron expression has 5 (minute hour day month weekday)"
-        ))
-        }
-    };
-    cron::Schedule::from_str(&full).map_err(|e| {
-        // The crate's message spans lines (with a caret); its last line says what is wrong.
-        let text = e.to_string();
-        let why = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("invalid")
-            .trim()
-            .to_string();
-        format!("\"{expr}\" is not a valid cron expression ({why})")
-    })
-}
-
-fn check_repository(repo: &Repository, p: &str, err: &mut impl FnMut(&str, String)) {
-    let need = |field: &str, v: bool, err: &mut dyn FnMut(&str, String)| {
-        if !v {
-            err(
-                p,
-                format!("a repository of type {} needs `{field}`", repo.repo_type),
-            );
-        }
-    };
-    match repo.repo_type {
-        RepoType::Posix | RepoType::Cifs => match &repo.base_path {
-            Some(b) if !b.starts_with('/') => {
-                err(&format!("{p}.base_path"), "must be an absolute path".into())
-            }
-            Some(_) => {}
-            None => need("base_path", false, err),
-        },
-        RepoType::S3 => {
-            need("s3_bucket", repo.s3_bucket.is_some(), err);
-            need("s3_region", repo.s3_region.is_some(), err);
-        }
-        RepoType::Gcs => need("gcs_bucket", repo.gcs_bucket.is_some(), err),
-        RepoType::Azure => {
-            need("azure_account", repo.azure_account.is_some(), err);
-            need("azure_container", repo.azure_container.is_some(), err);
-        }
-    }
-    for (name, value) in &repo.custom_options {
-        if let Some(why) = super::pgbackrest::check_custom_option(name, value) {
-            err(&format!("{p}.custom_options.{name}"), why);
-        }
-    }
-    if repo.retention_full == Some(0) {
-        err(
-            &format!("{p}.retention_full"),
-            "keep at least one full backup".into(),
-        );
-    }
-}
-
-fn check_backup(b: &BackupConfig, path: &str, err: &mut impl FnMut(&str, String)) {
-    if b.repositories.is_empty() {
-        err(
-            &format!("{path}.repositories"),
-            "at least one repository".into(),
-        );
-    }
-    let mut ids = HashSet::new();
-    for (i, repo) in b.repositories.iter().enumerate() {
-        let p = format!("{path}.repositories[{i}]");
-        if !ids.insert(repo.id.as_str()) {
-            err(
-                &format!("{p}.id"),
-                format!("repository id \"{}\" is used twice", repo.id),
-            );
-        }
-        check_repository(repo, &p, err);
-    }
-    let mut sched_ids = HashSet::new();
-    for (i, s) in b.schedules.iter().enumerate() {
-        let p = format!("{path}.schedules[{i}]");
-        if !sched_ids.insert(s.id.as_str()) {
-            err(
-                &format!("{p}.id"),
-                format!("schedule id \"{}\" is used twice", s.id),
-            );
-        }
-        if let Err(msg) = parse_cron(&s.cron_expression) {
-            err(&format!("{p}.cron_expression"), msg);
-        }
-        if let Some(r) = &s.repository {
-            if !ids.contains(r.as_str()) {
-                err(
-                    &format!("{p}.repository"),
-                    format!("no repository \"{r}\" in {path}.repositories"),
-                );
-            }
-        }
-    }
-}
-
-/// Checks point-in-time options: a target exactly when the type needs one.
-pub fn check_restore_options(o: &RestoreOptions, p: &str, err: &mut impl FnMut(&str, String)) {
-    let t = o.restore_type.unwrap_or(RestoreType::Default);
-    let needs_target = matches!(
-        t,
-        RestoreType::Time | RestoreType::Xid | RestoreType::Lsn | RestoreType::Name
-    );
-    match (&o.target, needs_target) {
-        (None, true) => err(&format!("{p}.type"), format!("type {t} needs a `target`")),
-        (Some(_), false) => err(&format!("{p}.target"), format!("type {t} takes no target")),
-        (Some(target), true) if t == RestoreType::Lsn && !is_lsn(target) => err(
-            &format!("{p}.target"),
-            format!("\"{target}\" is not an LSN (e.g. 0/3000060)"),
-        ),
-        (Some(target), true)
-            if t == RestoreType::Time
-                && chrono::DateTime::parse_from_rfc3339(&target.replace(' ', "T")).is_err() =>
-        {
-            err(
-                &format!("{p}.target"),
-                format!(
-                    "\"{target}\" is not a timestamp with a time zone (e.g. 2026-11-24T18:00:00Z)"
-                ),
-            )
-        }
-        _ => {}
-    }
-}
-
-fn is_lsn(s: &str) -> bool {
-    s.split_once('/').is_some_and(|(a, b)| {
-        [a, b]
-            .iter()
-            .all(|h| !h.is_empty() && h.len() <= 8 && h.chars().all(|c| c.is_ascii_hexdigit()))
-    })
-}
-
-fn check_restore(
-    repo: &Repository,
-    options: Option<&RestoreOptions>,
-    path: &str,
-    err: &mut impl FnMut(&str, String),
-) {
-    check_repository(repo, &format!("{path}.repository"), err);
-    if let Some(o) = options {
-        check_restore_options(o, &format!("{path}.restore_options"), err);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cron_accepts_five_and_six_fields() {
-        assert!(parse_cron("0 2 * * *").is_ok());
-        assert!(parse_cron("30 0 2 * * *").is_ok());
-        assert!(parse_cron("0 25 * * *").is_err());
-        assert!(parse_cron("every day").unwrap_err().contains("2 fields"));
-    }
-
-    #[test]
-    fn lsn_shape() {
-        assert!(is_lsn("0/3000060"));
-        assert!(!is_lsn("3000060"));
     }
 }

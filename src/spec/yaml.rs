@@ -86,6 +86,38 @@ fn pos(span: &Span) -> Pos {
     }
 }
 
+/// The node as JSON: plain scalars that read as null, booleans or numbers
+/// become those, every other scalar a string.
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        _ if node.is_null() => J::Null,
+        Value::Scalar { text, plain: true } => match text.as_str() {
+            "true" | "True" | "TRUE" => J::Bool(true),
+            "false" | "False" | "FALSE" => J::Bool(false),
+            t => t
+                .parse::<i64>()
+                .map(J::from)
+                .ok()
+                .or_else(|| {
+                    t.parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(J::Number)
+                })
+                .unwrap_or_else(|| J::String(t.to_string())),
+        },
+        Value::Scalar { text, .. } => J::String(text.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.text.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 /// Parses one YAML document. An empty file gives `None`.
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut builder = Builder {
