@@ -5,6 +5,8 @@
 //! and 127.<net>.21.x (idle); `PGCD_BENCH_SETTLE_SECS` (default 3) of steady state
 //! before each kill. Run: `cargo bench --bench failover`.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -3,6 +3,8 @@
 //! 50 ms each. Run: `cargo bench --bench plan` (prints Markdown rows for
 //! bench/plan.md).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use pgcd::plan::plan;
 use pgcd::state::Actual;
 #[path = "support/mod.rs"]

@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench reconcile` (prints Markdown rows for
 //! bench/reconcile.md). Needs the image pgcd/postgres:17 and Docker.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 #[allow(dead_code)]
 #[path = "../tests/common/gitrepo.rs"]
 mod gitrepo;

@@ -17,6 +17,8 @@
 //! `PGCD_BENCH_ONLY=ready|lag|join` runs one part).
 //! Needs Docker and the image pgcd/postgres:17.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -7,6 +7,8 @@
 //! Uses a real agent with embedded etcd on 127.0.60.11 and a repository served
 //! by git-daemon (so no file watcher shortcuts the webhook).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 // The tests' Git helper; only `git` is used here.
 #[allow(dead_code)]
 #[path = "../tests/common/gitrepo.rs"]

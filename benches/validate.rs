@@ -2,6 +2,8 @@
 //! files (plus operations), single-threaded. Target: under 1 s.
 //! Run: `cargo bench --bench validate` (prints a Markdown row for bench/validate.md).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 #[path = "support/mod.rs"]
 mod support;
 

@@ -46,6 +46,7 @@ pub fn resolve(secret: &SecretRef) -> Result<String, SecretError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

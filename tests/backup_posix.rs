@@ -4,6 +4,8 @@
 //! database with `backup_config`, archives, takes a backup and restores
 //! the instance in place to a point in time.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

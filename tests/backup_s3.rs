@@ -3,6 +3,8 @@
 //! (`storage-ca-file`, no `verify-tls=n`), path-style URIs. An agent
 //! archives to it, backs up and restores in place to a point in time.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

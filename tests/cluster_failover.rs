@@ -3,6 +3,8 @@
 //! same host without a second etcd member. SIGSTOP past the lease → the
 //! paused leader's guarded writes are rejected and it steps down.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Forming a cluster: init + two joins, one leader, hosts healthy everywhere;
 //! the etcd child is restarted when it dies; SIGTERM leaves no etcd behind.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::*;

@@ -3,6 +3,8 @@
 //! cancelled, and its write did not happen; the new leader's writes pass.
 //! Agents on an external etcd (`--etcd-endpoints`) form a cluster too.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::*;

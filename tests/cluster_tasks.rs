@@ -3,6 +3,8 @@
 //! again), and a task written while that agent was down runs once after it
 //! comes back.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::*;

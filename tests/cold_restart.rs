@@ -4,6 +4,8 @@
 //! (saying so) instead of exiting; once two are back the cluster forms
 //! again with its history, and every database is Ready with its data.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

@@ -3,6 +3,8 @@
 //! themselves write (`# TYPE` lines, with the `_bucket`/`_sum`/`_count`
 //! series of histograms and summaries), not from a list kept by hand.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use pgcd::api::routes::metrics::render_reconciler;
 use pgcd::cluster::metrics::Metrics;
 use pgcd::reconcile::status::ReconcilerStats;

@@ -6,6 +6,8 @@
 //! commit status API and Bitbucket's build status API — a server inside the
 //! test checks each request and counts them per context.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::{git, Repo};

@@ -2,6 +2,8 @@
 //! mutations of the sample repository go through the parser and validator.
 //! Every outcome is either a desired state or located diagnostics.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use pgcd::spec::{load, SourceFile};
 use proptest::prelude::*;
 

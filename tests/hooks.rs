@@ -1,6 +1,8 @@
 //! The Git hooks in real repositories: an invalid spec is refused with its
 //! FILE:LINE:COL message, a valid one goes through.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -6,6 +6,8 @@
 //! checked-in catalog the validation fixtures use says what the real one says.
 //! Set `UPDATE_EXPECT=1` to rewrite `src/plan/restart_settings.txt`.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use pgcd::spec::images::{ImageCatalog, Manifest};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,8 @@
 //! recorded and shown, and replication goes on; an apply error is counted
 //! and shown, not a silent stall.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

@@ -9,6 +9,8 @@
 //! Slow (a release build, cargo-deb, a debootstrap): runs only with
 //! `PGCD_PACKAGE_TEST=1` or in CI (`CI` set), and prints how long each part took.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;

@@ -5,6 +5,8 @@
 //! trailing commas and all) import to the same desired state; and what pgcd
 //! does not support is refused or listed, saying what pgcd offers instead.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

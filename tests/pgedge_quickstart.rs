@@ -4,6 +4,8 @@
 //! node), replicate to each other, and a row written on one node reaches the
 //! other two.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

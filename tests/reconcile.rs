@@ -2,6 +2,8 @@
 //! runtime reconcile a Git repository into containers of pgcd's images, and
 //! the tests connect to them. Needs the images (scripts/build-images.sh).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

@@ -7,6 +7,8 @@
 //! Slow steps come from the test executors (`PGCD_TEST_SLOW_STEPS`, set for
 //! every agent of this binary): steps of `slow` wait 60 s, operation steps 8 s.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

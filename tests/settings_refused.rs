@@ -4,6 +4,8 @@
 //! field of the setting, and the desired state in force does not change.
 //! Needs this machine's manifests with their catalogs (scripts/build-images.sh).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::Repo;

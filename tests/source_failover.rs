@@ -3,6 +3,8 @@
 //! reaches the same revision, records it once and reports it once — counted
 //! by a statuses server inside the test.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::Repo;

@@ -3,6 +3,8 @@
 //! statuses as notes pushed back to the origin and to an HTTP statuses API
 //! (a small server inside the test records exactly what it receives).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::{git, Repo};

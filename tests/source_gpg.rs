@@ -2,6 +2,8 @@
 //! applied; one signed by another key of the same keyring, or unsigned, is
 //! rejected and changes nothing. Real gpg, real git, a real agent.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::Repo;

@@ -5,6 +5,8 @@
 //! unknown CA or a server that is down is a clear failed status on the
 //! source while the last good desired state stays in force.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::{git, Repo};

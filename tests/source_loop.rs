@@ -3,6 +3,8 @@
 //! nothing, a fix recovers, a branch is planned and never applied; webhooks
 //! are verified (401, 413, 202) and wake the leader through etcd.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::{git, Repo};

@@ -4,6 +4,8 @@
 //! file or a secret reference) and checks `known_hosts`: an unknown or
 //! changed host key is refused with its SHA256 fingerprint.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::Repo;

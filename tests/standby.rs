@@ -2,6 +2,8 @@
 //! physical streaming standbys made with pg_basebackup through a slot each;
 //! a row written on the primary is read on both; status shows their lag.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 mod common;
 
 use common::gitrepo::git;

@@ -3,6 +3,8 @@
 //! Set `UPDATE_EXPECT=1` to rewrite the `expected.txt` files after a deliberate
 //! message change (and review the diff).
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -6,7 +6,6 @@ use crate::cluster::tasks::{Executor, Executors, TaskContext};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::time::Duration;
 
 /// The registry with every built-in executor. `debug.sleep`, a test aid,
@@ -32,12 +31,8 @@ impl Executor for DebugSleep {
         async move {
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(1000);
             let path = ctx.data_dir.join("debug-runs.log");
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
-            writeln!(f, "{} {}", ctx.task_id, std::process::id())
+            crate::exec::append_line(&path, &format!("{} {}\n", ctx.task_id, std::process::id()))
+                .await
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
             ctx.log(format!("sleeping {ms} ms"));
             tokio::time::sleep(Duration::from_millis(ms)).await;

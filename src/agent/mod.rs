@@ -133,12 +133,14 @@ pub async fn run_with(
     host_services: Vec<Arc<dyn HostService>>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-        AgentError::DataDir(format!(
-            "cannot create data dir {}: {e}",
-            cfg.data_dir.display()
-        ))
-    })?;
+    tokio::fs::create_dir_all(&cfg.data_dir)
+        .await
+        .map_err(|e| {
+            AgentError::DataDir(format!(
+                "cannot create data dir {}: {e}",
+                cfg.data_dir.display()
+            ))
+        })?;
     let identity = HostIdentity::load(&cfg.data_dir)?;
     if let Some(id) = &identity {
         if id.host_id != cfg.host_id.as_str() {

@@ -196,6 +196,7 @@ fn stanza(s: &Value) -> Result<StanzaInfo, InfoError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

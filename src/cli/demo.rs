@@ -5,6 +5,9 @@
 //! generated into `secrets.env`. Everything lives under one demo directory;
 //! `down` stops the agents and their containers and keeps the files.
 
+// A command-line verb: synchronous from start to end, so blocking file I/O is fine.
+#![allow(clippy::disallowed_methods)]
+
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};

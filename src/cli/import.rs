@@ -4,6 +4,9 @@
 //! `{env: NAME}` references: their names are printed, their values written
 //! only to `--env-file` (mode 0600), never to the terminal.
 
+// A command-line verb: synchronous from start to end, so blocking file I/O is fine.
+#![allow(clippy::disallowed_methods)]
+
 use crate::spec::{self, import};
 use anyhow::{bail, Context};
 use std::io::Write;

@@ -2,6 +2,9 @@
 //! (`pgcd-validate.1`, `pgcd-import-pgedge.1`, ...), generated from the
 //! command line itself (clap_mangen).
 
+// A command-line verb: synchronous from start to end, so blocking file I/O is fine.
+#![allow(clippy::disallowed_methods)]
+
 use anyhow::Context;
 use clap::CommandFactory;
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "pgcd", version, about)]
 pub struct Cli {
+    #[allow(missing_docs)] // clap would print a field's doc comment as help
     #[command(subcommand)]
     pub command: Command,
 }

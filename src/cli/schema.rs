@@ -1,5 +1,8 @@
 //! `pgcd schema [--out DIR]`: the JSON Schema of every kind.
 
+// A command-line verb: synchronous from start to end, so blocking file I/O is fine.
+#![allow(clippy::disallowed_methods)]
+
 use crate::spec;
 use anyhow::Context;
 use std::path::PathBuf;

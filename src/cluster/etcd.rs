@@ -5,6 +5,9 @@
 //! thread (so the agent) dies, even after a panic or SIGKILL of the agent.
 //! The thread restarts etcd when it exits unexpectedly.
 
+// The supervisor runs on a thread of its own, not on the async runtime.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::OpenOptions;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};

@@ -52,6 +52,8 @@ pub enum IdentityError {
 
 impl HostIdentity {
     /// Loads the identity of a data directory, `None` when it has none yet.
+    // Read once at start-up, before any task runs.
+    #[allow(clippy::disallowed_methods)]
     pub fn load(data_dir: &Path) -> Result<Option<Self>, IdentityError> {
         let path = data_dir.join(FILE_NAME);
         let text = match std::fs::read_to_string(&path) {
@@ -73,6 +75,8 @@ impl HostIdentity {
     }
 
     /// Writes the identity atomically (temporary file, then rename).
+    // Written at start-up, before any task runs.
+    #[allow(clippy::disallowed_methods)]
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
         let path = data_dir.join(FILE_NAME);
         let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));

@@ -165,7 +165,10 @@ async fn configure(
     };
     let path = host_dir(t.rt, &t.id).join(STATE_FILE);
     let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
-    tokio::task::spawn_blocking(move || std::fs::write(&path, json).map_err(io(&path)))
+    // Off the runtime's threads: inside spawn_blocking.
+    #[allow(clippy::disallowed_methods)]
+    let write = move || std::fs::write(&path, json).map_err(io(&path));
+    tokio::task::spawn_blocking(write)
         .await
         .map_err(|e| StepError::Arguments(format!("writing {STATE_FILE}: {e}")))??;
     Ok(())
@@ -174,6 +177,8 @@ async fn configure(
 /// Writes the configuration and its files (0600, owned by the container's
 /// `postgres`, whose ids are the data directory's), pgBackRest's own
 /// directories, and each local repository's path.
+// Called inside spawn_blocking only.
+#[allow(clippy::disallowed_methods)]
 fn write_files(
     dir: &Path,
     data: &Path,
@@ -310,7 +315,10 @@ async fn restore(
     })
     .unwrap_or_default();
     let m = mark.clone();
-    tokio::task::spawn_blocking(move || std::fs::write(&m, json).map_err(io(&m)))
+    // Off the runtime's threads: inside spawn_blocking.
+    #[allow(clippy::disallowed_methods)]
+    let write = move || std::fs::write(&m, json).map_err(io(&m));
+    tokio::task::spawn_blocking(write)
         .await
         .map_err(|e| StepError::Arguments(format!("writing {RESTORE_FILE}: {e}")))??;
     t.log(format!(

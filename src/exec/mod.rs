@@ -116,15 +116,7 @@ async fn test_hooks(ctx: &TaskContext, step: &Step) {
     }
     let line = format!("{} {}\n", ctx.task_id, step.id);
     let path = ctx.data_dir.join("step-runs.log");
-    let _ = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-    })
-    .await;
+    let _ = append_line(&path, &line).await;
     let slow = std::env::var("PGCD_TEST_SLOW_STEPS").unwrap_or_default();
     let wait = slow.split(',').find_map(|kv| {
         let (part, secs) = kv.rsplit_once(':')?;
@@ -245,4 +237,16 @@ async fn carry_out(
         | Action::RunBackup { .. }
         | Action::RestoreInstance { .. } => backup::carry_out(&t).await,
     }
+}
+
+/// Appends one line to a file (made when missing), off the async runtime's
+/// threads.
+pub async fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    f.write_all(line.as_bytes()).await
 }

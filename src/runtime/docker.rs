@@ -234,9 +234,10 @@ impl Runtime {
     }
 
     /// The instance's superuser password (made at creation).
-    pub fn superuser_password(&self, id: &InstanceId) -> Result<String, RuntimeError> {
+    pub async fn superuser_password(&self, id: &InstanceId) -> Result<String, RuntimeError> {
         let path = self.instance_dir(id).join("superuser.pw");
-        std::fs::read_to_string(&path)
+        tokio::fs::read_to_string(&path)
+            .await
             .map(|s| s.trim().to_string())
             .map_err(io(&path))
     }
@@ -342,32 +343,34 @@ impl Runtime {
             });
         }
         let dir = self.instance_dir(id);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
         let pw = dir.join("superuser.pw");
         if !pw.exists() {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
+            use tokio::io::AsyncWriteExt;
             let secret = crate::cluster::identity::random_hex(16);
-            let mut f = std::fs::OpenOptions::new()
+            let mut f = tokio::fs::OpenOptions::new()
                 .create_new(true)
                 .write(true)
                 .mode(0o600)
                 .open(&pw)
+                .await
                 .map_err(io(&pw))?;
-            f.write_all(secret.as_bytes()).map_err(io(&pw))?;
+            f.write_all(secret.as_bytes()).await.map_err(io(&pw))?;
         }
         if let Some(src) = &spec.standby {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
+            use tokio::io::AsyncWriteExt;
             let path = dir.join("replication.pw");
-            let mut f = std::fs::OpenOptions::new()
+            let mut f = tokio::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(&path)
+                .await
                 .map_err(io(&path))?;
-            f.write_all(src.password.as_bytes()).map_err(io(&path))?;
+            f.write_all(src.password.as_bytes())
+                .await
+                .map_err(io(&path))?;
         }
         let mut env = vec![
             format!("PGCD_LISTEN={}", self.advertise),
@@ -499,7 +502,7 @@ impl Runtime {
         if !keep_data {
             let dir = self.instance_dir(id);
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+                tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
             }
         }
         Ok(())
@@ -592,7 +595,8 @@ impl Runtime {
             match self.inspect(id).await? {
                 Some(c) if c.healthy => return Ok(()),
                 Some(c) if !c.running && started.elapsed() > Duration::from_secs(3) => {
-                    let log = std::fs::read_to_string(self.instance_dir(id).join("initdb.log"))
+                    let log = tokio::fs::read_to_string(self.instance_dir(id).join("initdb.log"))
+                        .await
                         .unwrap_or_default();
                     return Err(RuntimeError::NotReady(format!(
                         "container {} exited{}",

@@ -5,6 +5,9 @@
 //!
 //! git2 is blocking: callers on the async runtime go through `spawn_blocking`.
 
+// Every call into this module runs inside spawn_blocking (git2 blocks too).
+#![allow(clippy::disallowed_methods)]
+
 use super::remote::{self, redact_url, Authenticator};
 use crate::spec::{self, SourceFile};
 use git2::{Direction, FetchOptions, Oid, RemoteCallbacks, Repository};

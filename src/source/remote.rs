@@ -8,6 +8,9 @@
 //! Everything here runs inside libgit2's callbacks, on the blocking thread
 //! that fetches; error texts name references and files, never secrets.
 
+// Runs inside spawn_blocking, beside git2.
+#![allow(clippy::disallowed_methods)]
+
 use super::known_hosts::{self, Verdict};
 use crate::spec::secret::SecretRef;
 use git2::{CertificateCheckStatus, Cred, CredentialType};

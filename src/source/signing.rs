@@ -7,6 +7,9 @@
 //! candidate commit, so an unsigned commit cannot switch the check off for
 //! itself.
 
+// Runs inside spawn_blocking, beside git2.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -361,6 +361,8 @@ macro_rules! choice {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        // Each variant is its spelling in the spec; docs would change the schema.
+        #[allow(missing_docs)]
         pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $var),+ }
         impl $name {
             /// Every value and its spelling.

@@ -31,7 +31,12 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A scalar: raw text, and whether it was plain (unquoted, not a block).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        /// The raw text.
+        text: String,
+        /// Unquoted and not a block scalar.
+        plain: bool,
+    },
     /// A sequence.
     Seq(Vec<Node>),
     /// A mapping, in source order; keys are scalars.

@@ -101,19 +101,19 @@ pub fn render(
     let mut out = String::new();
     let archiving = || {
         observed.iter().filter_map(|i| {
-                let a = i
-                    .backup
-                    .archiver
-                    .as_ref()
-                    .filter(|_| i.backup.conf.is_some())?;
-                let labels = format!(
-                    "database=\"{}\",node=\"{}\",host=\"{}\"",
-                    escape_label(&i.database),
-                    escape_label(&i.node),
-                    escape_label(&i.host)
-                );
-                Some((labels, a))
-            })
+            let a = i
+                .backup
+                .archiver
+                .as_ref()
+                .filter(|_| i.backup.conf.is_some())?;
+            let labels = format!(
+                "database=\"{}\",node=\"{}\",host=\"{}\"",
+                escape_label(&i.database),
+                escape_label(&i.node),
+                escape_label(&i.host)
+            );
+            Some((labels, a))
+        })
     };
     let _ = writeln!(out, "# HELP pgcd_archive_failures_total WAL archiving attempts that failed (pg_stat_archiver.failed_count).");
     let _ = writeln!(out, "# TYPE pgcd_archive_failures_total counter");

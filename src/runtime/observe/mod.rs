@@ -56,7 +56,7 @@ pub async fn connect(
     if socket_file.exists() && socket_file.as_os_str().len() < 100 {
         cfg.host_path(&socket);
     } else {
-        let password = rt.superuser_password(id).map_err(|e| e.to_string())?;
+        let password = rt.superuser_password(id).await.map_err(|e| e.to_string())?;
         cfg.host(rt.advertise().to_string()).password(password);
     }
     cfg.port(port)
