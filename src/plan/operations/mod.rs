@@ -15,14 +15,14 @@
 //! Kinds this cluster cannot carry out yet are recorded `unsupported` and
 //! noted on their database, never silently ignored.
 
-use super::steps::{Action, Note, NoteKind, Plan, Step, StepOperation};
+mod restart;
+
+use super::steps::{Note, NoteKind, Plan};
 use crate::spec::names::DatabaseName;
 use crate::spec::operation::Action as Op;
 use crate::spec::{Desired, Operation};
-use crate::state::operation::{
-    phase_task_id, OperationRecord, OperationState, PhaseRecord, PhaseState,
-};
-use crate::state::{Actual, InstanceActual, InstanceRole};
+use crate::state::operation::{OperationRecord, OperationState, PhaseRecord, PhaseState};
+use crate::state::Actual;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -319,7 +319,7 @@ fn idle(
     };
     let phases = match &op.action {
         Op::Restart { node, host, .. } => {
-            restart_phases(&op.id, spec, actual, node.as_deref(), host.as_deref())
+            restart::phases(&op.id, spec, actual, node.as_deref(), host.as_deref())
         }
         _ => Vec::new(),
     };
@@ -386,65 +386,6 @@ fn cancel(
     }
     let _ = (op, rec);
     p
-}
-
-/// Restarts, one instance per phase: standbys first, then the primary,
-/// so a node's primary restarts last.
-fn restart_phases(
-    id: &str,
-    db: &crate::spec::Database,
-    actual: &Actual,
-    node: Option<&str>,
-    host: Option<&str>,
-) -> Vec<PhaseRecord> {
-    let mut targets: Vec<&InstanceActual> = actual
-        .instances
-        .iter()
-        .filter(|i| {
-            i.database == db.database_name
-                && i.container_exists
-                && node.is_none_or(|n| i.node == n)
-                && host.is_none_or(|h| i.host == h)
-        })
-        .collect();
-    let rank = |i: &InstanceActual| u8::from(i.role == InstanceRole::Primary);
-    targets.sort_by(|a, b| (&a.node, rank(a), &a.host).cmp(&(&b.node, rank(b), &b.host)));
-    targets
-        .into_iter()
-        .map(|i| {
-            let name = format!("{}-{}", i.node, i.host);
-            PhaseRecord {
-                description: format!("restart {}/{} on {}", i.database, i.node, i.host),
-                disruptive: true,
-                steps: vec![Step {
-                    id: format!("{}/{}/{}/operation:{id}", i.database, i.node, i.host),
-                    database: i.database.clone(),
-                    node: i.node.clone(),
-                    host: i.host.clone(),
-                    action: Action::RestartInstance { settings: vec![] },
-                    reason: format!(
-                        "operation {id} restarts {}/{} on {}",
-                        i.database, i.node, i.host
-                    ),
-                    disruptive: true,
-                    drift: false,
-                    depends_on: vec![],
-                    operation: Some(StepOperation {
-                        id: id.to_string(),
-                        phase: name.clone(),
-                        task: phase_task_id(id, &name),
-                    }),
-                }],
-                tasks: vec![phase_task_id(id, &name)],
-                name,
-                state: PhaseState::Pending,
-                leader: None,
-                started_at: None,
-                finished_at: None,
-                error: None,
-            }
-        })
-        .collect()
 }
 
 fn phases_of(phases: &[PhaseRecord]) -> Vec<PhasePlan> {
