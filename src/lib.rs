@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod exec;
+pub mod pki;
 pub mod plan;
 pub mod postgres;
 pub mod reconcile;

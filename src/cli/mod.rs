@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod agent;
+mod cert;
 mod demo;
 mod host;
 mod plan;
@@ -18,8 +19,18 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "pgcd", version, about)]
 pub struct Cli {
+    /// TLS material of the client verbs (every API and etcd call).
+    #[command(flatten)]
+    pub tls: crate::pki::client::TlsArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+static TLS: std::sync::OnceLock<crate::pki::client::TlsArgs> = std::sync::OnceLock::new();
+
+/// The TLS options given on the command line (`--tls-dir`, `--cert`, ...).
+pub fn tls() -> &'static crate::pki::client::TlsArgs {
+    TLS.get_or_init(Default::default)
 }
 
 /// Output format of the read-only verbs.
@@ -53,11 +64,16 @@ pub enum Command {
     Source(source::Args),
     /// Run a three-host demo cluster on this machine (127.0.0.11-13).
     Demo(demo::Args),
+    /// The cluster CA and certificates: make a CA, issue client
+    /// certificates, make join tokens, renew a host's certificates.
+    Cert(cert::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    crate::pki::install_default_provider();
+    let _ = TLS.set(cli.tls.clone());
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
@@ -67,6 +83,7 @@ pub fn main() -> i32 {
         Command::Host(args) => host::run(args),
         Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Cert(args) => cert::run(args),
     };
     match result {
         Ok(code) => code,

@@ -16,7 +16,7 @@ macro_rules! outln {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Any agent's API URL.
-    #[arg(long, env = "PGCD_API", default_value = "http://127.0.0.1:7800")]
+    #[arg(long, env = "PGCD_API", default_value = "https://127.0.0.1:7800")]
     api: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -26,9 +26,8 @@ pub struct Args {
 /// GETs a JSON document from the API.
 pub fn get_json(api: &str, path: &str) -> Result<Value> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
+    let client = super::tls()
+        .blocking_http(Duration::from_secs(5))
         .context("building the HTTP client")?;
     let resp = client
         .get(&url)

@@ -1,6 +1,8 @@
 //! One file per route.
 
 pub mod actual;
+pub mod ca;
+pub mod certificates;
 pub mod cluster;
 pub mod database_plan;
 pub mod databases;
@@ -8,6 +10,7 @@ pub mod desired;
 pub mod health;
 pub mod hosts;
 pub mod join;
+pub mod join_tokens;
 pub mod metrics;
 pub mod page;
 pub mod revisions;

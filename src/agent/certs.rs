@@ -1,0 +1,275 @@
+//! The host's certificates: the CA made at `--init` (or brought with
+//! `--ca DIR`, or received at a join), the host certificates issued from
+//! it, etcd's users, and the watcher that puts renewed certificates in
+//! force without a restart (`pgcd cert rotate` writes the files; the API
+//! swaps its certificate, etcd reads the files at each new connection,
+//! PostgreSQL instances get a reload) and publishes every expiry to etcd.
+
+use super::{AgentConfig, AgentError};
+use crate::api::routes::certificates::HostCertificates;
+use crate::cluster::keys;
+use crate::cluster::now_rfc3339;
+use crate::cluster::services::HostService;
+use crate::cluster::store::Store;
+use crate::pki::client::ClientTls;
+use crate::pki::issue::{cert_info, pin_of_pem};
+use crate::pki::server::ReloadingCert;
+use crate::pki::{files, host_cn, Ca, CertKind, PkiDir, PkiError, ETCD_ROOT_CN};
+use crate::spec::names::HostId;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+fn pki_error(e: PkiError) -> AgentError {
+    AgentError::DataDir(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PkiError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::DataDir(format!("certificate work failed: {e}")))?
+        .map_err(pki_error)
+}
+
+/// `--init` on an empty data dir: the CA from `--ca DIR` or a new one,
+/// then this host's certificates.
+pub(super) async fn init_ca(
+    cfg: &AgentConfig,
+    pki: &PkiDir,
+    cluster_id: &str,
+) -> Result<(), AgentError> {
+    let (ca_dir, pki, host, addr, name) = (
+        cfg.ca_dir.clone(),
+        pki.clone(),
+        cfg.host_id.to_string(),
+        cfg.advertise,
+        cluster_id.to_owned(),
+    );
+    blocking(move || {
+        let ca = match &ca_dir {
+            Some(dir) => Ca::load(&PkiDir::new(dir))?,
+            None => Ca::generate(&name)?,
+        };
+        ca.save(&pki)?;
+        tracing::info!(pin = %ca.pin(), from = ?ca_dir, "cluster CA in place");
+        ca.issue_host_set(&pki, &host, &[addr])
+    })
+    .await
+}
+
+/// A restart (or external etcd): the CA must be here already (or come
+/// with `--ca DIR`); missing host certificates are issued.
+pub(super) async fn ensure_local(cfg: &AgentConfig, pki: &PkiDir) -> Result<(), AgentError> {
+    let (ca_dir, pki, host, addr) = (
+        cfg.ca_dir.clone(),
+        pki.clone(),
+        cfg.host_id.to_string(),
+        cfg.advertise,
+    );
+    blocking(move || {
+        if !pki.has_ca() {
+            match &ca_dir {
+                Some(dir) => Ca::load(&PkiDir::new(dir))?.save(&pki)?,
+                None => {
+                    return Err(PkiError::file(
+                        pki.ca_cert(),
+                        "this data dir has no cluster CA; pass --ca DIR (a directory with ca.crt and ca.key, from `pgcd cert ca`)",
+                    ))
+                }
+            }
+        }
+        if !pki.has_host_certs() {
+            Ca::load(&pki)?.issue_host_set(&pki, &host, &[addr])?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// A join: keeps the CA the cluster sent (checked against the pin again)
+/// and issues this host's certificates from it.
+pub(super) async fn adopt_ca(
+    cfg: &AgentConfig,
+    pki: &PkiDir,
+    cert_pem: &str,
+    key_pem: &str,
+    pin: &str,
+) -> Result<(), AgentError> {
+    if pin_of_pem(cert_pem).map_err(pki_error)? != pin {
+        return Err(AgentError::Join(
+            "the CA in the join answer is not the one the token pins".into(),
+        ));
+    }
+    let (cert, key, pki, host, addr) = (
+        cert_pem.to_owned(),
+        key_pem.to_owned(),
+        pki.clone(),
+        cfg.host_id.to_string(),
+        cfg.advertise,
+    );
+    blocking(move || {
+        let ca = Ca::from_pem(&cert, &key)?;
+        ca.save(&pki)?;
+        ca.issue_host_set(&pki, &host, &[addr])
+    })
+    .await
+}
+
+/// The TLS material of an external etcd (`--etcd-ca`, `--etcd-cert`,
+/// `--etcd-key`), if given.
+pub(super) fn external_etcd_tls(cfg: &AgentConfig) -> Result<Option<ClientTls>, AgentError> {
+    match &cfg.etcd_ca {
+        Some(ca) => ClientTls::from_files(ca, cfg.etcd_cert.as_deref(), cfg.etcd_key.as_deref())
+            .map(Some)
+            .map_err(pki_error),
+        None if cfg.etcd_cert.is_some() || cfg.etcd_key.is_some() => Err(AgentError::DataDir(
+            "--etcd-cert/--etcd-key need --etcd-ca".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Turns etcd's authentication on (idempotent): a `root` user with the
+/// root role, and this host's user (its client certificate's CN) with it
+/// too. With `--client-cert-auth`, etcd takes the user from the CN, so a
+/// certificate of the cluster CA with another name (a person's, for the
+/// API) gets no access to etcd at all.
+pub(super) async fn ensure_etcd_auth(store: &Store, host: &HostId) -> Result<(), AgentError> {
+    let mut client = store.client();
+    for user in [ETCD_ROOT_CN.to_owned(), host_cn(host.as_str())] {
+        // Nobody logs in with a password: the CN is the login. A random
+        // one keeps password logins closed.
+        let password = crate::cluster::identity::random_hex(24);
+        if let Err(e) = store
+            .timed(client.user_add(user.as_str(), password, None))
+            .await
+        {
+            if !e.to_string().contains("already exists") {
+                return Err(e.into());
+            }
+        }
+        store
+            .timed(client.user_grant_role(user.as_str(), ETCD_ROOT_CN))
+            .await?;
+    }
+    store.timed(client.auth_enable()).await?;
+    Ok(())
+}
+
+/// Puts renewed certificates in force and publishes every expiry.
+pub struct CertWatcher {
+    pki: PkiDir,
+    host: HostId,
+    api: Arc<ReloadingCert>,
+    on_postgres: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
+}
+
+impl CertWatcher {
+    /// A watcher of `pki` swapping `api`'s certificate.
+    pub fn new(pki: PkiDir, host: HostId, api: Arc<ReloadingCert>) -> Self {
+        Self {
+            pki,
+            host,
+            api,
+            on_postgres: None,
+        }
+    }
+
+    /// What to run when the PostgreSQL certificate changed (copy it into
+    /// the instances and reload them).
+    pub fn on_postgres(mut self, f: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>) -> Self {
+        self.on_postgres = Some(f);
+        self
+    }
+}
+
+/// The modification times of the host's certificate files.
+fn stamps(pki: &PkiDir) -> BTreeMap<CertKind, Option<SystemTime>> {
+    CertKind::ALL
+        .iter()
+        .map(|k| {
+            let t = std::fs::metadata(pki.cert(*k))
+                .and_then(|m| m.modified())
+                .ok();
+            (*k, t)
+        })
+        .collect()
+}
+
+/// Reads every certificate's subject and expiry.
+pub fn read_record(pki: &PkiDir, host: &HostId) -> HostCertificates {
+    let mut certificates = BTreeMap::new();
+    let mut one = |name: &str, path: std::path::PathBuf| {
+        if let Ok(info) = files::read(&path).and_then(|t| cert_info(&t)) {
+            certificates.insert(name.to_owned(), info);
+        }
+    };
+    one("ca", pki.ca_cert());
+    for k in CertKind::ALL {
+        one(k.name(), pki.cert(k));
+    }
+    HostCertificates {
+        host: host.to_string(),
+        certificates,
+        updated_at: now_rfc3339(),
+    }
+}
+
+impl HostService for CertWatcher {
+    fn name(&self) -> &'static str {
+        "certificates"
+    }
+
+    fn run(&self, store: Store, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+        let (pki, host, api, on_pg) = (
+            self.pki.clone(),
+            self.host.clone(),
+            self.api.clone(),
+            self.on_postgres.clone(),
+        );
+        Box::pin(async move {
+            let mut seen = stamps(&pki);
+            let mut published: Option<HostCertificates> = None;
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let now = stamps(&pki);
+                if now != seen {
+                    match api.reload() {
+                        Ok(()) => {
+                            tracing::info!("certificates renewed: the API serves the new one")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot load the renewed API certificate; keeping the old one")
+                        }
+                    }
+                    if now.get(&CertKind::Postgres) != seen.get(&CertKind::Postgres) {
+                        if let Some(f) = &on_pg {
+                            f().await;
+                        }
+                    }
+                    seen = now;
+                }
+                let record = read_record(&pki, &host);
+                let changed = published
+                    .as_ref()
+                    .is_none_or(|p| p.certificates != record.certificates);
+                if changed {
+                    match store.put_json(&keys::certificates(&host), &record).await {
+                        Ok(()) => published = Some(record),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot publish the certificates yet")
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
