@@ -26,7 +26,7 @@ fn put<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
 }
 
 async fn put_async<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
-    let mut client = etcd_client::Client::connect([etcd], None)
+    let mut client = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
         .await
         .expect("connect to etcd");
     let body = serde_json::to_string(value).expect("encode record");
@@ -221,7 +221,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
     }
 
     // `pgcd status` lists each database with what holds and why.
-    let out = std::process::Command::new(pgcd_bin())
+    let out = pgcd_client()
         .args(["status", "--api", &api])
         .output()
         .expect("run pgcd status");

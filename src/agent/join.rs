@@ -65,14 +65,54 @@ enum Trouble {
     NotListening(String),
     /// Something accepted it but did not answer (yet), or answered 5xx.
     NotReady(String),
+    /// Something answered that is not a pgcd agent's API.
+    NotAnAgent(String),
 }
 
 fn classify(api_url: &str, e: &reqwest::Error) -> Trouble {
     let why = format!("cannot reach {api_url} to join: {}", root_cause(e));
-    if e.is_connect() {
+    if is_tls_failure(e) {
+        // Something answered, in TLS, but refused us or was not an agent's
+        // API (an etcd port asks for a client certificate): no retry helps.
+        Trouble::NotAnAgent(format!(
+            "{api_url} did not answer as a pgcd agent (TLS: {})",
+            root_cause(e)
+        ))
+    } else if e.is_connect() {
         Trouble::NotListening(why)
     } else {
         Trouble::NotReady(why)
+    }
+}
+
+/// Whether rustls refused the handshake somewhere in the error's chain.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The API speaks only https: a plain `http://` URL can never work.
+fn require_https(api_url: &str) -> Result<(), AgentError> {
+    if api_url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(AgentError::Join(format!(
+            "{api_url} did not answer as a pgcd agent: the pgcd API speaks https:// (use --join https://ADDRESS:7800)"
+        )))
     }
 }
 
@@ -82,6 +122,7 @@ pub(super) async fn remote_cluster_ca(
     api_url: &str,
     cancel: &CancellationToken,
 ) -> Result<CaView, AgentError> {
+    require_https(api_url)?;
     let url = format!("{}/v1/cluster/ca", api_url.trim_end_matches('/'));
     let client = discovery_http().map_err(AgentError::Join)?;
     let mut backoff = Backoff::transient();
@@ -106,6 +147,7 @@ pub(super) async fn remote_cluster_ca(
             }
         };
         match trouble {
+            Trouble::NotAnAgent(why) => return Err(AgentError::Join(why)),
             Trouble::NotListening(why) if backoff.elapsed() >= NOTHING_LISTENS => {
                 return Err(AgentError::Join(format!(
                     "{why}; check the address and that a pgcd agent runs there"
@@ -153,6 +195,7 @@ pub(super) async fn request_join(
     loop {
         let why = match client.post(&url).json(&body).send().await {
             Err(e) => match classify(api_url, &e) {
+                Trouble::NotAnAgent(w) => return Err(AgentError::Join(w)),
                 Trouble::NotListening(w) | Trouble::NotReady(w) => w,
             },
             Ok(resp) => {

@@ -58,13 +58,111 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// This test process's cluster CA and a client certificate named `root`
+/// (the API's client and etcd's administrator). Every agent the harness
+/// starts with `--init` uses this CA (`--ca DIR`), so one client
+/// certificate reads every cluster of the process.
+pub struct TestPki {
+    /// `pgcd cert ca --out` of this process.
+    pub ca_dir: PathBuf,
+    /// `pgcd cert issue --client root --out`: ca.crt, client.crt, client.key.
+    pub client_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The process's [`TestPki`], made on first use with the pgcd binary.
+pub fn pki() -> &'static TestPki {
+    static PKI: OnceLock<TestPki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_dir = dir.path().join("ca");
+        let client_dir = dir.path().join("root");
+        let ok = Command::new(pgcd_bin())
+            .args(["cert", "ca", "--out"])
+            .arg(&ca_dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pgcd cert ca");
+        assert!(ok.success(), "pgcd cert ca failed");
+        let ok = Command::new(pgcd_bin())
+            .args(["cert", "issue", "--client", "root", "--ca-dir"])
+            .arg(&ca_dir)
+            .arg("--out")
+            .arg(&client_dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pgcd cert issue");
+        assert!(ok.success(), "pgcd cert issue failed");
+        TestPki {
+            ca_dir,
+            client_dir,
+            _dir: dir,
+        }
+    })
+}
+
+/// The client material of [`pki`].
+pub fn client_tls() -> pgcd::pki::client::ClientTls {
+    pgcd::pki::client::ClientTls::from_dir(&pki().client_dir).expect("test client certificate")
+}
+
+/// etcd connect options with the test client certificate (etcd's root).
+pub fn etcd_options() -> etcd_client::ConnectOptions {
+    etcd_client::ConnectOptions::new().with_tls(client_tls().etcd_options())
+}
+
+/// `etcdctl` with the test client certificate, v3 API.
+pub fn etcdctl(endpoint: &str) -> Command {
+    let dir = &pki().client_dir;
+    let mut c = Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(dir.join("client.crt"))
+        .arg("--key")
+        .arg(dir.join("client.key"));
+    c
+}
+
+/// The shared HTTPS client presenting the test client certificate.
+pub fn http() -> &'static reqwest::blocking::Client {
+    static HTTP: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    HTTP.get_or_init(|| {
+        pgcd::pki::install_default_provider();
+        client_tls()
+            .blocking_http(Duration::from_secs(3))
+            .expect("HTTPS client")
+    })
+}
+
+/// The pgcd binary as a client of the process's clusters: it presents
+/// the test client certificate (`PGCD_TLS_DIR`).
+pub fn pgcd_client() -> Command {
+    let mut c = Command::new(pgcd_bin());
+    c.env("PGCD_TLS_DIR", &pki().client_dir);
+    c
+}
+
+/// Asks the agent at `api` for a join token, waiting (up to 60 s) until it answers.
+pub fn join_token(api: &str) -> String {
+    let url = format!("{api}/v1/cluster/join-tokens");
+    wait_for(
+        &format!("a join token from {api}"),
+        Duration::from_secs(60),
+        || {
+            let resp = http().post(&url).json(&serde_json::json!({})).send().ok()?;
+            let v: Value = resp.json().ok()?;
+            v.get("token")?.as_str().map(str::to_owned)
+        },
+    )
+}
+
 /// GETs JSON from a URL; `None` on any failure.
 pub fn get_json(url: &str) -> Option<Value> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let resp = client.get(url).send().ok()?;
+    let resp = http().get(url).send().ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -73,11 +171,7 @@ pub fn get_json(url: &str) -> Option<Value> {
 
 /// GETs text from a URL; `None` on any failure.
 pub fn get_text(url: &str) -> Option<String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    client.get(url).send().ok()?.text().ok()
+    http().get(url).send().ok()?.text().ok()
 }
 
 /// Reads one metric's value from Prometheus text.
@@ -103,12 +197,12 @@ pub struct Agent {
 impl Agent {
     /// The API base URL.
     pub fn api(&self) -> String {
-        format!("http://{}:7800", self.addr)
+        format!("https://{}:7800", self.addr)
     }
 
     /// The etcd client URL.
     pub fn etcd(&self) -> String {
-        format!("http://{}:2379", self.addr)
+        format!("https://{}:2379", self.addr)
     }
 
     /// The pid of the agent.
@@ -137,9 +231,31 @@ impl Agent {
             })
     }
 
+    /// The mode arguments with what security needs added: `--init` uses
+    /// the process's CA; a first `--join` gets a fresh join token from the
+    /// agent it joins (a restart needs none).
+    fn secured_mode(&self) -> Vec<String> {
+        let mut mode = self.mode.clone();
+        let has = |flag: &str| self.mode.iter().any(|a| a == flag);
+        if has("--init") && !has("--ca") {
+            mode.push("--ca".into());
+            mode.push(pki().ca_dir.display().to_string());
+        }
+        let first_join = !self.data_dir.join("pgcd-host.json").exists();
+        if has("--join") && !has("--join-token") && first_join {
+            if let Some(i) = mode.iter().position(|a| a == "--join") {
+                let token = join_token(&mode[i + 1]);
+                mode.push("--join-token".into());
+                mode.push(token);
+            }
+        }
+        mode
+    }
+
     /// Starts the agent process.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.id);
+        let mode = self.secured_mode();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -155,7 +271,7 @@ impl Agent {
                 "--data-dir",
             ])
             .arg(&self.data_dir)
-            .args(&self.mode)
+            .args(&mode)
             .env("RUST_LOG", "info")
             // Only tests that ask for it (`--runtime docker`) run PostgreSQL.
             .env("PGCD_RUNTIME", "none")
@@ -316,7 +432,7 @@ impl Cluster {
         } else {
             vec![
                 "--join".into(),
-                format!("http://{}:7800", addr(self.block, 0)),
+                format!("https://{}:7800", addr(self.block, 0)),
             ]
         };
         let mut agent = Agent {
