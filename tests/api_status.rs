@@ -38,11 +38,9 @@ async fn put_async<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
 
 /// GETs a URL: status code and body.
 fn fetch(url: &str) -> (u16, String) {
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
+    let resp = http()
         .get(url)
+        .timeout(Duration::from_secs(5))
         .send()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let code = resp.status().as_u16();
@@ -285,7 +283,9 @@ fn followed_task_log_streams_new_lines_and_ends_with_the_final_state() {
             &task("t-follow", TaskState::Running, &["line one"]),
         )
         .await;
-        let client = reqwest::Client::new();
+        let client = client_tls()
+            .http(Duration::from_secs(60))
+            .expect("HTTPS client");
         let mut resp = client
             .get(format!("{url}?follow=true"))
             .send()

@@ -165,25 +165,12 @@ pub struct CertWatcher {
     pki: PkiDir,
     host: HostId,
     api: Arc<ReloadingCert>,
-    on_postgres: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
 
 impl CertWatcher {
     /// A watcher of `pki` swapping `api`'s certificate.
     pub fn new(pki: PkiDir, host: HostId, api: Arc<ReloadingCert>) -> Self {
-        Self {
-            pki,
-            host,
-            api,
-            on_postgres: None,
-        }
-    }
-
-    /// What to run when the PostgreSQL certificate changed (copy it into
-    /// the instances and reload them).
-    pub fn on_postgres(mut self, f: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>) -> Self {
-        self.on_postgres = Some(f);
-        self
+        Self { pki, host, api }
     }
 }
 
@@ -225,12 +212,7 @@ impl HostService for CertWatcher {
     }
 
     fn run(&self, store: Store, cancel: CancellationToken) -> BoxFuture<'static, ()> {
-        let (pki, host, api, on_pg) = (
-            self.pki.clone(),
-            self.host.clone(),
-            self.api.clone(),
-            self.on_postgres.clone(),
-        );
+        let (pki, host, api) = (self.pki.clone(), self.host.clone(), self.api.clone());
         Box::pin(async move {
             let mut seen = stamps(&pki);
             let mut published: Option<HostCertificates> = None;
@@ -250,11 +232,6 @@ impl HostService for CertWatcher {
                             tracing::warn!(error = %e, "cannot load the renewed API certificate; keeping the old one")
                         }
                     }
-                    if now.get(&CertKind::Postgres) != seen.get(&CertKind::Postgres) {
-                        if let Some(f) = &on_pg {
-                            f().await;
-                        }
-                    }
                     seen = now;
                 }
                 let record = read_record(&pki, &host);
@@ -267,6 +244,62 @@ impl HostService for CertWatcher {
                         Err(e) => {
                             tracing::debug!(error = %e, "cannot publish the certificates yet")
                         }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Puts a renewed PostgreSQL certificate in force in the host's running
+/// instances (copy into each instance, then a reload), within seconds of
+/// `pgcd cert rotate`.
+pub struct PostgresCertReload {
+    pki: PkiDir,
+    rt: crate::runtime::docker::Runtime,
+}
+
+impl PostgresCertReload {
+    /// A reloader for the instances of `rt`.
+    pub fn new(pki: PkiDir, rt: crate::runtime::docker::Runtime) -> Self {
+        Self { pki, rt }
+    }
+}
+
+impl HostService for PostgresCertReload {
+    fn name(&self) -> &'static str {
+        "postgres-certificates"
+    }
+
+    fn run(&self, _store: Store, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+        let (pki, rt) = (self.pki.clone(), self.rt.clone());
+        Box::pin(async move {
+            let stamp = || {
+                std::fs::metadata(pki.cert(CertKind::Postgres))
+                    .and_then(|m| m.modified())
+                    .ok()
+            };
+            let mut seen = stamp();
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let now = stamp();
+                if now == seen {
+                    continue;
+                }
+                match rt.reload_tls().await {
+                    Ok(n) => {
+                        tracing::info!(
+                            instances = n,
+                            "PostgreSQL certificate renewed and reloaded"
+                        );
+                        seen = now;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot reload the renewed PostgreSQL certificate yet; retrying")
                     }
                 }
             }

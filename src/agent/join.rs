@@ -66,7 +66,7 @@ enum Trouble {
     /// Something accepted it but did not answer (yet), or answered 5xx.
     NotReady(String),
     /// Something answered that is not a pgcd agent's API.
-    NotAnAgent(String),
+    Foreign(String),
 }
 
 fn classify(api_url: &str, e: &reqwest::Error) -> Trouble {
@@ -74,7 +74,7 @@ fn classify(api_url: &str, e: &reqwest::Error) -> Trouble {
     if is_tls_failure(e) {
         // Something answered, in TLS, but refused us or was not an agent's
         // API (an etcd port asks for a client certificate): no retry helps.
-        Trouble::NotAnAgent(format!(
+        Trouble::Foreign(format!(
             "{api_url} did not answer as a pgcd agent (TLS: {})",
             root_cause(e)
         ))
@@ -147,7 +147,7 @@ pub(super) async fn remote_cluster_ca(
             }
         };
         match trouble {
-            Trouble::NotAnAgent(why) => return Err(AgentError::Join(why)),
+            Trouble::Foreign(why) => return Err(AgentError::Join(why)),
             Trouble::NotListening(why) if backoff.elapsed() >= NOTHING_LISTENS => {
                 return Err(AgentError::Join(format!(
                     "{why}; check the address and that a pgcd agent runs there"
@@ -195,7 +195,7 @@ pub(super) async fn request_join(
     loop {
         let why = match client.post(&url).json(&body).send().await {
             Err(e) => match classify(api_url, &e) {
-                Trouble::NotAnAgent(w) => return Err(AgentError::Join(w)),
+                Trouble::Foreign(w) => return Err(AgentError::Join(w)),
                 Trouble::NotListening(w) | Trouble::NotReady(w) => w,
             },
             Ok(resp) => {

@@ -5,6 +5,7 @@
 //! generated into `secrets.env`. Everything lives under one demo directory;
 //! `down` stops the agents and their containers and keeps the files.
 
+use crate::pki::client::ClientTls;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,9 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     }
     let exe = std::env::current_exe().context("locating the pgcd binary")?;
     let secrets = demo_secrets(dir, &work)?;
+    let tls = demo_pki(dir)?;
     let repo_url = format!("file://{}", bare.display());
+    let api = format!("https://{}:7800", HOSTS[0].1);
     for (index, (host, addr)) in HOSTS.iter().enumerate() {
         if read_pid(&pid_file(dir, host)).is_some_and(|pid| is_demo_agent(pid, dir, host)) {
             println!("{host}: already running");
@@ -85,9 +88,16 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
             .arg(&data)
             .args(["--label", &format!("zone=demo-{}", index + 1)]);
         if index == 0 {
-            cmd.args(["--init", "--repo", &repo_url, "--branch", "main"]);
+            cmd.args(["--init", "--repo", &repo_url, "--branch", "main"])
+                .arg("--ca")
+                .arg(dir.join("ca"));
         } else {
-            cmd.args(["--join", &format!("http://{}:7800", HOSTS[0].1)]);
+            cmd.args(["--join", &api]);
+            // A first join needs a token, so h1 must be up; a restart
+            // needs none and starts at once.
+            if !data.join(crate::cluster::identity::FILE_NAME).exists() {
+                cmd.args(["--join-token", &demo_join_token(&tls, &api)?]);
+            }
         }
         spawn_detached(cmd, &dir.join(format!("{host}.log")), &pid_file(dir, host))?;
     }
@@ -96,7 +106,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     wait_for(FORM_DEADLINE, || {
         HOSTS
             .iter()
-            .any(|(_, addr)| healthy_hosts(addr) == HOSTS.len())
+            .any(|(_, addr)| healthy_hosts(&tls, addr) == HOSTS.len())
     })
     .with_context(|| {
         format!(
@@ -105,14 +115,13 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         )
     })?;
     // The leader fetches the repository at once (a file watcher catches later pushes).
-    let api = format!("http://{}:7800", HOSTS[0].1);
     let mut first = None;
     let _ = wait_for(FORM_DEADLINE, || {
-        first = applied_revision(&api);
+        first = applied_revision(&tls, &api);
         first.is_some()
     });
     println!("waiting for the databases (the first start of an image takes a minute)...");
-    let databases = wait_databases(&api, DATABASES_DEADLINE);
+    let databases = wait_databases(&tls, &api, DATABASES_DEADLINE);
     println!();
     println!("pgcd demo is up: three agents (h1, h2, h3) with embedded etcd.");
     for line in &databases {
@@ -126,14 +135,23 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         Some((sha, summary)) => println!("  in force: {} {summary}", &sha[..sha.len().min(12)]),
         None => println!("  in force: nothing yet; see {}/h1.log", dir.display()),
     }
+    let tls_dir = dir.join("tls");
     for (host, addr) in HOSTS {
         println!(
-            "  {host}: API http://{addr}:7800   log {}/{host}.log",
+            "  {host}: API https://{addr}:7800   log {}/{host}.log",
             dir.display()
         );
     }
-    println!("  page:     http://{}:7800/", HOSTS[0].1);
-    println!("  status:   pgcd status --api http://{}:7800", HOSTS[0].1);
+    println!(
+        "  client:   export PGCD_TLS_DIR={}   (your client certificate, `root`; every command below needs it)",
+        tls_dir.display()
+    );
+    println!(
+        "  page:     {api}/  (import {} into your browser, password `root`, and trust {})",
+        tls_dir.join("client.p12").display(),
+        tls_dir.join("ca.crt").display()
+    );
+    println!("  status:   pgcd status --api {api}");
     println!(
         "  config:   {} (push to {})",
         work.display(),
@@ -143,7 +161,10 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         "  try:      cd {} && $EDITOR databases/orders.yaml && git commit -am change && git push",
         work.display()
     );
-    println!("  watch:    curl -s {api}/v1/revisions   (applied / failed with errors / superseded / planned_only)");
+    println!(
+        "  watch:    curl -s --cacert {0}/ca.crt --cert {0}/client.crt --key {0}/client.key {api}/v1/revisions   (applied / failed with errors / superseded / planned_only)",
+        tls_dir.display()
+    );
     println!(
         "  plan:     pgcd plan {} --api {api}   (what your uncommitted edit would change)",
         work.display()
@@ -205,10 +226,8 @@ fn demo_secrets(dir: &Path, work: &Path) -> Result<Vec<(String, String)>> {
 /// Waits until no database is `Reconciling` (or the deadline); returns a
 /// line per database: name, the conditions that hold, and the message of
 /// a Stalled or Degraded one.
-fn wait_databases(api: &str, deadline: Duration) -> Vec<String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build();
+fn wait_databases(tls: &ClientTls, api: &str, deadline: Duration) -> Vec<String> {
+    let client = tls.blocking_http(Duration::from_secs(2));
     let fetch = || -> Option<Vec<serde_json::Value>> {
         let c = client.as_ref().ok()?;
         c.get(format!("{api}/v1/databases"))
@@ -261,11 +280,8 @@ fn wait_databases(api: &str, deadline: Duration) -> Vec<String> {
 }
 
 /// The revision in force and its summary, once the leader has applied one.
-fn applied_revision(api: &str) -> Option<(String, String)> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok()?;
+fn applied_revision(tls: &ClientTls, api: &str) -> Option<(String, String)> {
+    let client = tls.blocking_http(Duration::from_secs(2)).ok()?;
     let source: serde_json::Value = client
         .get(format!("{api}/v1/source"))
         .send()
@@ -459,13 +475,14 @@ fn process_alive(pid: i32) -> bool {
 }
 
 /// Counts the healthy hosts the first agent's API reports (0 when it is not up).
-fn healthy_hosts(addr: &str) -> usize {
-    let url = format!("http://{addr}:7800/v1/hosts");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build();
+fn healthy_hosts(tls: &ClientTls, addr: &str) -> usize {
+    let url = format!("https://{addr}:7800/v1/hosts");
+    let Ok(client) = tls.blocking_http(Duration::from_secs(2)) else {
+        return 0;
+    };
     let Ok(value) = client
-        .and_then(|c| c.get(&url).send())
+        .get(&url)
+        .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.json::<serde_json::Value>())
     else {
@@ -480,6 +497,54 @@ fn healthy_hosts(addr: &str) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// The demo's CA (`DIR/ca`, made once) and the client certificate of the
+/// person running it (`DIR/tls`: `root`, so etcdctl works too, with a
+/// PKCS#12 copy for a browser).
+fn demo_pki(dir: &Path) -> Result<ClientTls> {
+    use crate::pki::{files, issue, Ca, PkiDir};
+    let ca_dir = PkiDir::new(dir.join("ca"));
+    let tls_dir = dir.join("tls");
+    if !ca_dir.has_ca() {
+        Ca::generate("demo")?.save(&ca_dir)?;
+    }
+    if !tls_dir.join(crate::pki::client::CLIENT_CERT).exists() {
+        let ca = Ca::load(&ca_dir)?;
+        let issued = ca.issue_client(crate::pki::ETCD_ROOT_CN, issue::LEAF_VALIDITY)?;
+        fs::create_dir_all(&tls_dir)?;
+        files::write_private(
+            &tls_dir.join(crate::pki::client::CLIENT_KEY),
+            issued.key_pem.as_bytes(),
+        )?;
+        files::write_public(
+            &tls_dir.join(crate::pki::client::CLIENT_CERT),
+            &issued.cert_pem,
+        )?;
+        files::write_public(&tls_dir.join(crate::pki::client::CA_CERT), ca.cert_pem())?;
+        let p12 = issue::pkcs12(&issued, ca.cert_pem(), crate::pki::ETCD_ROOT_CN)?;
+        files::write_private(&tls_dir.join("client.p12"), &p12)?;
+    }
+    Ok(ClientTls::from_dir(&tls_dir)?)
+}
+
+/// A join token from the first agent, waiting until it answers.
+fn demo_join_token(tls: &ClientTls, api: &str) -> Result<String> {
+    let client = tls.blocking_http(Duration::from_secs(3))?;
+    let url = format!("{api}/v1/cluster/join-tokens");
+    let mut token = None;
+    wait_for(FORM_DEADLINE, || {
+        token = client
+            .post(&url)
+            .json(&serde_json::json!({ "ttl_seconds": 600 }))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v.get("token")?.as_str().map(str::to_owned));
+        token.is_some()
+    })
+    .with_context(|| format!("h1 did not answer at {api}; see its log"))?;
+    token.context("no join token")
 }
 
 fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {

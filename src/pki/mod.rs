@@ -22,6 +22,19 @@ use std::path::PathBuf;
 /// certificate with this name administers etcd (etcdctl, `pgcd source set`).
 pub const ETCD_ROOT_CN: &str = "root";
 
+/// Where an instance finds the cluster CA inside its container (its
+/// directory is mounted at `/var/lib/pgcd`): libpq's `sslrootcert` for
+/// `sslmode=verify-full` (standbys, subscriptions).
+pub const INSTANCE_CA_FILE: &str = "/var/lib/pgcd/tls/ca.crt";
+
+/// The libpq options of a connection that checks the server against the
+/// cluster CA and the address dialled (a host's PostgreSQL certificate
+/// names its advertise address): every pgcd replication connection, and
+/// what a client given `ca_file` (the CA on its machine) should use.
+pub fn verify_full_options(ca_file: &str) -> String {
+    format!("sslmode=verify-full sslrootcert={ca_file}")
+}
+
 /// The CN (and etcd user name) of a host's own client certificate.
 pub fn host_cn(host: &str) -> String {
     format!("pgcd-host-{host}")

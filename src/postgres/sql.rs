@@ -187,15 +187,18 @@ fn conninfo_value(v: &str) -> String {
 impl Conninfo<'_> {
     /// The connection string with `password` in place of the real one
     /// (`"********"` for logs).
+    /// The subscriber dials from inside its container, so the CA is the
+    /// container's copy; the publisher's certificate must name `host`.
     pub(crate) fn render(&self, password: &str) -> String {
         format!(
-            "host={} port={} dbname={} user={} password={} application_name={}",
+            "host={} port={} dbname={} user={} password={} application_name={} {}",
             conninfo_value(self.host),
             self.port,
             conninfo_value(self.dbname),
             conninfo_value(self.user),
             conninfo_value(password),
-            conninfo_value(self.application_name)
+            conninfo_value(self.application_name),
+            crate::pki::verify_full_options(crate::pki::INSTANCE_CA_FILE)
         )
     }
 }

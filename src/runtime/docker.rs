@@ -116,6 +116,7 @@ pub struct Runtime {
     docker: Docker,
     host: HostId,
     advertise: IpAddr,
+    pki: crate::pki::PkiDir,
     root: PathBuf,
 }
 
@@ -131,6 +132,9 @@ pub fn socket_dir(instance_dir: &Path) -> PathBuf {
 /// settings), then becomes `postgres` and execs the server, which thus gets
 /// Docker's stop signal itself.
 const START_SCRIPT: &str = r##"set -eu
+# libpq (pg_basebackup, the walreceiver, subscriptions) looks for a client
+# certificate under $HOME/.postgresql: a home postgres can read, with none.
+export HOME=/var/lib/pgcd
 D=/var/lib/pgcd/data
 mkdir -p "$D" /var/lib/pgcd/run
 chown postgres:postgres /var/lib/pgcd "$D" /var/lib/pgcd/run
@@ -142,26 +146,38 @@ if [ ! -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
   printf '*:*:*:pgcd_replication:%s\n' "$(cat /tmp/pw)" > /tmp/pgpass
   chown postgres /tmp/pgpass && chmod 600 /tmp/pgpass
   PGPASSFILE=/tmp/pgpass setpriv --reuid=postgres --regid=postgres --init-groups pg_basebackup -D "$D" -X stream -c fast -R -S "$PGCD_SLOT" \
-    -d "host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT" >/var/lib/pgcd/basebackup.log 2>&1
+    -d "host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT $PGCD_TLS_OPTIONS" >/var/lib/pgcd/basebackup.log 2>&1
   rm -f /tmp/pw
   # The password stays in primary_conninfo's passfile, readable by postgres only.
   install -o postgres -m 600 /tmp/pgpass /var/lib/pgcd/pgpass
   rm -f /tmp/pgpass
-  echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass'" >> "$D/postgresql.auto.conf"
+  echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass $PGCD_TLS_OPTIONS'" >> "$D/postgresql.auto.conf"
 fi
 if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
   setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
   rm -f /tmp/pw
-  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password" \
+  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
     "local all all trust" \
+    "hostssl replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
+    "hostssl replication pgcd_replication ::/0 scram-sha-256" \
     "host all all 0.0.0.0/0 scram-sha-256" \
-    "host all all ::/0 scram-sha-256" \
-    "host replication all 0.0.0.0/0 scram-sha-256" > "$D/pg_hba.conf"
+    "host all all ::/0 scram-sha-256" > "$D/pg_hba.conf"
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
   chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
 fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run \
+  -c ssl=on -c ssl_cert_file=/var/lib/pgcd/tls-live/server.crt -c ssl_key_file=/var/lib/pgcd/tls-live/server.key -c ssl_ca_file=/var/lib/pgcd/tls-live/ca.crt
+"##;
+
+/// Puts the host's PostgreSQL certificate where the server reads it, owned
+/// by `postgres` (the server refuses a key others can read). Run as root in
+/// the container at each start and, on rotation, before a SIGHUP.
+const TLS_SCRIPT: &str = r##"set -eu
+mkdir -p /var/lib/pgcd/tls-live
+install -o postgres -g postgres -m 600 /var/lib/pgcd/tls/server.key /var/lib/pgcd/tls-live/server.key
+install -o postgres -g postgres -m 644 /var/lib/pgcd/tls/server.crt /var/lib/pgcd/tls-live/server.crt
+install -o postgres -g postgres -m 644 /var/lib/pgcd/tls/ca.crt /var/lib/pgcd/tls-live/ca.crt
 "##;
 
 /// Docker answers 304 when a container is already started (or stopped):
@@ -198,6 +214,7 @@ impl Runtime {
             docker,
             host: host.clone(),
             advertise,
+            pki: crate::pki::PkiDir::of_data_dir(data_dir),
             root: data_dir.join("instances"),
         })
     }
@@ -348,7 +365,12 @@ impl Runtime {
                 .map_err(io(&path))?;
             f.write_all(src.password.as_bytes()).map_err(io(&path))?;
         }
+        self.install_tls(&dir)?;
         let mut env = vec![
+            format!(
+                "PGCD_TLS_OPTIONS={}",
+                crate::pki::verify_full_options(crate::pki::INSTANCE_CA_FILE)
+            ),
             format!("PGCD_LISTEN={}", self.advertise),
             format!("PGCD_PORT={}", spec.port),
             format!("PGCD_CONF={}", spec.conf_lines.join("\n")),
@@ -368,7 +390,11 @@ impl Runtime {
         let second = 1_000_000_000;
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: Some(vec!["bash".into(), "-c".into(), START_SCRIPT.into()]),
+            cmd: Some(vec![
+                "bash".into(),
+                "-c".into(),
+                format!("{TLS_SCRIPT}\n{START_SCRIPT}"),
+            ]),
             env: Some(env),
             labels: Some(labels),
             stop_signal: Some("SIGINT".into()), // fast shutdown
@@ -417,6 +443,53 @@ impl Runtime {
             )
             .await?;
         Ok(true)
+    }
+
+    /// Copies the host's PostgreSQL certificate, key (0600) and the cluster
+    /// CA into an instance's directory (`tls/`, mounted in its container).
+    fn install_tls(&self, dir: &Path) -> Result<(), RuntimeError> {
+        use crate::pki::{files, CertKind};
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).map_err(io(&tls))?;
+        let copy = |from: PathBuf, to: &str, private: bool| -> Result<(), RuntimeError> {
+            let text = files::read(&from).map_err(|e| RuntimeError::NotReady(e.to_string()))?;
+            let to = tls.join(to);
+            if private {
+                files::write_private(&to, text.as_bytes())
+            } else {
+                files::write_public(&to, &text)
+            }
+            .map_err(|e| RuntimeError::NotReady(e.to_string()))
+        };
+        copy(self.pki.key(CertKind::Postgres), "server.key", true)?;
+        copy(self.pki.cert(CertKind::Postgres), "server.crt", false)?;
+        copy(self.pki.ca_cert(), "ca.crt", false)
+    }
+
+    /// Puts a renewed PostgreSQL certificate in force in every running
+    /// instance of this host: copy, then SIGHUP (PostgreSQL re-reads its
+    /// certificate files on reload; open connections keep theirs).
+    pub async fn reload_tls(&self) -> Result<usize, RuntimeError> {
+        let mut done = 0;
+        for c in self.list().await? {
+            if !c.running {
+                continue;
+            }
+            let id = c.id;
+            self.install_tls(&self.instance_dir(&id))?;
+            let script = format!("{TLS_SCRIPT}\nkill -HUP 1");
+            let (code, out) = self
+                .exec_as(&id, "root", &script, Vec::new(), Duration::from_secs(20))
+                .await?;
+            if code != 0 {
+                return Err(RuntimeError::NotReady(format!(
+                    "reloading the certificate of {}: {out}",
+                    id.container()
+                )));
+            }
+            done += 1;
+        }
+        Ok(done)
     }
 
     /// Starts the container (a no-op when it runs).
@@ -509,6 +582,17 @@ impl Runtime {
         env: Vec<String>,
         timeout: Duration,
     ) -> Result<(i64, String), RuntimeError> {
+        self.exec_as(id, "postgres", script, env, timeout).await
+    }
+
+    async fn exec_as(
+        &self,
+        id: &InstanceId,
+        user: &str,
+        script: &str,
+        env: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i64, String), RuntimeError> {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         use futures::StreamExt;
         let exec = self
@@ -520,7 +604,7 @@ impl Runtime {
                     attach_stderr: Some(true),
                     env: Some(env),
                     cmd: Some(vec!["bash".into(), "-c".into(), script.to_string()]),
-                    user: Some("postgres".into()),
+                    user: Some(user.into()),
                     ..Default::default()
                 },
             )

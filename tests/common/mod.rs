@@ -138,6 +138,19 @@ pub fn http() -> &'static reqwest::blocking::Client {
     })
 }
 
+/// An HTTPS client trusting the test CA but presenting no certificate:
+/// what a forge delivering a webhook looks like.
+pub fn anon_http() -> &'static reqwest::blocking::Client {
+    static HTTP: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    HTTP.get_or_init(|| {
+        pgcd::pki::install_default_provider();
+        let mut tls = client_tls();
+        tls.identity = None;
+        tls.blocking_http(Duration::from_secs(5))
+            .expect("HTTPS client")
+    })
+}
+
 /// The pgcd binary as a client of the process's clusters: it presents
 /// the test client certificate (`PGCD_TLS_DIR`).
 pub fn pgcd_client() -> Command {
@@ -231,13 +244,13 @@ impl Agent {
             })
     }
 
-    /// The mode arguments with what security needs added: `--init` uses
-    /// the process's CA; a first `--join` gets a fresh join token from the
+    /// The mode arguments with what security needs added: `--init` (and
+    /// external etcd) uses the process's CA; a first `--join` gets a fresh join token from the
     /// agent it joins (a restart needs none).
     fn secured_mode(&self) -> Vec<String> {
         let mut mode = self.mode.clone();
         let has = |flag: &str| self.mode.iter().any(|a| a == flag);
-        if has("--init") && !has("--ca") {
+        if (has("--init") || has("--etcd-endpoints")) && !has("--ca") {
             mode.push("--ca".into());
             mode.push(pki().ca_dir.display().to_string());
         }
