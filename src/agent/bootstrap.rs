@@ -135,6 +135,7 @@ pub(super) async fn prepare_etcd(
                 &pki,
                 &joined.ca_cert_pem,
                 &joined.ca_key_pem,
+                &joined.age_identity,
                 &token.pin,
             )
             .await?;

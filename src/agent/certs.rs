@@ -55,6 +55,7 @@ pub(super) async fn init_ca(
             None => Ca::generate(&name)?,
         };
         ca.save(&pki)?;
+        adopt_age_identity(ca_dir.as_deref(), &pki)?;
         tracing::info!(pin = %ca.pin(), from = ?ca_dir, "cluster CA in place");
         ca.issue_host_set(&pki, &host, &[addr])
     })
@@ -85,6 +86,9 @@ pub(super) async fn ensure_local(cfg: &AgentConfig, pki: &PkiDir) -> Result<(), 
         if !pki.has_host_certs() {
             Ca::load(&pki)?.issue_host_set(&pki, &host, &[addr])?;
         }
+        if !pki.age_key().is_file() {
+            adopt_age_identity(ca_dir.as_deref(), &pki)?;
+        }
         Ok(())
     })
     .await
@@ -92,11 +96,24 @@ pub(super) async fn ensure_local(cfg: &AgentConfig, pki: &PkiDir) -> Result<(), 
 
 /// A join: keeps the CA the cluster sent (checked against the pin again)
 /// and issues this host's certificates from it.
+/// Puts the cluster's age identity in place: the one beside `--ca DIR`'s
+/// CA, or a new one (at `--init`; also what a data dir from before age
+/// keys gets).
+fn adopt_age_identity(ca_dir: Option<&std::path::Path>, pki: &PkiDir) -> Result<(), PkiError> {
+    let from = ca_dir.map(|d| PkiDir::new(d).age_key());
+    let identity = match from.filter(|p| p.is_file()) {
+        Some(p) => files::read(&p)?,
+        None => crate::secrets::generate_identity(),
+    };
+    files::write_private(&pki.age_key(), identity.trim().as_bytes())
+}
+
 pub(super) async fn adopt_ca(
     cfg: &AgentConfig,
     pki: &PkiDir,
     cert_pem: &str,
     key_pem: &str,
+    age_identity: &str,
     pin: &str,
 ) -> Result<(), AgentError> {
     if pin_of_pem(cert_pem).map_err(pki_error)? != pin {
@@ -104,9 +121,10 @@ pub(super) async fn adopt_ca(
             "the CA in the join answer is not the one the token pins".into(),
         ));
     }
-    let (cert, key, pki, host, addr) = (
+    let (cert, key, age, pki, host, addr) = (
         cert_pem.to_owned(),
         key_pem.to_owned(),
+        age_identity.to_owned(),
         pki.clone(),
         cfg.host_id.to_string(),
         cfg.advertise,
@@ -114,6 +132,9 @@ pub(super) async fn adopt_ca(
     blocking(move || {
         let ca = Ca::from_pem(&cert, &key)?;
         ca.save(&pki)?;
+        if !age.trim().is_empty() {
+            files::write_private(&pki.age_key(), age.trim().as_bytes())?;
+        }
         ca.issue_host_set(&pki, &host, &[addr])
     })
     .await

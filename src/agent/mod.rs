@@ -219,6 +219,8 @@ pub async fn run_with(
         .await?;
     }
     let pki = PkiDir::of_data_dir(&cfg.data_dir);
+    crate::secrets::install_identity_file(&pki.age_key())
+        .map_err(|e| AgentError::DataDir(e.to_string()))?;
     let api_cert =
         ReloadingCert::load(&pki, CertKind::Api).map_err(|e| AgentError::DataDir(e.to_string()))?;
     let tls_config =

@@ -95,7 +95,12 @@ pub fn run(args: Args) -> Result<i32> {
     match args.action {
         Action::Ca { out, name } => {
             let ca = Ca::generate(&name)?;
-            ca.save(&PkiDir::new(&out))?;
+            let dir = PkiDir::new(&out);
+            ca.save(&dir)?;
+            files::write_private(
+                &dir.age_key(),
+                crate::secrets::generate_identity().as_bytes(),
+            )?;
             println!(
                 "cluster CA written to {} (ca.key is 0600: keep it safe)",
                 out.display()

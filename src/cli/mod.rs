@@ -11,6 +11,7 @@ mod demo;
 mod host;
 mod plan;
 mod schema;
+mod secret;
 mod source;
 mod status;
 mod validate;
@@ -67,6 +68,8 @@ pub enum Command {
     /// The cluster CA and certificates: make a CA, issue client
     /// certificates, make join tokens, renew a host's certificates.
     Cert(cert::Args),
+    /// Encrypt a secret to the cluster's hosts (for `{age: ...}` in a spec).
+    Secret(secret::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -84,6 +87,7 @@ pub fn main() -> i32 {
         Command::Source(args) => source::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Cert(args) => cert::run(args),
+        Command::Secret(args) => secret::run(args),
     };
     match result {
         Ok(code) => code,

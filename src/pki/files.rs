@@ -75,6 +75,11 @@ impl PkiDir {
         self.dir.join("ca.key")
     }
 
+    /// `age.key`: the cluster's age identity (0600, never in etcd).
+    pub fn age_key(&self) -> PathBuf {
+        self.dir.join("age.key")
+    }
+
     /// A host certificate's file.
     pub fn cert(&self, kind: CertKind) -> PathBuf {
         self.dir.join(format!("{}.crt", kind.name()))

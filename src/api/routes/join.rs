@@ -56,6 +56,9 @@ pub struct JoinResponse {
     /// The cluster CA key, PEM (kept 0600 in the new host's data dir).
     #[serde(default)]
     pub ca_key_pem: String,
+    /// The cluster's age identity (decrypts `{age: ...}` secrets).
+    #[serde(default)]
+    pub age_identity: String,
 }
 
 impl std::fmt::Debug for JoinResponse {
@@ -241,8 +244,12 @@ pub async fn post(
         .collect::<Vec<_>>()
         .join(",");
     let pki = state.pki.clone();
-    let (ca_cert_pem, ca_key_pem) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::pki::PkiError>((files::read(&pki.ca_cert())?, files::read(&pki.ca_key())?))
+    let (ca_cert_pem, ca_key_pem, age_identity) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::pki::PkiError>((
+            files::read(&pki.ca_cert())?,
+            files::read(&pki.ca_key())?,
+            files::read(&pki.age_key()).unwrap_or_default(),
+        ))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -252,5 +259,6 @@ pub async fn post(
         initial_cluster,
         ca_cert_pem,
         ca_key_pem,
+        age_identity,
     }))
 }
