@@ -135,6 +135,16 @@ const START_SCRIPT: &str = r##"set -eu
 # libpq (pg_basebackup, the walreceiver, subscriptions) looks for a client
 # certificate under $HOME/.postgresql: a home postgres can read, with none.
 export HOME=/var/lib/pgcd
+# A build without OpenSSL (the PostgreSQL 16 image, from the pgserver
+# wheel) can neither serve TLS nor ask for it: it runs without, and says so.
+PGCD_REPL_HBA=hostssl
+PGCD_TLS_ARGS="-c ssl=on -c ssl_cert_file=/var/lib/pgcd/tls-live/server.crt -c ssl_key_file=/var/lib/pgcd/tls-live/server.key -c ssl_ca_file=/var/lib/pgcd/tls-live/ca.crt"
+if ! ldd "$(command -v postgres)" 2>/dev/null | grep -q libssl; then
+  echo "pgcd: this PostgreSQL build has no TLS support; serving and replicating without TLS" >&2
+  PGCD_TLS_ARGS=""
+  PGCD_TLS_OPTIONS=""
+  PGCD_REPL_HBA=host
+fi
 D=/var/lib/pgcd/data
 mkdir -p "$D" /var/lib/pgcd/run
 chown postgres:postgres /var/lib/pgcd "$D" /var/lib/pgcd/run
@@ -159,15 +169,15 @@ if [ ! -s "$D/PG_VERSION" ]; then
   rm -f /tmp/pw
   printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
     "local all all trust" \
-    "hostssl replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
-    "hostssl replication pgcd_replication ::/0 scram-sha-256" \
+    "$PGCD_REPL_HBA replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
+    "$PGCD_REPL_HBA replication pgcd_replication ::/0 scram-sha-256" \
     "host all all 0.0.0.0/0 scram-sha-256" \
     "host all all ::/0 scram-sha-256" > "$D/pg_hba.conf"
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
   chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
 fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run \
-  -c ssl=on -c ssl_cert_file=/var/lib/pgcd/tls-live/server.crt -c ssl_key_file=/var/lib/pgcd/tls-live/server.key -c ssl_ca_file=/var/lib/pgcd/tls-live/ca.crt
+# shellcheck disable=SC2086 # PGCD_TLS_ARGS is several words
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run $PGCD_TLS_ARGS
 "##;
 
 /// Puts the host's PostgreSQL certificate where the server reads it, owned
