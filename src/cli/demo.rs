@@ -20,7 +20,7 @@ const HOSTS: [(&str, &str); 3] = [
 ];
 
 /// How long `up` waits for the cluster to form before it gives up.
-const FORM_DEADLINE: Duration = Duration::from_secs(120);
+pub(super) const FORM_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Arguments of `pgcd demo`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +71,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     }
     let exe = std::env::current_exe().context("locating the pgcd binary")?;
     let secrets = demo_secrets(dir, &work)?;
-    let tls = demo_pki(dir)?;
+    let tls = super::demo_pki::demo_pki(dir)?;
     let repo_url = format!("file://{}", bare.display());
     let api = format!("https://{}:7800", HOSTS[0].1);
     for (index, (host, addr)) in HOSTS.iter().enumerate() {
@@ -96,7 +96,10 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
             // A first join needs a token, so h1 must be up; a restart
             // needs none and starts at once.
             if !data.join(crate::cluster::identity::FILE_NAME).exists() {
-                cmd.args(["--join-token", &demo_join_token(&tls, &api)?]);
+                cmd.args([
+                    "--join-token",
+                    &super::demo_pki::demo_join_token(&tls, &api)?,
+                ]);
             }
         }
         spawn_detached(cmd, &dir.join(format!("{host}.log")), &pid_file(dir, host))?;
@@ -499,55 +502,7 @@ fn healthy_hosts(tls: &ClientTls, addr: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The demo's CA (`DIR/ca`, made once) and the client certificate of the
-/// person running it (`DIR/tls`: `root`, so etcdctl works too, with a
-/// PKCS#12 copy for a browser).
-fn demo_pki(dir: &Path) -> Result<ClientTls> {
-    use crate::pki::{files, issue, Ca, PkiDir};
-    let ca_dir = PkiDir::new(dir.join("ca"));
-    let tls_dir = dir.join("tls");
-    if !ca_dir.has_ca() {
-        Ca::generate("demo")?.save(&ca_dir)?;
-    }
-    if !tls_dir.join(crate::pki::client::CLIENT_CERT).exists() {
-        let ca = Ca::load(&ca_dir)?;
-        let issued = ca.issue_client(crate::pki::ETCD_ROOT_CN, issue::LEAF_VALIDITY)?;
-        fs::create_dir_all(&tls_dir)?;
-        files::write_private(
-            &tls_dir.join(crate::pki::client::CLIENT_KEY),
-            issued.key_pem.as_bytes(),
-        )?;
-        files::write_public(
-            &tls_dir.join(crate::pki::client::CLIENT_CERT),
-            &issued.cert_pem,
-        )?;
-        files::write_public(&tls_dir.join(crate::pki::client::CA_CERT), ca.cert_pem())?;
-        let p12 = issue::pkcs12(&issued, ca.cert_pem(), crate::pki::ETCD_ROOT_CN)?;
-        files::write_private(&tls_dir.join("client.p12"), &p12)?;
-    }
-    Ok(ClientTls::from_dir(&tls_dir)?)
-}
-
-/// A join token from the first agent, waiting until it answers.
-fn demo_join_token(tls: &ClientTls, api: &str) -> Result<String> {
-    let client = tls.blocking_http(Duration::from_secs(3))?;
-    let url = format!("{api}/v1/cluster/join-tokens");
-    let mut token = None;
-    wait_for(FORM_DEADLINE, || {
-        token = client
-            .post(&url)
-            .json(&serde_json::json!({ "ttl_seconds": 600 }))
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .and_then(|v| v.get("token")?.as_str().map(str::to_owned));
-        token.is_some()
-    })
-    .with_context(|| format!("h1 did not answer at {api}; see its log"))?;
-    token.context("no join token")
-}
-
-fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+pub(super) fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < deadline {
         if ready() {

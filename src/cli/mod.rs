@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod agent;
 mod cert;
 mod demo;
+mod demo_pki;
 mod host;
 mod plan;
 mod schema;

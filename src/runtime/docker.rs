@@ -60,7 +60,7 @@ pub enum RuntimeError {
     NotReady(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |error| RuntimeError::Io {
         path: path.display().to_string(),
         error,
@@ -116,7 +116,7 @@ pub struct Runtime {
     docker: Docker,
     host: HostId,
     advertise: IpAddr,
-    pki: crate::pki::PkiDir,
+    pub(super) pki: crate::pki::PkiDir,
     root: PathBuf,
 }
 
@@ -178,16 +178,6 @@ if [ ! -s "$D/PG_VERSION" ]; then
 fi
 # shellcheck disable=SC2086 # PGCD_TLS_ARGS is several words
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run $PGCD_TLS_ARGS
-"##;
-
-/// Puts the host's PostgreSQL certificate where the server reads it, owned
-/// by `postgres` (the server refuses a key others can read). Run as root in
-/// the container at each start and, on rotation, before a SIGHUP.
-const TLS_SCRIPT: &str = r##"set -eu
-mkdir -p /var/lib/pgcd/tls-live
-install -o postgres -g postgres -m 600 /var/lib/pgcd/tls/server.key /var/lib/pgcd/tls-live/server.key
-install -o postgres -g postgres -m 644 /var/lib/pgcd/tls/server.crt /var/lib/pgcd/tls-live/server.crt
-install -o postgres -g postgres -m 644 /var/lib/pgcd/tls/ca.crt /var/lib/pgcd/tls-live/ca.crt
 "##;
 
 /// Docker answers 304 when a container is already started (or stopped):
@@ -403,7 +393,7 @@ impl Runtime {
             cmd: Some(vec![
                 "bash".into(),
                 "-c".into(),
-                format!("{TLS_SCRIPT}\n{START_SCRIPT}"),
+                format!("{}\n{START_SCRIPT}", super::tls::TLS_SCRIPT),
             ]),
             env: Some(env),
             labels: Some(labels),
@@ -453,53 +443,6 @@ impl Runtime {
             )
             .await?;
         Ok(true)
-    }
-
-    /// Copies the host's PostgreSQL certificate, key (0600) and the cluster
-    /// CA into an instance's directory (`tls/`, mounted in its container).
-    fn install_tls(&self, dir: &Path) -> Result<(), RuntimeError> {
-        use crate::pki::{files, CertKind};
-        let tls = dir.join("tls");
-        std::fs::create_dir_all(&tls).map_err(io(&tls))?;
-        let copy = |from: PathBuf, to: &str, private: bool| -> Result<(), RuntimeError> {
-            let text = files::read(&from).map_err(|e| RuntimeError::NotReady(e.to_string()))?;
-            let to = tls.join(to);
-            if private {
-                files::write_private(&to, text.as_bytes())
-            } else {
-                files::write_public(&to, &text)
-            }
-            .map_err(|e| RuntimeError::NotReady(e.to_string()))
-        };
-        copy(self.pki.key(CertKind::Postgres), "server.key", true)?;
-        copy(self.pki.cert(CertKind::Postgres), "server.crt", false)?;
-        copy(self.pki.ca_cert(), "ca.crt", false)
-    }
-
-    /// Puts a renewed PostgreSQL certificate in force in every running
-    /// instance of this host: copy, then SIGHUP (PostgreSQL re-reads its
-    /// certificate files on reload; open connections keep theirs).
-    pub async fn reload_tls(&self) -> Result<usize, RuntimeError> {
-        let mut done = 0;
-        for c in self.list().await? {
-            if !c.running {
-                continue;
-            }
-            let id = c.id;
-            self.install_tls(&self.instance_dir(&id))?;
-            let script = format!("{TLS_SCRIPT}\nkill -HUP 1");
-            let (code, out) = self
-                .exec_as(&id, "root", &script, Vec::new(), Duration::from_secs(20))
-                .await?;
-            if code != 0 {
-                return Err(RuntimeError::NotReady(format!(
-                    "reloading the certificate of {}: {out}",
-                    id.container()
-                )));
-            }
-            done += 1;
-        }
-        Ok(done)
     }
 
     /// Starts the container (a no-op when it runs).
@@ -595,7 +538,7 @@ impl Runtime {
         self.exec_as(id, "postgres", script, env, timeout).await
     }
 
-    async fn exec_as(
+    pub(super) async fn exec_as(
         &self,
         id: &InstanceId,
         user: &str,
