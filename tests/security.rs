@@ -466,3 +466,97 @@ fn rotating_a_hosts_certificates_keeps_its_agent_and_etcd_serving() {
         "{metrics}"
     );
 }
+
+#[test]
+fn agents_reach_an_external_etcd_over_mutual_tls() {
+    // An external etcd of the operator's, serving TLS with a certificate
+    // of the test CA and asking clients for one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = ip(156, 21);
+    let ca = pgcd::pki::Ca::load(&pgcd::pki::PkiDir::new(&pki().ca_dir)).expect("test CA");
+    let server = ca
+        .issue_host(
+            "ext",
+            pgcd::pki::CertKind::EtcdClient,
+            &[addr.parse().expect("ip")],
+        )
+        .expect("server certificate");
+    std::fs::write(dir.path().join("server.crt"), &server.cert_pem).expect("write");
+    std::fs::write(dir.path().join("server.key"), &server.key_pem).expect("write");
+    let ca_file = pki().client_dir.join("ca.crt");
+    let url = format!("https://{addr}:2379");
+    let peer = format!("http://{addr}:2380");
+    let mut etcd = Command::new("etcd")
+        .args([
+            "--name=ext",
+            &format!("--data-dir={}", dir.path().join("etcd").display()),
+            &format!("--listen-client-urls={url}"),
+            &format!("--advertise-client-urls={url}"),
+            &format!("--listen-peer-urls={peer}"),
+            &format!("--initial-advertise-peer-urls={peer}"),
+            &format!("--initial-cluster=ext={peer}"),
+            &format!("--cert-file={}", dir.path().join("server.crt").display()),
+            &format!("--key-file={}", dir.path().join("server.key").display()),
+            &format!("--trusted-ca-file={}", ca_file.display()),
+            "--client-cert-auth=true",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start etcd");
+    wait_for("the external etcd answers", Duration::from_secs(20), || {
+        etcdctl(&url)
+            .args(["endpoint", "health"])
+            .output()
+            .ok()?
+            .status
+            .success()
+            .then_some(())
+    });
+    let client = &pki().client_dir;
+    let mut agents: Vec<Agent> = (0..2)
+        .map(|i| Agent {
+            id: format!("e{}", i + 1),
+            addr: ip(156, 22 + i as u8),
+            data_dir: dir.path().join(format!("e{}", i + 1)),
+            mode: vec![
+                "--etcd-endpoints".into(),
+                url.clone(),
+                "--etcd-ca".into(),
+                ca_file.display().to_string(),
+                "--etcd-cert".into(),
+                client.join("client.crt").display().to_string(),
+                "--etcd-key".into(),
+                client.join("client.key").display().to_string(),
+            ],
+            child: None,
+        })
+        .collect();
+    for a in &mut agents {
+        a.spawn();
+    }
+    let api = agents[1].api();
+    let ok = std::panic::catch_unwind(|| {
+        wait_for(
+            "both hosts healthy on the TLS etcd",
+            Duration::from_secs(30),
+            || (healthy_hosts(&api).len() == 2).then_some(()),
+        );
+        wait_for("a leader", Duration::from_secs(10), || {
+            get_json(&format!("{api}/v1/cluster"))?["leader"]
+                .as_str()
+                .map(drop)
+        });
+    });
+    for a in &mut agents {
+        a.kill9();
+    }
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    if let Err(e) = ok {
+        for a in &agents {
+            eprintln!("---- {} ----\n{}", a.id, a.log());
+        }
+        std::panic::resume_unwind(e);
+    }
+}
