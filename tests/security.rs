@@ -465,6 +465,13 @@ fn rotating_a_hosts_certificates_keeps_its_agent_and_etcd_serving() {
         metrics.contains("pgcd_certificate_expiry_seconds{host=\"h2\",kind=\"api\"}"),
         "{metrics}"
     );
+    // And `pgcd status` names the certificate that expires first.
+    let out = pgcd_client()
+        .args(["status", "--api", &api])
+        .output()
+        .expect("pgcd status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("certs   soonest expiry in 36"), "{text}");
 }
 
 #[test]
