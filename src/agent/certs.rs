@@ -208,6 +208,32 @@ fn stamps(pki: &PkiDir) -> BTreeMap<CertKind, Option<SystemTime>> {
         .collect()
 }
 
+/// Host certificates are renewed by the agent itself this long before
+/// they expire (a year's certificate: after about eleven months).
+pub const RENEW_BEFORE_SECONDS: i64 = 30 * 24 * 3600;
+
+/// Whether a host certificate (not the CA) expires within `before` seconds.
+pub fn needs_renewal(record: &HostCertificates, before: i64) -> bool {
+    record
+        .certificates
+        .iter()
+        .filter(|(kind, _)| kind.as_str() != "ca")
+        .any(|(_, c)| crate::pki::issue::seconds_left(c.not_after_unix) < before)
+}
+
+/// What `pgcd cert rotate` does: the host's certificates again, for the
+/// addresses its API certificate names.
+pub fn renew(pki: &PkiDir, host: &str) -> Result<(), PkiError> {
+    let ips = crate::pki::issue::cert_ips(&files::read(&pki.cert(CertKind::Api))?)?;
+    if ips.is_empty() {
+        return Err(PkiError::cert(
+            "renewing",
+            "the API certificate names no address",
+        ));
+    }
+    Ca::load(pki)?.issue_host_set(pki, host, &ips)
+}
+
 /// Reads every certificate's subject and expiry.
 pub fn read_record(pki: &PkiDir, host: &HostId) -> HostCertificates {
     let mut certificates = BTreeMap::new();
@@ -256,6 +282,21 @@ impl HostService for CertWatcher {
                     seen = now;
                 }
                 let record = read_record(&pki, &host);
+                if needs_renewal(&record, RENEW_BEFORE_SECONDS) {
+                    let (pki, host) = (pki.clone(), host.to_string());
+                    match tokio::task::spawn_blocking(move || renew(&pki, &host)).await {
+                        Ok(Ok(())) => tracing::info!(
+                            "host certificates near expiry renewed; putting them in force"
+                        ),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "cannot renew the host certificates; retrying")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot renew the host certificates; retrying")
+                        }
+                    }
+                    continue;
+                }
                 let changed = published
                     .as_ref()
                     .is_none_or(|p| p.certificates != record.certificates);
@@ -325,5 +366,53 @@ impl HostService for PostgresCertReload {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::issue::CertInfo;
+
+    fn record(kind: &str, left: i64) -> HostCertificates {
+        let now = chrono::Utc::now().timestamp();
+        HostCertificates {
+            host: "h1".into(),
+            certificates: [(
+                kind.to_owned(),
+                CertInfo {
+                    subject: "x".into(),
+                    not_after_unix: now + left,
+                    not_after: String::new(),
+                },
+            )]
+            .into(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn host_certificates_near_expiry_are_renewed_and_the_ca_is_not() {
+        assert!(needs_renewal(&record("api", 3600), RENEW_BEFORE_SECONDS));
+        assert!(!needs_renewal(
+            &record("api", 300 * 86_400),
+            RENEW_BEFORE_SECONDS
+        ));
+        assert!(!needs_renewal(&record("ca", 3600), RENEW_BEFORE_SECONDS));
+    }
+
+    #[test]
+    fn renewal_reissues_for_the_same_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::new(dir.path());
+        let ca = Ca::generate("t").unwrap();
+        ca.save(&pki).unwrap();
+        let ip: std::net::IpAddr = "127.0.0.11".parse().unwrap();
+        ca.issue_host_set(&pki, "h1", &[ip]).unwrap();
+        let before = files::read(&pki.cert(CertKind::Postgres)).unwrap();
+        renew(&pki, "h1").unwrap();
+        let after = files::read(&pki.cert(CertKind::Postgres)).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(crate::pki::issue::cert_ips(&after).unwrap(), vec![ip]);
     }
 }

@@ -9,8 +9,8 @@
 
 use crate::cluster::identity::HostIdentity;
 use crate::pki::client::{CA_CERT, CLIENT_CERT, CLIENT_KEY};
-use crate::pki::issue::{cert_ips, pkcs12, LEAF_VALIDITY};
-use crate::pki::{files, Ca, CertKind, PkiDir};
+use crate::pki::issue::{pkcs12, LEAF_VALIDITY};
+use crate::pki::{files, Ca, PkiDir};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -185,18 +185,10 @@ pub fn run(args: Args) -> Result<i32> {
             let pki = PkiDir::of_data_dir(&data_dir);
             let identity = HostIdentity::load(&data_dir)?
                 .with_context(|| format!("{} is not an agent's data dir", data_dir.display()))?;
-            let ca = Ca::load(&pki).with_context(|| {
-                format!("this host holds no CA key in {}", pki.path().display())
-            })?;
-            // The API certificate names exactly the host's addresses (the
-            // peer one may add loopback's).
-            let ips = cert_ips(&files::read(&pki.cert(CertKind::Api))?)?;
-            if ips.is_empty() {
-                bail!(
-                    "the current API certificate names no address; cannot tell which to renew for"
-                );
+            if !pki.has_ca() {
+                bail!("this host holds no CA key in {}", pki.path().display());
             }
-            ca.issue_host_set(&pki, &identity.host_id, &ips)?;
+            crate::agent::certs::renew(&pki, &identity.host_id)?;
             println!(
                 "renewed the certificates of {} in {}; the agent puts them in force within seconds",
                 identity.host_id,
