@@ -12,11 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
 
-#[allow(dead_code)]
-#[path = "../tests/common/gitrepo.rs"]
-mod gitrepo;
+// The tests' harness: its Git helper, CA and HTTPS client.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-use gitrepo::git;
+use common::gitrepo::git;
 use pgcd::spec::SourceFile;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -58,6 +58,8 @@ fn agent(host: &str, addr: &str, dir: &Path, repo: &Path, extra: &[&str]) -> Age
         .arg(dir.join(host))
         .args(["--init", "--repo"])
         .arg(repo)
+        .arg("--ca")
+        .arg(&common::pki().ca_dir)
         .args(extra)
         .env("RUST_LOG", "warn")
         .env("BENCH_APP_PASSWORD", "bench")
@@ -70,7 +72,7 @@ fn agent(host: &str, addr: &str, dir: &Path, repo: &Path, extra: &[&str]) -> Age
 }
 
 fn get(url: &str) -> Option<serde_json::Value> {
-    reqwest::blocking::Client::new()
+    common::http()
         .get(url)
         .timeout(Duration::from_secs(2))
         .send()
@@ -114,7 +116,7 @@ fn database(i: usize, host: &str) -> String {
 fn commit_to_ready(tmp: &Path) {
     let host = "bench-r1";
     let addr = "127.0.61.11";
-    let api = format!("http://{addr}:7800");
+    let api = format!("https://{addr}:7800");
     let work = tmp.join("repo-ready");
     git(tmp, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
     std::fs::create_dir_all(work.join("databases")).unwrap();
@@ -160,7 +162,7 @@ fn commit_to_ready(tmp: &Path) {
 fn pass_cpu(tmp: &Path) {
     let host = "h1";
     let addr = "127.0.61.12";
-    let api = format!("http://{addr}:7800");
+    let api = format!("https://{addr}:7800");
     let work = tmp.join("repo-cpu");
     git(tmp, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
     std::fs::create_dir_all(work.join("databases")).unwrap();
@@ -191,9 +193,12 @@ fn pass_cpu(tmp: &Path) {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = etcd_client::Client::connect([format!("http://{addr}:2379")], None)
-            .await
-            .unwrap();
+        let mut c = etcd_client::Client::connect(
+            [format!("https://{addr}:2379")],
+            Some(common::etcd_options()),
+        )
+        .await
+        .unwrap();
         let record = serde_json::json!({ "host": "h1", "docker": true });
         c.put(
             "/pgcd/v1/observed/h1",

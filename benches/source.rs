@@ -9,12 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
 
-// The tests' Git helper; only `git` is used here.
-#[allow(dead_code)]
-#[path = "../tests/common/gitrepo.rs"]
-mod gitrepo;
+// The tests' harness: its Git helper, CA and HTTPS client.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-use gitrepo::git;
+use common::gitrepo::git;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ impl Drop for Killer {
 }
 
 fn get(url: &str) -> Option<serde_json::Value> {
-    reqwest::blocking::Client::new()
+    common::http()
         .get(url)
         .timeout(Duration::from_secs(2))
         .send()
@@ -133,6 +132,8 @@ fn main() {
         ])
         .arg(tmp.path().join("h1"))
         .args(["--init", "--repo", "git://127.0.60.20/origin.git"])
+        .arg("--ca")
+        .arg(&common::pki().ca_dir)
         .env("PGCD_WEBHOOK_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -140,7 +141,7 @@ fn main() {
         .spawn()
         .unwrap();
     let _k = Killer(vec![agent, daemon]);
-    let api = format!("http://{addr}:7800");
+    let api = format!("https://{addr}:7800");
     let applied = || {
         get(&format!("{api}/v1/source"))
             .and_then(|v| v["applied"]["sha"].as_str().map(str::to_string))
@@ -154,7 +155,7 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let client = reqwest::blocking::Client::new();
+    let client = common::http().clone();
     let mut times = Vec::new();
     for round in 0..20 {
         std::fs::write(

@@ -16,6 +16,7 @@ have_pkg libssl-dev || need+=(libssl-dev)
 have_cmd ssh-keygen || need+=(openssh-client)  # signed-commit verification
 have_cmd gpg || need+=(gnupg)
 have_cmd curl || need+=(curl)
+have_cmd openssl || need+=(openssl)         # tests read the certificate a server presents
 have_cmd debootstrap || need+=(debootstrap)     # scripts/build-images.sh
 # Git servers of the remote tests (tests/source_https.rs, tests/source_ssh.rs):
 # the tests start them as their own processes; no system service runs.

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod exec;
+pub mod pki;
 pub mod plan;
 pub mod postgres;
 pub mod reconcile;

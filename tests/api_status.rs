@@ -28,7 +28,7 @@ fn put<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
 }
 
 async fn put_async<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
-    let mut client = etcd_client::Client::connect([etcd], None)
+    let mut client = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
         .await
         .expect("connect to etcd");
     let body = serde_json::to_string(value).expect("encode record");
@@ -40,11 +40,9 @@ async fn put_async<T: serde::Serialize>(etcd: &str, rel: &str, value: &T) {
 
 /// GETs a URL: status code and body.
 fn fetch(url: &str) -> (u16, String) {
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
+    let resp = http()
         .get(url)
+        .timeout(Duration::from_secs(5))
         .send()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let code = resp.status().as_u16();
@@ -226,7 +224,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
     }
 
     // `pgcd status` lists each database with what holds and why.
-    let out = std::process::Command::new(pgcd_bin())
+    let out = pgcd_client()
         .args(["status", "--api", &api])
         .output()
         .expect("run pgcd status");
@@ -290,7 +288,9 @@ fn followed_task_log_streams_new_lines_and_ends_with_the_final_state() {
             &task("t-follow", TaskState::Running, &["line one"]),
         )
         .await;
-        let client = reqwest::Client::new();
+        let client = client_tls()
+            .http(Duration::from_secs(60))
+            .expect("HTTPS client");
         let mut resp = client
             .get(format!("{url}?follow=true"))
             .send()

@@ -31,8 +31,8 @@ fn fails(args: &[&str], data_dir: &std::path::Path) -> String {
 #[test]
 fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
     let (a11, a17, a18, a19) = (ip(5, 11), ip(5, 17), ip(5, 18), ip(5, 19));
-    let unreachable = format!("http://{}:7800", ip(5, 99));
-    let wrong = format!("http://{a11}:2379");
+    let unreachable = format!("https://{}:7800", ip(5, 99));
+    let wrong = format!("https://{a11}:2379");
     let c = Cluster::start(5, 1);
     let api = c.agents[0].api();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -46,6 +46,8 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
             &a19,
             "--join",
             &unreachable,
+            "--join-token",
+            &join_token(&api),
         ],
         &fresh,
     );
@@ -55,13 +57,31 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
     );
 
     let line = fails(
-        &["--host-id", "h9", "--advertise", &a19, "--join", &wrong],
+        &[
+            "--host-id",
+            "h9",
+            "--advertise",
+            &a19,
+            "--join",
+            &wrong,
+            "--join-token",
+            &join_token(&api),
+        ],
         &fresh,
     );
     assert!(line.contains("did not answer as a pgcd agent"), "{line}");
 
     let line = fails(
-        &["--host-id", "h1", "--advertise", &a19, "--join", &api],
+        &[
+            "--host-id",
+            "h1",
+            "--advertise",
+            &a19,
+            "--join",
+            &api,
+            "--join-token",
+            &join_token(&api),
+        ],
         &fresh,
     );
     assert!(
@@ -73,7 +93,16 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
 
     let held = std::net::TcpListener::bind(format!("{a18}:2380")).expect("hold the peer port");
     let line = fails(
-        &["--host-id", "h8", "--advertise", &a18, "--join", &api],
+        &[
+            "--host-id",
+            "h8",
+            "--advertise",
+            &a18,
+            "--join",
+            &api,
+            "--join-token",
+            &join_token(&api),
+        ],
         &fresh,
     );
     assert!(
@@ -83,7 +112,16 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
     drop(held);
 
     let line = fails(
-        &["--host-id", "h7", "--advertise", &a11, "--join", &api],
+        &[
+            "--host-id",
+            "h7",
+            "--advertise",
+            &a11,
+            "--join",
+            &api,
+            "--join-token",
+            &join_token(&api),
+        ],
         &fresh,
     );
     assert!(
@@ -102,12 +140,30 @@ fn bad_joins_fail_fast_with_a_clear_line_and_change_nothing() {
         || child.try_wait().ok().flatten(),
     );
     let line = fails(
-        &["--host-id", "h1", "--advertise", &a17, "--join", &api],
+        &[
+            "--host-id",
+            "h1",
+            "--advertise",
+            &a17,
+            "--join",
+            &api,
+            "--join-token",
+            &join_token(&api),
+        ],
         &other_dir,
     );
     assert!(line.contains("belongs to cluster"), "{line}");
     let line = fails(
-        &["--host-id", "h5", "--advertise", &a17, "--join", &api],
+        &[
+            "--host-id",
+            "h5",
+            "--advertise",
+            &a17,
+            "--join",
+            &api,
+            "--join-token",
+            &join_token(&api),
+        ],
         &other_dir,
     );
     assert!(line.contains("belongs to host h1"), "{line}");

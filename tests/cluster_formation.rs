@@ -134,10 +134,7 @@ fn init_and_two_joins_form_a_three_member_cluster_with_one_leader() {
 }
 
 fn pgcd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(pgcd_bin())
-        .args(args)
-        .output()
-        .expect("run pgcd")
+    pgcd_client().args(args).output().expect("run pgcd")
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn put_task(etcd: &str, host: &str, id: &str, ms: u64) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut client = etcd_client::Client::connect([etcd], None)
+        let mut client = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
             .await
             .expect("etcd");
         let deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();

@@ -29,7 +29,7 @@ fn desired_keys(etcd: &str) -> BTreeMap<String, i64> {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd], None)
+        let mut c = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
             .await
             .expect("connect to etcd");
         let mut out = BTreeMap::new();

@@ -178,7 +178,7 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
     });
     // `pgcd plan --api` plans an uncommitted edit against the live cluster.
     let plan = |dir: &Path| {
-        std::process::Command::new(pgcd_bin())
+        pgcd_client()
             .args(["plan", "--api", &api])
             .arg(dir)
             .env("PGCD_MANIFESTS", "/nonexistent")

@@ -80,7 +80,7 @@ fn leader_killed_between_fetch_and_record_is_replaced_without_skips_or_repeats()
         "sha256={}",
         pgcd::source::webhook::sign(SECRET.as_bytes(), &body)
     );
-    let res = reqwest::blocking::Client::new()
+    let res = anon_http()
         .post(format!("{}/v1/webhooks/generic", c.agents[1].api()))
         .header("X-Pgcd-Signature", sig)
         .body(body)

@@ -140,7 +140,7 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
     // `pgcd plan` on a checkout: nothing to change at the applied commit,
     // and the changed database with its fields after an edit.
     let plan = |dir: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_pgcd"))
+        pgcd_client()
             .args(["plan", "--api", &api])
             .arg(dir)
             .output()
@@ -197,7 +197,8 @@ fn valid_then_invalid_then_fixed_and_branches_are_only_planned() {
 }
 
 fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
+    // No client certificate: forges sign with the HMAC instead.
+    let client = anon_http();
     let mut req = client.post(url).body(body);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -282,9 +283,8 @@ fn webhooks_are_verified_and_wake_the_leader() {
     assert_eq!(code, 413);
     // None of those woke the leader: no wake key was written (read straight
     // from etcd), and the push is still not fetched.
-    let wake = Command::new("etcdctl")
-        .args(["--endpoints", &agent.etcd(), "get", "/pgcd/v1/source/wake"])
-        .env("ETCDCTL_API", "3")
+    let wake = etcdctl(&agent.etcd())
+        .args(["get", "/pgcd/v1/source/wake"])
         .output()
         .expect("etcdctl");
     assert!(
@@ -403,7 +403,7 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
         std::fs::write(w.join("databases/notes.txt"), "prod\n").unwrap()
     });
     repo.push("prod");
-    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let out = pgcd_client()
         .args([
             "source",
             "set",
@@ -424,7 +424,7 @@ fn signed_commits_are_required_once_the_state_in_force_says_so_and_source_set_sw
     wait_for("prod applied", WAIT, || {
         (applied(&api)? == prod).then_some(())
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let out = pgcd_client()
         .args(["source", "show", "--api", &api, "-o", "json"])
         .output()
         .unwrap();

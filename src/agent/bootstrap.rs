@@ -2,7 +2,8 @@
 //! the embedded etcd (a new cluster, a join, or a restart), waiting until it
 //! answers, and settling the cluster id.
 
-use super::join::{remote_cluster_id, request_join};
+use super::certs;
+use super::join::{check_ca, remote_cluster_ca, request_join};
 use super::{AgentConfig, AgentError, EtcdMode};
 use crate::backoff::Backoff;
 use crate::cluster::etcd::{ClusterState, EtcdConfig, EtcdProcess};
@@ -11,17 +12,32 @@ use crate::cluster::keys;
 use crate::cluster::metrics::Metrics;
 use crate::cluster::store::{to_json, Store};
 use crate::cluster::ClusterError;
+use crate::pki::client::ClientTls;
+use crate::pki::token::JoinToken;
+use crate::pki::PkiDir;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Prepares and starts etcd as the mode says; returns the identity to keep,
-/// the process (embedded) and the endpoints to use.
+/// What [`prepare_etcd`] leaves running and how to reach it.
+pub(super) struct EtcdAccess {
+    /// The identity to keep.
+    pub identity: HostIdentity,
+    /// The embedded etcd, if any.
+    pub process: Option<EtcdProcess>,
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// The client certificate and CA to reach them with.
+    pub tls: Option<ClientTls>,
+}
+
+/// Prepares the host's certificates and starts etcd as the mode says.
 pub(super) async fn prepare_etcd(
     cfg: &AgentConfig,
     identity: Option<HostIdentity>,
     cancel: &CancellationToken,
-) -> Result<(HostIdentity, Option<EtcdProcess>, Vec<String>), AgentError> {
+) -> Result<EtcdAccess, AgentError> {
+    let pki = PkiDir::of_data_dir(&cfg.data_dir);
     let etcd_config = |initial_cluster: String, state: ClusterState, token: String| EtcdConfig {
         binary: cfg.etcd_binary.clone(),
         name: cfg.host_id.to_string(),
@@ -33,9 +49,11 @@ pub(super) async fn prepare_etcd(
         state,
         token,
         log_path: cfg.data_dir.join("etcd.log"),
+        pki: Some(pki.clone()),
     };
     let identity = match (&cfg.mode, identity) {
         (EtcdMode::External { endpoints }, identity) => {
+            certs::ensure_local(cfg, &pki).await?;
             let identity = identity.unwrap_or_else(|| HostIdentity {
                 host_id: cfg.host_id.to_string(),
                 cluster_id: String::new(),
@@ -44,19 +62,26 @@ pub(super) async fn prepare_etcd(
                 initial_cluster_state: String::new(),
                 instance: random_hex(8),
             });
-            return Ok((identity, None, endpoints.clone()));
+            return Ok(EtcdAccess {
+                identity,
+                process: None,
+                endpoints: endpoints.clone(),
+                tls: certs::external_etcd_tls(cfg)?,
+            });
         }
         (EtcdMode::Join { api_url }, Some(identity)) => {
+            certs::ensure_local(cfg, &pki).await?;
             // A restart: the agent joined through may be down too (hosts
             // coming back in any order), so one short look only.
             let look =
-                tokio::time::timeout(Duration::from_secs(3), remote_cluster_id(api_url, cancel));
+                tokio::time::timeout(Duration::from_secs(3), remote_cluster_ca(api_url, cancel));
             match look.await.unwrap_or_else(|_| Err(AgentError::Join(format!("{api_url} did not answer within 3 s")))) {
-                Ok(remote) if remote != identity.cluster_id => {
+                Ok(remote) if remote.cluster_id != identity.cluster_id => {
                     return Err(AgentError::DataDir(format!(
-                        "data dir {} belongs to cluster {}, but {api_url} is cluster {remote}; use an empty --data-dir to join it",
+                        "data dir {} belongs to cluster {}, but {api_url} is cluster {}; use an empty --data-dir to join it",
                         cfg.data_dir.display(),
-                        identity.cluster_id
+                        identity.cluster_id,
+                        remote.cluster_id
                     )))
                 }
                 Ok(_) => {}
@@ -64,10 +89,14 @@ pub(super) async fn prepare_etcd(
             }
             identity
         }
-        (EtcdMode::Init { .. }, Some(identity)) => identity,
+        (EtcdMode::Init { .. }, Some(identity)) => {
+            certs::ensure_local(cfg, &pki).await?;
+            identity
+        }
         (EtcdMode::Init { .. }, None) => {
             refuse_stray_etcd_dir(cfg)?;
             let cluster_id = random_hex(8);
+            certs::init_ca(cfg, &pki, &cluster_id).await?;
             let probe = etcd_config(String::new(), ClusterState::New, String::new());
             HostIdentity {
                 host_id: cfg.host_id.to_string(),
@@ -80,11 +109,36 @@ pub(super) async fn prepare_etcd(
         }
         (EtcdMode::Join { api_url }, None) => {
             refuse_stray_etcd_dir(cfg)?;
+            let token = cfg.join_token.as_deref().ok_or_else(|| {
+                AgentError::Join(
+                    "--join needs --join-token: run `pgcd cert join-token` on a cluster member"
+                        .into(),
+                )
+            })?;
+            let token = JoinToken::parse(token).map_err(|e| AgentError::Join(e.to_string()))?;
             let probe = etcd_config(String::new(), ClusterState::Existing, String::new());
-            remote_cluster_id(api_url, cancel).await?;
+            let found = remote_cluster_ca(api_url, cancel).await?;
+            check_ca(api_url, &found, &token.pin)?;
             // Check ports before the member is added: a member that cannot start costs quorum.
             probe.check_ports()?;
-            let joined = request_join(api_url, &cfg.host_id, &probe.peer_url(), cancel).await?;
+            let joined = request_join(
+                api_url,
+                &cfg.host_id,
+                &probe.peer_url(),
+                &token,
+                &found.ca_pem,
+                cancel,
+            )
+            .await?;
+            certs::adopt_ca(
+                cfg,
+                &pki,
+                &joined.ca_cert_pem,
+                &joined.ca_key_pem,
+                &joined.age_identity,
+                &token.pin,
+            )
+            .await?;
             HostIdentity {
                 host_id: cfg.host_id.to_string(),
                 cluster_id: joined.cluster_id,
@@ -109,8 +163,14 @@ pub(super) async fn prepare_etcd(
     // Saved before etcd starts: a restart after a crash here must not join again.
     identity.save(&cfg.data_dir)?;
     let endpoints = vec![config.client_url()];
+    let tls = ClientTls::host_etcd(&pki).map_err(|e| AgentError::DataDir(e.to_string()))?;
     let process = EtcdProcess::start(config)?;
-    Ok((identity, Some(process), endpoints))
+    Ok(EtcdAccess {
+        identity,
+        process: Some(process),
+        endpoints,
+        tls: Some(tls),
+    })
 }
 
 fn refuse_stray_etcd_dir(cfg: &AgentConfig) -> Result<(), AgentError> {
@@ -131,13 +191,14 @@ fn refuse_stray_etcd_dir(cfg: &AgentConfig) -> Result<(), AgentError> {
 /// saying so every few seconds.
 pub(super) async fn wait_ready(
     endpoints: &[String],
+    tls: Option<&ClientTls>,
     metrics: Arc<Metrics>,
     cfg: &AgentConfig,
     cancel: &CancellationToken,
 ) -> Result<Store, AgentError> {
     let mut backoff = Backoff::transient();
     loop {
-        let error = match Store::connect(endpoints, metrics.clone()).await {
+        let error = match Store::connect_tls(endpoints, tls, metrics.clone()).await {
             Ok(store) => match store.get(keys::CLUSTER_ID).await {
                 Ok(_) => {
                     if backoff.failures() > 0 {

@@ -8,6 +8,7 @@
 //! `runtime`, `exec` and `api` together; nothing imports it but `cli`.
 
 mod bootstrap;
+pub mod certs;
 pub mod executors;
 pub mod facts;
 mod join;
@@ -15,6 +16,8 @@ mod wiring;
 
 pub use wiring::{Options, RuntimeKind};
 
+use crate::api::auth::{ApiAuth, RateLimits};
+use crate::api::serve::serve_tls;
 use crate::api::{router, ApiState};
 use crate::cluster::election::{observe_leader, run_election, LeaderService};
 use crate::cluster::etcd::{self, EtcdError};
@@ -25,6 +28,8 @@ use crate::cluster::runner::TaskRunner;
 use crate::cluster::services::HostService;
 use crate::cluster::tasks::Executors;
 use crate::cluster::{now_rfc3339, ClusterError};
+use crate::pki::server::{api_config, ReloadingCert};
+use crate::pki::{CertKind, PkiDir};
 use crate::spec::names::HostId;
 use bootstrap::{prepare_etcd, retry_transient, settle_cluster_id, wait_ready, with_cluster_id};
 use std::collections::BTreeMap;
@@ -79,6 +84,19 @@ pub struct AgentConfig {
     pub lease_ttl: Duration,
     /// The etcd binary.
     pub etcd_binary: PathBuf,
+    /// `--ca DIR`: an existing cluster CA (`ca.crt`, `ca.key`) to use at
+    /// `--init` (or with external etcd) instead of making one.
+    pub ca_dir: Option<PathBuf>,
+    /// `--join-token`: proves the join.
+    pub join_token: Option<String>,
+    /// Whether the API asks for client certificates.
+    pub api_auth: crate::api::auth::ApiAuth,
+    /// External etcd's CA.
+    pub etcd_ca: Option<PathBuf>,
+    /// External etcd's client certificate.
+    pub etcd_cert: Option<PathBuf>,
+    /// External etcd's client key.
+    pub etcd_key: Option<PathBuf>,
 }
 
 /// Why the agent could not start or stopped.
@@ -160,12 +178,25 @@ pub async fn run_with(
         .map_err(|_| AgentError::ApiPort { addr: api_addr })?;
     let metrics = Arc::new(Metrics::default());
 
-    let (identity, mut etcd_process, endpoints) =
-        match prepare_etcd(&cfg, identity, &shutdown).await {
-            Err(AgentError::Stopped) => return Ok(()),
-            other => other?,
-        };
-    let store = match wait_ready(&endpoints, metrics.clone(), &cfg, &shutdown).await {
+    let access = match prepare_etcd(&cfg, identity, &shutdown).await {
+        Err(AgentError::Stopped) => return Ok(()),
+        other => other?,
+    };
+    let (identity, mut etcd_process, endpoints, etcd_tls) = (
+        access.identity,
+        access.process,
+        access.endpoints,
+        access.tls,
+    );
+    let store = match wait_ready(
+        &endpoints,
+        etcd_tls.as_ref(),
+        metrics.clone(),
+        &cfg,
+        &shutdown,
+    )
+    .await
+    {
         Ok(store) => store,
         Err(e) => {
             if let Some(mut p) = etcd_process.take() {
@@ -183,11 +214,30 @@ pub async fn run_with(
     .await?;
     let identity = with_cluster_id(identity, &cluster_id);
     identity.save(&cfg.data_dir)?;
+    if etcd_process.is_some() {
+        retry_transient("turning etcd authentication on", &shutdown, || {
+            certs::ensure_etcd_auth(&store, &cfg.host_id)
+        })
+        .await?;
+    }
+    let pki = PkiDir::of_data_dir(&cfg.data_dir);
+    crate::secrets::install_identity_file(&pki.age_key())
+        .map_err(|e| AgentError::DataDir(e.to_string()))?;
+    let api_cert =
+        ReloadingCert::load(&pki, CertKind::Api).map_err(|e| AgentError::DataDir(e.to_string()))?;
+    let tls_config =
+        api_config(&pki, api_cert.clone()).map_err(|e| AgentError::DataDir(e.to_string()))?;
+    if cfg.api_auth == ApiAuth::None {
+        tracing::warn!(
+            api = %api_addr,
+            "--api-auth none: the API asks for NO client certificate; anyone who reaches this port reads the cluster's state"
+        );
+    }
 
     let record = HostRecord {
         id: cfg.host_id.clone(),
         address: cfg.advertise.to_string(),
-        api_url: etcd::url(cfg.advertise, cfg.api_port),
+        api_url: etcd::https_url(cfg.advertise, cfg.api_port),
         labels: cfg.labels.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: now_rfc3339(),
@@ -233,17 +283,15 @@ pub async fn run_with(
         cluster_id: cluster_id.clone(),
         metrics: metrics.clone(),
         shutdown: work.clone(),
+        pki: pki.clone(),
+        auth: cfg.api_auth,
+        limits: Arc::new(RateLimits::default()),
+        etcd_tls: etcd_tls.clone(),
     };
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|_| AgentError::ApiPort { addr: api_addr })?;
     let api_cancel = work.clone();
-    let api = tokio::spawn(async move {
-        let serve = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "API server failed");
-        }
-    });
+    let api = tokio::spawn(serve_tls(listener, router(state), tls_config, api_cancel));
     tracing::info!(api = %api_addr, "API listening");
 
     let keepalive = {
@@ -252,8 +300,14 @@ pub async fn run_with(
         tokio::spawn(async move { registry.keep_alive(cancel).await })
     };
     let tasks = tokio::spawn(runner.run(work.clone()));
+    let watcher: Arc<dyn HostService> = Arc::new(certs::CertWatcher::new(
+        pki.clone(),
+        cfg.host_id.clone(),
+        api_cert,
+    ));
     let host_jobs: Vec<_> = host_services
         .iter()
+        .chain(std::iter::once(&watcher))
         .map(|s| {
             tracing::info!(service = s.name(), "host service started");
             tokio::spawn(s.run(store.clone(), work.clone()))

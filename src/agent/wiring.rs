@@ -47,7 +47,7 @@ pub(super) async fn assemble(
     Vec<Arc<dyn LeaderService>>,
     Vec<Arc<dyn HostService>>,
 ) {
-    let api_url = format!("http://{}:{}", cfg.advertise, cfg.api_port);
+    let api_url = crate::cluster::etcd::https_url(cfg.advertise, cfg.api_port);
     let mut services: Vec<Arc<dyn LeaderService>> =
         vec![Arc::new(Heartbeat), Arc::new(FactsDispatcher)];
     if !matches!(cfg.mode, EtcdMode::External { .. }) {
@@ -80,6 +80,10 @@ pub(super) async fn assemble(
     match rt {
         Some(rt) => {
             host_services.push(Arc::new(crate::backup::poll::InfoLoop::new(rt.clone())));
+            host_services.push(Arc::new(super::certs::PostgresCertReload::new(
+                crate::pki::PkiDir::of_data_dir(&cfg.data_dir),
+                rt.clone(),
+            )));
             let observer = Observer::new(rt);
             executors.insert(exec::KIND, Box::new(StepExecutor::new(observer.clone())));
             host_services.push(Arc::new(ObserveLoop::new(

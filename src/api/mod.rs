@@ -1,12 +1,17 @@
 //! The HTTP API (axum): read-only JSON views of the cluster, the HTML status
 //! page at `/`, `/metrics`, `/healthz`, and the internal
 //! `POST /v1/cluster/join`. Every agent answers from etcd, so any agent's
-//! address will do. One route per file under `routes/`.
+//! address will do. One route per file under `routes/`. Served over TLS
+//! (`serve`), with client certificates checked per route (`auth`).
 
+pub mod auth;
 pub mod routes;
+pub mod serve;
 
 use crate::cluster::metrics::Metrics;
 use crate::cluster::store::Store;
+use crate::pki::client::ClientTls;
+use crate::pki::PkiDir;
 use crate::spec::names::HostId;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +34,18 @@ pub struct ApiState {
     /// Cancelled when the agent shuts down; long-lived responses (followed
     /// task logs) end on it so they do not hold up the graceful shutdown.
     pub shutdown: CancellationToken,
+    /// This host's PKI directory (the CA the join pins and hands over).
+    pub pki: PkiDir,
+    /// Whether routes need client certificates.
+    pub auth: auth::ApiAuth,
+    /// Per-source limits of the open routes.
+    pub limits: Arc<auth::RateLimits>,
+    /// How this agent reaches etcd members (health checks).
+    pub etcd_tls: Option<ClientTls>,
 }
+
+/// The largest request body any route takes (webhooks have their own).
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
@@ -39,6 +55,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(routes::metrics::get))
         .route("/v1/cluster", get(routes::cluster::get))
         .route("/v1/cluster/join", post(routes::join::post))
+        .route("/v1/cluster/ca", get(routes::ca::get))
+        .route("/v1/cluster/join-tokens", post(routes::join_tokens::post))
+        .route("/v1/certificates", get(routes::certificates::list))
         .route("/v1/hosts", get(routes::hosts::list))
         .route("/v1/tasks", get(routes::tasks::list))
         .route("/v1/tasks/{id}", get(routes::tasks::get_one))
@@ -54,7 +73,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/source", get(routes::source::get))
         .route("/v1/desired", get(routes::desired::get))
         .route("/v1/actual", get(routes::actual::get))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .merge(routes::webhooks::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
         .with_state(state)
 }
 

@@ -40,9 +40,26 @@ pub struct Args {
     /// The branch to follow (with --init).
     #[arg(long, default_value = "main")]
     branch: String,
-    /// Join the cluster of the agent at this API URL, e.g. http://10.0.0.1:7800.
+    /// Join the cluster of the agent at this API URL, e.g. https://10.0.0.1:7800.
     #[arg(long)]
     join: Option<String>,
+    /// The join token (`pgcd cert join-token` on a cluster member prints
+    /// one): it also pins the cluster CA.
+    #[arg(long, env = "PGCD_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// `mtls`: the API needs a client certificate of the cluster CA (all
+    /// but /healthz, webhooks and the join); `none` turns that off.
+    #[arg(long, value_enum, default_value = "mtls")]
+    api_auth: crate::api::auth::ApiAuth,
+    /// External etcd: the CA certificate to verify it with.
+    #[arg(long, requires = "etcd_endpoints")]
+    etcd_ca: Option<PathBuf>,
+    /// External etcd: the client certificate.
+    #[arg(long, requires = "etcd_ca")]
+    etcd_cert: Option<PathBuf>,
+    /// External etcd: the client key.
+    #[arg(long, requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
     /// Use an existing etcd cluster (comma-separated client URLs) instead of an embedded one.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Option<Vec<String>>,
@@ -167,6 +184,14 @@ pub fn run(args: Args) -> Result<i32> {
         etcd_peer_port: args.etcd_peer_port,
         lease_ttl: args.lease_ttl,
         etcd_binary: args.etcd_binary.clone(),
+        // `--ca DIR` (global): an existing CA (ca.crt, ca.key from
+        // `pgcd cert ca`) for --init or external etcd; without it --init makes one.
+        ca_dir: super::tls().ca.clone(),
+        join_token: args.join_token.clone(),
+        api_auth: args.api_auth,
+        etcd_ca: args.etcd_ca.clone(),
+        etcd_cert: args.etcd_cert.clone(),
+        etcd_key: args.etcd_key.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -8,6 +8,7 @@
 // A command-line verb: synchronous from start to end, so blocking file I/O is fine.
 #![allow(clippy::disallowed_methods)]
 
+use crate::pki::client::ClientTls;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ const HOSTS: [(&str, &str); 3] = [
 ];
 
 /// How long `up` waits for the cluster to form before it gives up.
-const FORM_DEADLINE: Duration = Duration::from_secs(120);
+pub(super) const FORM_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Arguments of `pgcd demo`.
 #[derive(Debug, clap::Args)]
@@ -73,7 +74,9 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     }
     let exe = std::env::current_exe().context("locating the pgcd binary")?;
     let secrets = demo_secrets(dir, &work)?;
+    let tls = super::demo_pki::demo_pki(dir)?;
     let repo_url = format!("file://{}", bare.display());
+    let api = format!("https://{}:7800", HOSTS[0].1);
     for (index, (host, addr)) in HOSTS.iter().enumerate() {
         if read_pid(&pid_file(dir, host)).is_some_and(|pid| is_demo_agent(pid, dir, host)) {
             println!("{host}: already running");
@@ -88,9 +91,19 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
             .arg(&data)
             .args(["--label", &format!("zone=demo-{}", index + 1)]);
         if index == 0 {
-            cmd.args(["--init", "--repo", &repo_url, "--branch", "main"]);
+            cmd.args(["--init", "--repo", &repo_url, "--branch", "main"])
+                .arg("--ca")
+                .arg(dir.join("ca"));
         } else {
-            cmd.args(["--join", &format!("http://{}:7800", HOSTS[0].1)]);
+            cmd.args(["--join", &api]);
+            // A first join needs a token, so h1 must be up; a restart
+            // needs none and starts at once.
+            if !data.join(crate::cluster::identity::FILE_NAME).exists() {
+                cmd.args([
+                    "--join-token",
+                    &super::demo_pki::demo_join_token(&tls, &api)?,
+                ]);
+            }
         }
         spawn_detached(cmd, &dir.join(format!("{host}.log")), &pid_file(dir, host))?;
     }
@@ -99,7 +112,7 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
     wait_for(FORM_DEADLINE, || {
         HOSTS
             .iter()
-            .any(|(_, addr)| healthy_hosts(addr) == HOSTS.len())
+            .any(|(_, addr)| healthy_hosts(&tls, addr) == HOSTS.len())
     })
     .with_context(|| {
         format!(
@@ -108,14 +121,13 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         )
     })?;
     // The leader fetches the repository at once (a file watcher catches later pushes).
-    let api = format!("http://{}:7800", HOSTS[0].1);
     let mut first = None;
     let _ = wait_for(FORM_DEADLINE, || {
-        first = applied_revision(&api);
+        first = applied_revision(&tls, &api);
         first.is_some()
     });
     println!("waiting for the databases (the first start of an image takes a minute)...");
-    let databases = wait_databases(&api, DATABASES_DEADLINE);
+    let databases = wait_databases(&tls, &api, DATABASES_DEADLINE);
     println!();
     println!("pgcd demo is up: three agents (h1, h2, h3) with embedded etcd.");
     for line in &databases {
@@ -129,14 +141,23 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         Some((sha, summary)) => println!("  in force: {} {summary}", &sha[..sha.len().min(12)]),
         None => println!("  in force: nothing yet; see {}/h1.log", dir.display()),
     }
+    let tls_dir = dir.join("tls");
     for (host, addr) in HOSTS {
         println!(
-            "  {host}: API http://{addr}:7800   log {}/{host}.log",
+            "  {host}: API https://{addr}:7800   log {}/{host}.log",
             dir.display()
         );
     }
-    println!("  page:     http://{}:7800/", HOSTS[0].1);
-    println!("  status:   pgcd status --api http://{}:7800", HOSTS[0].1);
+    println!(
+        "  client:   export PGCD_TLS_DIR={}   (your client certificate, `root`; every command below needs it)",
+        tls_dir.display()
+    );
+    println!(
+        "  page:     {api}/  (import {} into your browser, password `root`, and trust {})",
+        tls_dir.join("client.p12").display(),
+        tls_dir.join("ca.crt").display()
+    );
+    println!("  status:   pgcd status --api {api}");
     println!(
         "  config:   {} (push to {})",
         work.display(),
@@ -146,7 +167,10 @@ fn up(dir: &Path, sample: &Path) -> Result<i32> {
         "  try:      cd {} && $EDITOR databases/orders.yaml && git commit -am change && git push",
         work.display()
     );
-    println!("  watch:    curl -s {api}/v1/revisions   (applied / failed with errors / superseded / planned_only)");
+    println!(
+        "  watch:    curl -s --cacert {0}/ca.crt --cert {0}/client.crt --key {0}/client.key {api}/v1/revisions   (applied / failed with errors / superseded / planned_only)",
+        tls_dir.display()
+    );
     println!(
         "  plan:     pgcd plan {} --api {api}   (what your uncommitted edit would change)",
         work.display()
@@ -208,10 +232,8 @@ fn demo_secrets(dir: &Path, work: &Path) -> Result<Vec<(String, String)>> {
 /// Waits until no database is `Reconciling` (or the deadline); returns a
 /// line per database: name, the conditions that hold, and the message of
 /// a Stalled or Degraded one.
-fn wait_databases(api: &str, deadline: Duration) -> Vec<String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build();
+fn wait_databases(tls: &ClientTls, api: &str, deadline: Duration) -> Vec<String> {
+    let client = tls.blocking_http(Duration::from_secs(2));
     let fetch = || -> Option<Vec<serde_json::Value>> {
         let c = client.as_ref().ok()?;
         c.get(format!("{api}/v1/databases"))
@@ -264,11 +286,8 @@ fn wait_databases(api: &str, deadline: Duration) -> Vec<String> {
 }
 
 /// The revision in force and its summary, once the leader has applied one.
-fn applied_revision(api: &str) -> Option<(String, String)> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok()?;
+fn applied_revision(tls: &ClientTls, api: &str) -> Option<(String, String)> {
+    let client = tls.blocking_http(Duration::from_secs(2)).ok()?;
     let source: serde_json::Value = client
         .get(format!("{api}/v1/source"))
         .send()
@@ -462,13 +481,14 @@ fn process_alive(pid: i32) -> bool {
 }
 
 /// Counts the healthy hosts the first agent's API reports (0 when it is not up).
-fn healthy_hosts(addr: &str) -> usize {
-    let url = format!("http://{addr}:7800/v1/hosts");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build();
+fn healthy_hosts(tls: &ClientTls, addr: &str) -> usize {
+    let url = format!("https://{addr}:7800/v1/hosts");
+    let Ok(client) = tls.blocking_http(Duration::from_secs(2)) else {
+        return 0;
+    };
     let Ok(value) = client
-        .and_then(|c| c.get(&url).send())
+        .get(&url)
+        .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.json::<serde_json::Value>())
     else {
@@ -485,7 +505,7 @@ fn healthy_hosts(addr: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+pub(super) fn wait_for(deadline: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < deadline {
         if ready() {

@@ -24,7 +24,7 @@ enum Action {
         /// The host id.
         id: HostId,
         /// Any agent's API URL.
-        #[arg(long, env = "PGCD_API", default_value = "http://127.0.0.1:7800")]
+        #[arg(long, env = "PGCD_API", default_value = "https://127.0.0.1:7800")]
         api: String,
         /// Remove it even if it is alive.
         #[arg(long)]
@@ -80,7 +80,12 @@ pub fn run(args: Args) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = Store::connect(&endpoints, Arc::new(Metrics::default())).await?;
+        let store = Store::connect_tls(
+            &endpoints,
+            super::tls().load()?.as_ref(),
+            Arc::new(Metrics::default()),
+        )
+        .await?;
         if let Some(member) = member {
             let mut client = store.client();
             store.timed(client.member_remove(member)).await?;

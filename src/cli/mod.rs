@@ -6,13 +6,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod agent;
+mod cert;
 mod completion;
 mod demo;
+mod demo_pki;
 mod host;
 mod import;
 mod man;
 mod plan;
 mod schema;
+mod secret;
 mod source;
 mod status;
 mod validate;
@@ -21,9 +24,19 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "pgcd", version, about)]
 pub struct Cli {
+    /// TLS material of the client verbs (every API and etcd call).
+    #[command(flatten)]
+    pub tls: crate::pki::client::TlsArgs,
     #[allow(missing_docs)] // clap would print a field's doc comment as help
     #[command(subcommand)]
     pub command: Command,
+}
+
+static TLS: std::sync::OnceLock<crate::pki::client::TlsArgs> = std::sync::OnceLock::new();
+
+/// The TLS options given on the command line (`--tls-dir`, `--cert`, ...).
+pub fn tls() -> &'static crate::pki::client::TlsArgs {
+    TLS.get_or_init(Default::default)
 }
 
 /// Output format of the read-only verbs.
@@ -64,11 +77,18 @@ pub enum Command {
     Completion(completion::Args),
     /// Write the manual pages (`pgcd man --out DIR`).
     Man(man::Args),
+    /// The cluster CA and certificates: make a CA, issue client
+    /// certificates, make join tokens, renew a host's certificates.
+    Cert(cert::Args),
+    /// Encrypt a secret to the cluster's hosts (for `{age: ...}` in a spec).
+    Secret(secret::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    crate::pki::install_default_provider();
+    let _ = TLS.set(cli.tls.clone());
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
@@ -81,6 +101,8 @@ pub fn main() -> i32 {
         Command::Import(args) => import::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Man(args) => man::run(args),
+        Command::Cert(args) => cert::run(args),
+        Command::Secret(args) => secret::run(args),
     };
     match result {
         Ok(code) => code,

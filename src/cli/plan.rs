@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(
         long,
         env = "PGCD_API",
-        default_value = "http://127.0.0.1:7800",
+        default_value = "https://127.0.0.1:7800",
         conflicts_with = "offline"
     )]
     api: String,

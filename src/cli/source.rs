@@ -22,7 +22,7 @@ enum Action {
     /// Show the source settings and the revision in force.
     Show {
         /// Any agent's API URL.
-        #[arg(long, env = "PGCD_API", default_value = "http://127.0.0.1:7800")]
+        #[arg(long, env = "PGCD_API", default_value = "https://127.0.0.1:7800")]
         api: String,
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -34,11 +34,12 @@ enum Action {
 
 #[derive(Debug, clap::Args)]
 struct SetArgs {
-    /// etcd client URLs of the cluster (any agent's `http://ADDR:2379`).
+    /// etcd client URLs of the cluster (any agent's `https://ADDR:2379`);
+    /// needs an etcd admin certificate (`pgcd cert issue --client root`).
     #[arg(
         long,
         env = "PGCD_ETCD",
-        default_value = "http://127.0.0.1:2379",
+        default_value = "https://127.0.0.1:2379",
         value_delimiter = ','
     )]
     etcd: Vec<String>,
@@ -201,9 +202,12 @@ fn set_source(a: SetArgs) -> Result<i32> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let opts = etcd_client::ConnectOptions::new()
+        let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5));
+        if let Some(tls) = super::tls().load()? {
+            opts = opts.with_tls(tls.etcd_options());
+        }
         let mut client = etcd_client::Client::connect(&a.etcd, Some(opts))
             .await
             .with_context(|| {

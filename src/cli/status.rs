@@ -16,7 +16,7 @@ macro_rules! outln {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Any agent's API URL.
-    #[arg(long, env = "PGCD_API", default_value = "http://127.0.0.1:7800")]
+    #[arg(long, env = "PGCD_API", default_value = "https://127.0.0.1:7800")]
     api: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -26,9 +26,8 @@ pub struct Args {
 /// GETs a JSON document from the API.
 pub fn get_json(api: &str, path: &str) -> Result<Value> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
+    let client = super::tls()
+        .blocking_http(Duration::from_secs(5))
         .context("building the HTTP client")?;
     let resp = client
         .get(&url)
@@ -54,6 +53,8 @@ pub fn run(args: Args) -> Result<i32> {
     let tasks = get_json(&args.api, "/v1/tasks")?;
     let source = get_json(&args.api, "/v1/source")?;
     let databases = get_json(&args.api, "/v1/databases")?;
+    // An agent from before certificates has no such route: status goes on without.
+    let certificates = get_json(&args.api, "/v1/certificates").unwrap_or(Value::Null);
     let mut out = String::new();
     if args.output == Output::Json {
         let all = serde_json::json!({
@@ -62,6 +63,7 @@ pub fn run(args: Args) -> Result<i32> {
             "databases": databases,
             "tasks": tasks,
             "source": source,
+            "certificates": certificates,
         });
         outln!(out, "{}", serde_json::to_string_pretty(&all)?);
         return Ok(emit(&out));
@@ -82,6 +84,20 @@ pub fn run(args: Args) -> Result<i32> {
             .as_str()
             .map_or("nothing yet", |sha| &sha[..sha.len().min(12)])
     );
+    let soonest = certificates.as_array().and_then(|all| {
+        all.iter()
+            .filter_map(|c| Some((c.get("expires_in_seconds")?.as_i64()?, c)))
+            .min_by_key(|(left, _)| *left)
+    });
+    if let Some((left, c)) = soonest {
+        outln!(
+            out,
+            "certs   soonest expiry in {} days ({} {}; renew with pgcd cert rotate)",
+            left / 86_400,
+            s(c, "host"),
+            s(c, "kind")
+        );
+    }
     outln!(out);
     outln!(
         out,

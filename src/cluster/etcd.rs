@@ -61,6 +61,9 @@ pub struct EtcdConfig {
     pub token: String,
     /// Where etcd's own output goes.
     pub log_path: PathBuf,
+    /// The host's certificates: with them, clients and peers speak mutual
+    /// TLS (`https://`) and need a certificate of the cluster CA.
+    pub pki: Option<crate::pki::PkiDir>,
 }
 
 /// Errors starting etcd.
@@ -84,27 +87,68 @@ pub enum EtcdError {
 
 /// Formats a URL for an address and port.
 pub fn url(addr: IpAddr, port: u16) -> String {
+    scheme_url("http", addr, port)
+}
+
+/// Formats an `https://` URL for an address and port.
+pub fn https_url(addr: IpAddr, port: u16) -> String {
+    scheme_url("https", addr, port)
+}
+
+fn scheme_url(scheme: &str, addr: IpAddr, port: u16) -> String {
     match addr {
-        IpAddr::V4(a) => format!("http://{a}:{port}"),
-        IpAddr::V6(a) => format!("http://[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{scheme}://{a}:{port}"),
+        IpAddr::V6(a) => format!("{scheme}://[{a}]:{port}"),
     }
 }
 
 impl EtcdConfig {
+    fn url(&self, port: u16) -> String {
+        if self.pki.is_some() {
+            https_url(self.advertise, port)
+        } else {
+            url(self.advertise, port)
+        }
+    }
+
     /// This member's client URL.
     pub fn client_url(&self) -> String {
-        url(self.advertise, self.client_port)
+        self.url(self.client_port)
     }
 
     /// This member's peer URL.
     pub fn peer_url(&self) -> String {
-        url(self.advertise, self.peer_port)
+        self.url(self.peer_port)
+    }
+
+    /// etcd 3.4's TLS flags: mutual TLS on both listeners with the cluster
+    /// CA. etcd reads the certificate files at each new connection, so a
+    /// rotation needs no restart.
+    fn tls_args(&self) -> Vec<String> {
+        use crate::pki::CertKind;
+        let Some(pki) = &self.pki else {
+            return Vec::new();
+        };
+        let ca = pki.ca_cert().display().to_string();
+        vec![
+            format!("--cert-file={}", pki.cert(CertKind::EtcdClient).display()),
+            format!("--key-file={}", pki.key(CertKind::EtcdClient).display()),
+            "--client-cert-auth=true".into(),
+            format!("--trusted-ca-file={ca}"),
+            format!(
+                "--peer-cert-file={}",
+                pki.cert(CertKind::EtcdPeer).display()
+            ),
+            format!("--peer-key-file={}", pki.key(CertKind::EtcdPeer).display()),
+            "--peer-client-cert-auth=true".into(),
+            format!("--peer-trusted-ca-file={ca}"),
+        ]
     }
 
     fn args(&self) -> Vec<String> {
         let client = self.client_url();
         let peer = self.peer_url();
-        vec![
+        let mut args = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir.display()),
             format!("--listen-client-urls={client}"),
@@ -116,7 +160,9 @@ impl EtcdConfig {
             format!("--initial-cluster-token={}", self.token),
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
-        ]
+        ];
+        args.extend(self.tls_args());
+        args
     }
 
     /// Checks that etcd's ports are free by binding them for a moment.

@@ -186,6 +186,35 @@ pub fn replication_secret(database: &str) -> String {
     format!("{REPLICATION_SECRETS}{database}")
 }
 
+/// Join tokens: only SHA-256 of each secret, under a lease that ends with it.
+pub const JOIN_TOKENS: &str = "pki/join-tokens/";
+/// Each host's certificates and their expiry, as the host last read them.
+pub const CERTIFICATES: &str = "pki/certificates/";
+/// Each host's age recipient (public): secrets are encrypted to these.
+pub const AGE_RECIPIENTS: &str = "pki/age-recipients/";
+/// One audit record per applied revision.
+pub const AUDIT: &str = "audit/";
+
+/// The record of one join token.
+pub fn join_token(id: &str) -> String {
+    format!("{JOIN_TOKENS}{id}")
+}
+
+/// A host's certificate record.
+pub fn certificates(host: &HostId) -> String {
+    format!("{CERTIFICATES}{host}")
+}
+
+/// A host's age recipient.
+pub fn age_recipient(host: &HostId) -> String {
+    format!("{AGE_RECIPIENTS}{host}")
+}
+
+/// The audit record of one revision.
+pub fn audit(revision: &str) -> String {
+    format!("{AUDIT}{revision}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,9 +61,22 @@ impl Store {
         endpoints: &[String],
         metrics: Arc<Metrics>,
     ) -> Result<Self, ClusterError> {
-        let options = ConnectOptions::new()
+        Self::connect_tls(endpoints, None, metrics).await
+    }
+
+    /// Connects to etcd over TLS (`https://host:port`) with a client
+    /// certificate when `tls` is given.
+    pub async fn connect_tls(
+        endpoints: &[String],
+        tls: Option<&crate::pki::client::ClientTls>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ClusterError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.etcd_options());
+        }
         let client =
             tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(endpoints, Some(options)))
                 .await

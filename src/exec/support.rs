@@ -29,8 +29,10 @@ pub(crate) async fn replication_password(
                 "the leader has not made the replication secret yet".into(),
             )
         })?;
-    String::from_utf8(entry.value)
-        .map_err(|_| StepError::ReplicationSecret("the replication secret is not text".into()))
+    let stored = String::from_utf8(entry.value)
+        .map_err(|_| StepError::ReplicationSecret("the replication secret is not text".into()))?;
+    crate::secrets::open_stored(&stored)
+        .map_err(|e| StepError::ReplicationSecret(format!("opening the replication secret: {e}")))
 }
 
 /// The role standbys, subscribers and joining nodes connect as: LOGIN

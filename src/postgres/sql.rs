@@ -187,15 +187,18 @@ fn conninfo_value(v: &str) -> String {
 impl Conninfo<'_> {
     /// The connection string with `password` in place of the real one
     /// (`"********"` for logs).
+    /// The subscriber dials from inside its container, so the CA is the
+    /// container's copy; the publisher's certificate must name `host`.
     pub(crate) fn render(&self, password: &str) -> String {
         format!(
-            "host={} port={} dbname={} user={} password={} application_name={}",
+            "host={} port={} dbname={} user={} password={} application_name={} {}",
             conninfo_value(self.host),
             self.port,
             conninfo_value(self.dbname),
             conninfo_value(self.user),
             conninfo_value(password),
-            conninfo_value(self.application_name)
+            conninfo_value(self.application_name),
+            crate::pki::verify_full_options(crate::pki::INSTANCE_CA_FILE)
         )
     }
 }
@@ -523,7 +526,7 @@ mod tests {
         let s = create_subscription("pgcd_sub_n2_to_n1", &c, "pgcd_all").unwrap();
         assert_eq!(
             s.sql,
-            r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1''' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, slot_name = 'pgcd_sub_n2_to_n1')"#
+            r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1'' sslmode=verify-full sslrootcert=/var/lib/pgcd/tls/ca.crt' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, slot_name = 'pgcd_sub_n2_to_n1')"#
         );
         assert!(s.shown.contains("password=''********''") && !s.shown.contains("p\\''w"));
     }

@@ -714,7 +714,10 @@ pub(crate) async fn ensure_replication_secret(
             vec![Compare::version(key.clone(), CompareOp::Equal, 0)],
             vec![TxnOp::put(
                 key,
-                crate::cluster::identity::random_hex(16),
+                // Sealed to the cluster's age identity: etcd never holds it in clear.
+                crate::secrets::seal(&crate::cluster::identity::random_hex(16)).map_err(|e| {
+                    ClusterError::Other(format!("sealing the replication secret: {e}"))
+                })?,
                 None,
             )],
             vec![],

@@ -60,7 +60,7 @@ pub enum RuntimeError {
     NotReady(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |error| RuntimeError::Io {
         path: path.display().to_string(),
         error,
@@ -121,6 +121,7 @@ pub struct Runtime {
     docker: Docker,
     host: HostId,
     advertise: IpAddr,
+    pub(super) pki: crate::pki::PkiDir,
     root: PathBuf,
 }
 
@@ -136,6 +137,19 @@ pub fn socket_dir(instance_dir: &Path) -> PathBuf {
 /// settings), then becomes `postgres` and execs the server, which thus gets
 /// Docker's stop signal itself.
 const START_SCRIPT: &str = r##"set -eu
+# libpq (pg_basebackup, the walreceiver, subscriptions) looks for a client
+# certificate under $HOME/.postgresql: a home postgres can read, with none.
+export HOME=/var/lib/pgcd
+# A build without OpenSSL (the PostgreSQL 16 image, from the pgserver
+# wheel) can neither serve TLS nor ask for it: it runs without, and says so.
+PGCD_REPL_HBA=hostssl
+PGCD_TLS_ARGS="-c ssl=on -c ssl_cert_file=/var/lib/pgcd/tls-live/server.crt -c ssl_key_file=/var/lib/pgcd/tls-live/server.key -c ssl_ca_file=/var/lib/pgcd/tls-live/ca.crt"
+if ! ldd "$(command -v postgres)" 2>/dev/null | grep -q libssl; then
+  echo "pgcd: this PostgreSQL build has no TLS support; serving and replicating without TLS" >&2
+  PGCD_TLS_ARGS=""
+  PGCD_TLS_OPTIONS=""
+  PGCD_REPL_HBA=host
+fi
 D=/var/lib/pgcd/data
 mkdir -p "$D" /var/lib/pgcd/run
 chown postgres:postgres /var/lib/pgcd "$D" /var/lib/pgcd/run
@@ -147,26 +161,28 @@ if [ ! -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
   printf '*:*:*:pgcd_replication:%s\n' "$(cat /tmp/pw)" > /tmp/pgpass
   chown postgres /tmp/pgpass && chmod 600 /tmp/pgpass
   PGPASSFILE=/tmp/pgpass setpriv --reuid=postgres --regid=postgres --init-groups pg_basebackup -D "$D" -X stream -c fast -R -S "$PGCD_SLOT" \
-    -d "host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT" >/var/lib/pgcd/basebackup.log 2>&1
+    -d "host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT $PGCD_TLS_OPTIONS" >/var/lib/pgcd/basebackup.log 2>&1
   rm -f /tmp/pw
   # The password stays in primary_conninfo's passfile, readable by postgres only.
   install -o postgres -m 600 /tmp/pgpass /var/lib/pgcd/pgpass
   rm -f /tmp/pgpass
-  echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass'" >> "$D/postgresql.auto.conf"
+  echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass $PGCD_TLS_OPTIONS'" >> "$D/postgresql.auto.conf"
 fi
 if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
   setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
   rm -f /tmp/pw
-  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password" \
+  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
     "local all all trust" \
+    "$PGCD_REPL_HBA replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
+    "$PGCD_REPL_HBA replication pgcd_replication ::/0 scram-sha-256" \
     "host all all 0.0.0.0/0 scram-sha-256" \
-    "host all all ::/0 scram-sha-256" \
-    "host replication all 0.0.0.0/0 scram-sha-256" > "$D/pg_hba.conf"
+    "host all all ::/0 scram-sha-256" > "$D/pg_hba.conf"
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
   chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
 fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run
+# shellcheck disable=SC2086 # PGCD_TLS_ARGS is several words
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run $PGCD_TLS_ARGS
 "##;
 
 /// Docker answers 304 when a container is already started (or stopped):
@@ -203,6 +219,7 @@ impl Runtime {
             docker,
             host: host.clone(),
             advertise,
+            pki: crate::pki::PkiDir::of_data_dir(data_dir),
             root: data_dir.join("instances"),
         })
     }
@@ -372,7 +389,12 @@ impl Runtime {
                 .await
                 .map_err(io(&path))?;
         }
+        self.install_tls(&dir)?;
         let mut env = vec![
+            format!(
+                "PGCD_TLS_OPTIONS={}",
+                crate::pki::verify_full_options(crate::pki::INSTANCE_CA_FILE)
+            ),
             format!("PGCD_LISTEN={}", self.advertise),
             format!("PGCD_PORT={}", spec.port),
             format!("PGCD_CONF={}", spec.conf_lines.join("\n")),
@@ -392,7 +414,11 @@ impl Runtime {
         let second = 1_000_000_000;
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: Some(vec!["bash".into(), "-c".into(), START_SCRIPT.into()]),
+            cmd: Some(vec![
+                "bash".into(),
+                "-c".into(),
+                format!("{}\n{START_SCRIPT}", super::tls::TLS_SCRIPT),
+            ]),
             env: Some(env),
             labels: Some(labels),
             stop_signal: Some("SIGINT".into()), // fast shutdown
@@ -537,6 +563,17 @@ impl Runtime {
         env: Vec<String>,
         timeout: Duration,
     ) -> Result<(i64, String), RuntimeError> {
+        self.exec_as(id, "postgres", script, env, timeout).await
+    }
+
+    pub(super) async fn exec_as(
+        &self,
+        id: &InstanceId,
+        user: &str,
+        script: &str,
+        env: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i64, String), RuntimeError> {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         use futures::StreamExt;
         let exec = self
@@ -548,7 +585,7 @@ impl Runtime {
                     attach_stderr: Some(true),
                     env: Some(env),
                     cmd: Some(vec!["bash".into(), "-c".into(), script.to_string()]),
-                    user: Some("postgres".into()),
+                    user: Some(user.into()),
                     ..Default::default()
                 },
             )

@@ -4,3 +4,4 @@
 
 pub mod docker;
 pub mod observe;
+mod tls;

@@ -348,6 +348,17 @@ fn check_hba(lines: &[String], path: &str, err: &mut impl FnMut(&str, String)) {
                     }
                 ),
             );
+            continue;
+        }
+        // pgcd's roles have SCRAM verifiers only: md5 is a weak hash that
+        // PostgreSQL deprecates, `password` sends the password in clear.
+        if min > 2 {
+            if let method @ ("md5" | "password") = words[min - 1] {
+                err(
+                    &p,
+                    format!("pgcd never uses \"{method}\" authentication: use scram-sha-256"),
+                );
+            }
         }
     }
 }

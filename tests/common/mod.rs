@@ -8,6 +8,9 @@ pub mod gitrepo;
 pub mod pg;
 pub mod servers;
 pub mod steps;
+pub mod tls;
+
+pub use tls::*;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -62,11 +65,7 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
 
 /// GETs JSON from a URL; `None` on any failure.
 pub fn get_json(url: &str) -> Option<Value> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let resp = client.get(url).send().ok()?;
+    let resp = http().get(url).send().ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -75,11 +74,7 @@ pub fn get_json(url: &str) -> Option<Value> {
 
 /// GETs text from a URL; `None` on any failure.
 pub fn get_text(url: &str) -> Option<String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    client.get(url).send().ok()?.text().ok()
+    http().get(url).send().ok()?.text().ok()
 }
 
 /// Reads one metric's value from Prometheus text.
@@ -105,12 +100,12 @@ pub struct Agent {
 impl Agent {
     /// The API base URL.
     pub fn api(&self) -> String {
-        format!("http://{}:7800", self.addr)
+        format!("https://{}:7800", self.addr)
     }
 
     /// The etcd client URL.
     pub fn etcd(&self) -> String {
-        format!("http://{}:2379", self.addr)
+        format!("https://{}:2379", self.addr)
     }
 
     /// The pid of the agent.
@@ -139,9 +134,31 @@ impl Agent {
             })
     }
 
+    /// The mode arguments with what security needs added: `--init` (and
+    /// external etcd) uses the process's CA; a first `--join` gets a fresh join token from the
+    /// agent it joins (a restart needs none).
+    fn secured_mode(&self) -> Vec<String> {
+        let mut mode = self.mode.clone();
+        let has = |flag: &str| self.mode.iter().any(|a| a == flag);
+        if (has("--init") || has("--etcd-endpoints")) && !has("--ca") {
+            mode.push("--ca".into());
+            mode.push(pki().ca_dir.display().to_string());
+        }
+        let first_join = !self.data_dir.join("pgcd-host.json").exists();
+        if has("--join") && !has("--join-token") && first_join {
+            if let Some(i) = mode.iter().position(|a| a == "--join") {
+                let token = join_token(&mode[i + 1]);
+                mode.push("--join-token".into());
+                mode.push(token);
+            }
+        }
+        mode
+    }
+
     /// Starts the agent process.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.id);
+        let mode = self.secured_mode();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,7 +174,7 @@ impl Agent {
                 "--data-dir",
             ])
             .arg(&self.data_dir)
-            .args(&self.mode)
+            .args(&mode)
             .env("RUST_LOG", "info")
             // Only tests that ask for it (`--runtime docker`) run PostgreSQL.
             .env("PGCD_RUNTIME", "none")
@@ -333,7 +350,7 @@ impl Cluster {
         } else {
             vec![
                 "--join".into(),
-                format!("http://{}:7800", addr(self.block, 0)),
+                format!("https://{}:7800", addr(self.block, 0)),
             ]
         };
         let mut agent = Agent {

@@ -45,7 +45,8 @@ pub async fn get(State(state): State<ApiState>) -> Result<Json<ClusterView>, Api
     let list = state.store.timed(client.member_list()).await?;
     let checks = list.members().iter().map(|m| {
         let urls = m.client_urls().to_vec();
-        async move { member_healthy(urls).await }
+        let tls = state.etcd_tls.clone();
+        async move { member_healthy(urls, tls).await }
     });
     let health = futures::future::join_all(checks).await;
     let members = list
@@ -74,13 +75,16 @@ pub async fn get(State(state): State<ApiState>) -> Result<Json<ClusterView>, Api
     }))
 }
 
-async fn member_healthy(urls: Vec<String>) -> bool {
+async fn member_healthy(urls: Vec<String>, tls: Option<crate::pki::client::ClientTls>) -> bool {
     if urls.is_empty() {
         return false;
     }
     let check = async {
-        let options =
+        let mut options =
             etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+        if let Some(tls) = &tls {
+            options = options.with_tls(tls.etcd_options());
+        }
         let mut c = etcd_client::Client::connect(&urls, Some(options))
             .await
             .ok()?;

@@ -45,7 +45,28 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
     let mut text = state.metrics.render(hosts_up, &tasks);
     text.push_str(&render_reconciler(&stats, &dbs));
     text.push_str(&super::backups::metrics(&state.store).await);
+    if let Ok(certs) = super::certificates::read_all(&state).await {
+        text.push_str(&render_certificates(&certs));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Renders `pgcd_certificate_expiry_seconds{host,kind}`: each
+/// certificate's not-after as a Unix time (alert on it minus `time()`).
+pub fn render_certificates(certs: &[super::certificates::HostCertificates]) -> String {
+    let mut out = String::from(
+        "# HELP pgcd_certificate_expiry_seconds When the certificate expires (Unix time)\n# TYPE pgcd_certificate_expiry_seconds gauge\n",
+    );
+    for h in certs {
+        for (kind, c) in &h.certificates {
+            let _ = writeln!(
+                out,
+                "pgcd_certificate_expiry_seconds{{host=\"{}\",kind=\"{kind}\"}} {}",
+                h.host, c.not_after_unix
+            );
+        }
+    }
+    out
 }
 
 /// Renders the reconciler's counters and a `pgcd_database_condition` gauge

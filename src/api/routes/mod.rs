@@ -2,6 +2,8 @@
 
 pub mod actual;
 pub mod backups;
+pub mod ca;
+pub mod certificates;
 pub mod cluster;
 pub mod database_plan;
 pub mod databases;
@@ -9,6 +11,7 @@ pub mod desired;
 pub mod health;
 pub mod hosts;
 pub mod join;
+pub mod join_tokens;
 pub mod metrics;
 pub mod operations;
 pub mod page;
