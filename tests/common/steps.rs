@@ -27,7 +27,7 @@ pub fn send_step(
     })
     .expect("step args");
     rt.block_on(async {
-        let mut client = etcd_client::Client::connect([etcd], None)
+        let mut client = etcd_client::Client::connect([etcd], Some(super::etcd_options()))
             .await
             .expect("etcd");
         let deadline = (chrono::Utc::now() + chrono::Duration::from_std(budget).unwrap())
