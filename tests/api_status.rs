@@ -147,6 +147,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
         drift_corrections_total: 3,
         apply_failures_total: 1,
         steps_total: 9,
+        failovers_total: 2,
         updated_at: "2025-01-01T00:00:00Z".into(),
     };
     put(&etcd, keys::RECONCILER_STATS, &stats);
@@ -206,6 +207,7 @@ fn database_records_show_in_json_routes_page_metrics_and_cli() {
         ("pgcd_plan_steps", 2.0),
         ("pgcd_drift_corrections_total", 3.0),
         ("pgcd_apply_failures_total", 1.0),
+        ("pgcd_failovers_total", 2.0),
         ("pgcd_apply_steps_total", 9.0),
         (
             "pgcd_database_condition{database=\"orders\",condition=\"Ready\"}",

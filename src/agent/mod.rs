@@ -11,6 +11,7 @@ mod bootstrap;
 pub mod certs;
 pub mod executors;
 pub mod facts;
+pub mod fence;
 mod join;
 mod wiring;
 
@@ -294,6 +295,8 @@ pub async fn run_with(
     let api = tokio::spawn(serve_tls(listener, router(state), tls_config, api_cancel));
     tracing::info!(api = %api_addr, "API listening");
 
+    let fence = fence::FenceKeeper::new(&cfg.data_dir, cfg.host_id.clone(), registry.ttl());
+    let fencing = tokio::spawn(fence.run(store.clone(), registry.renewals(), work.clone()));
     let keepalive = {
         let registry = registry.clone();
         let cancel = work.clone();
@@ -328,7 +331,7 @@ pub async fn run_with(
     tracing::info!("shutting down: stepping down, revoking the host lease, stopping etcd");
     work.cancel();
     let all = futures::future::join_all(
-        [election, observer, tasks, keepalive, api]
+        [election, observer, tasks, keepalive, fencing, api]
             .into_iter()
             .chain(host_jobs),
     );

@@ -25,6 +25,7 @@
 //! reconcile/applied/<db>           digest of a database's spec last carried out in full
 //! reconcile/operations/<id>        an operation's record (once per id)
 //! secrets/replication/<db>         a database's replication password
+//! primaries/<db>/<node>            the host whose instance may run as the node's primary
 //! backups/<db>/<node>              a node's backups (`pgbackrest info`), by its primary's agent
 //! ```
 
@@ -89,6 +90,8 @@ pub const RECONCILER_STATS: &str = "status/reconciler";
 pub const APPLIED_SPECS: &str = "reconcile/applied/";
 /// Prefix of operation records.
 pub const OPERATIONS: &str = "reconcile/operations/";
+/// Prefix of the primaries' records (see `state::primary`).
+pub const PRIMARIES: &str = "primaries/";
 /// Prefix of replication passwords.
 pub const REPLICATION_SECRETS: &str = "secrets/replication/";
 
@@ -179,6 +182,11 @@ pub fn applied_spec(database: &str) -> String {
 /// The record of one operation.
 pub fn operation(id: &str) -> String {
     format!("{OPERATIONS}{id}")
+}
+
+/// The primary's record of a node.
+pub fn primary(database: &str, node: &str) -> String {
+    format!("{PRIMARIES}{database}/{node}")
 }
 
 /// A database's replication password (made once by the leader).

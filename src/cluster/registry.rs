@@ -113,6 +113,11 @@ pub struct Registry {
     record: HostRecord,
     ttl: i64,
     lease_tx: watch::Sender<i64>,
+    /// When the request of the last lease renewal that succeeded was sent
+    /// (wall clock): the lease lives at least `ttl` past it on etcd's side,
+    /// so a primary fenced to this time plus less than `ttl` is stopped
+    /// before anyone else may be promoted (see `agent::fence`).
+    renewed: watch::Sender<Option<std::time::SystemTime>>,
 }
 
 impl Registry {
@@ -124,17 +129,30 @@ impl Registry {
         ttl: Duration,
     ) -> Result<(Self, watch::Receiver<i64>), ClusterError> {
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(2).max(1);
+        let sent = std::time::SystemTime::now();
         let lease = grant_and_put(&store, &record, ttl).await?;
         let (lease_tx, lease_rx) = watch::channel(lease);
+        let (renewed, _) = watch::channel(Some(sent));
         Ok((
             Self {
                 store,
                 record,
                 ttl,
                 lease_tx,
+                renewed,
             },
             lease_rx,
         ))
+    }
+
+    /// Follows the send time of every lease renewal that succeeded.
+    pub fn renewals(&self) -> watch::Receiver<Option<std::time::SystemTime>> {
+        self.renewed.subscribe()
+    }
+
+    /// The lease's time to live.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl as u64)
     }
 
     /// The current lease id.
@@ -154,10 +172,13 @@ impl Registry {
                 () = tokio::time::sleep(interval) => {}
             }
             let lease = self.lease();
+            let sent = std::time::SystemTime::now();
             let result = tokio::time::timeout(Duration::from_secs(1), async {
                 let mut client = self.store.client();
                 match &mut session {
                     None => {
+                        // Opening the stream sends a first renewal and reads
+                        // its answer (a lease not found is an error).
                         let pair = client.lease_keep_alive(lease).await?;
                         session = Some(pair);
                         Ok::<i64, etcd_client::Error>(1)
@@ -179,6 +200,7 @@ impl Registry {
                     if failing_since.take().is_some() {
                         tracing::info!(lease, "lease keep-alive works again");
                     }
+                    let _ = self.renewed.send(Some(sent));
                     false
                 }
                 Ok(Ok(_)) => true,
@@ -207,9 +229,11 @@ impl Registry {
                     lease,
                     "host lease lapsed; registering again with a new lease"
                 );
+                let sent = std::time::SystemTime::now();
                 match grant_and_put(&self.store, &self.record, self.ttl).await {
                     Ok(new) => {
                         let _ = self.lease_tx.send(new);
+                        let _ = self.renewed.send(Some(sent));
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the host lease; retrying"),
                 }

@@ -11,6 +11,7 @@
 mod backup;
 mod catalog;
 mod error;
+mod ha;
 mod instance;
 mod join;
 mod replication;
@@ -236,6 +237,13 @@ async fn carry_out(
         Action::ConfigureBackup { .. }
         | Action::RunBackup { .. }
         | Action::RestoreInstance { .. } => backup::carry_out(&t).await,
+        Action::PromoteStandby { .. }
+        | Action::RepointStandby { .. }
+        | Action::RejoinAsStandby { .. }
+        | Action::StopForSwitchover { .. } => ha::carry_out(&t).await,
+        Action::RecordPrimary { .. } => Err(StepError::Arguments(
+            "recording a primary is the leader's step, not a host's".into(),
+        )),
     }
 }
 

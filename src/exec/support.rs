@@ -55,6 +55,8 @@ pub(crate) async fn ensure_replication_role(
         vec![sql::create_role(role, &attributes, Some(password))?]
     };
     stmts.push(sql::grant("pg_read_all_data", role)?);
+    // A former primary rewinds from the new one as this role.
+    stmts.extend(sql::grant_rewind(role)?);
     run_sql(c, ctx, &stmts).await
 }
 

@@ -18,6 +18,7 @@ use crate::state::{
 pub fn converged(desired: &Desired) -> Actual {
     let mut hosts: Vec<crate::spec::names::HostId> = Vec::new();
     let mut instances = Vec::new();
+    let mut primaries = Vec::new();
     for db in &desired.databases {
         if db.state == Some(DatabaseState::Absent) {
             continue;
@@ -68,6 +69,16 @@ pub fn converged(desired: &Desired) -> Actual {
             let settings = super::settings::desired(db, node, &|_| true);
             let running = node.state != Some(crate::spec::database::NodeState::Stopped);
             let version = node.postgres_version.unwrap_or(db.postgres_version);
+            if node.host_ids.len() > 1 {
+                primaries.push(crate::state::primary::PrimaryRecord {
+                    database: db.database_name.clone(),
+                    node: node.name.clone(),
+                    host: node.host_ids[0].clone(),
+                    term: 1,
+                    since: "2026-12-01T00:00:00Z".into(),
+                    reason: "first primary".into(),
+                });
+            }
             for (i, host) in node.host_ids.iter().enumerate() {
                 if !hosts.contains(host) {
                     hosts.push(host.clone());
@@ -112,6 +123,8 @@ pub fn converged(desired: &Desired) -> Actual {
                     autoddl: meshed && i == 0,
                     ddl_rows: None,
                     ddl_failures: Vec::new(),
+                    wal: None,
+                    standby_signal: i > 0,
                     tables: 0,
                     backup: super::backup::converged(db, node),
                     subscriptions: if meshed && i == 0 {
@@ -144,6 +157,7 @@ pub fn converged(desired: &Desired) -> Actual {
     Actual {
         instances,
         databases,
+        primaries,
         ..Actual::empty(&hosts)
     }
 }

@@ -137,6 +137,8 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         autoddl: false,
         ddl_rows: None,
         ddl_failures: Vec::new(),
+        wal: None,
+        standby_signal: false,
         tables: 0,
         backup: Default::default(),
     }
@@ -147,6 +149,19 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
 pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
     let mut a = actual.clone();
     for s in &plan.steps {
+        if let Action::RecordPrimary { host, term, why } = &s.action {
+            a.primaries
+                .retain(|r| !(r.database == s.database && r.node == s.node));
+            a.primaries.push(crate::state::primary::PrimaryRecord {
+                database: s.database.clone(),
+                node: s.node.clone(),
+                host: host.clone(),
+                term: *term,
+                since: "2026-12-01T00:00:00Z".into(),
+                reason: why.clone(),
+            });
+            continue;
+        }
         let pos = a
             .instances
             .iter()
@@ -189,6 +204,29 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.port = *port;
                 i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
                 i.role = InstanceRole::Standby; // once it runs
+                i.standby_signal = true;
+            }
+            Action::RecordPrimary { .. } => {}
+            Action::PromoteStandby { .. } => {
+                i.role = InstanceRole::Primary;
+                i.standby_signal = false;
+            }
+            Action::RepointStandby {
+                primary_address, ..
+            } => {
+                i.wal.get_or_insert_with(Default::default).upstream = Some(primary_address.clone());
+            }
+            Action::RejoinAsStandby {
+                primary_address, ..
+            } => {
+                i.running = true;
+                i.role = InstanceRole::Standby;
+                i.standby_signal = true;
+                i.wal.get_or_insert_with(Default::default).upstream = Some(primary_address.clone());
+            }
+            Action::StopForSwitchover { .. } => {
+                i.running = false;
+                i.role = InstanceRole::Unknown;
             }
             Action::EnsureReplication { slot } => {
                 if !i.roles.iter().any(|r| r.name == REPLICATION_ROLE) {

@@ -46,6 +46,9 @@ pub(super) fn step(
             | Action::RestartInstance { .. }
             | Action::RemoveInstance { .. }
             | Action::RestoreInstance { .. }
+            | Action::PromoteStandby { .. }
+            | Action::RejoinAsStandby { .. }
+            | Action::StopForSwitchover { .. }
     );
     Step {
         id: format!("{db}/{node}/{host}/{what}"),
@@ -142,13 +145,18 @@ pub(super) fn strays(db: &Database, index: &Index, out: &mut Plan) {
     }
 }
 
-/// The host of a node's primary: the one reporting itself primary, else
-/// the first of `host_ids`.
+/// The host of a node's primary: the recorded one (`primaries/`), else the
+/// one reporting itself primary, else the first of `host_ids`.
 pub(super) fn primary_host<'a>(
     db: &str,
     node: &'a NodeSpec,
     index: &Index,
 ) -> Option<&'a crate::spec::names::HostId> {
+    if let Some(r) = super::ha::record(index, db, node.name.as_str()) {
+        if let Some(h) = node.host_ids.iter().find(|h| **h == r.host) {
+            return Some(h);
+        }
+    }
     node.host_ids
         .iter()
         .find(|h| {
@@ -159,10 +167,16 @@ pub(super) fn primary_host<'a>(
         .or(node.host_ids.first())
 }
 
-/// Plans one node of a database that should exist: its primary (the
-/// reported primary, else the first host), then its standbys.
+/// Plans one node of a database that should exist: a failover when its
+/// recorded primary is lost; else its primary (the recorded one, else the
+/// reported one, else the first host), then its standbys.
 pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan) {
     let name = &db.database_name;
+    if let Some(rec) = super::ha::record(index, name, &node.name) {
+        if super::ha::failover(db, node, rec, index, out) {
+            return;
+        }
+    }
     let Some(primary) = primary_host(name, node, index) else {
         return;
     };
@@ -170,11 +184,62 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     if !host_ready(name, primary, index, out) {
         return;
     }
+    super::ha::first_record(db, node, primary, index, out);
+    if promote_recorded(db, node, primary, index, out) {
+        return;
+    }
     primary_steps(db, node, primary, index, out);
     for standby in standbys {
         standby_steps(db, node, primary, standby, index, out);
     }
     removed_standbys(db, node, primary, index, out);
+}
+
+/// The recorded primary runs as a standby (a promotion was interrupted, or
+/// the record was just written): it is promoted, once no other instance
+/// of the node runs as a primary. Returns whether that is the node's step.
+fn promote_recorded(
+    db: &Database,
+    node: &NodeSpec,
+    primary: &HostId,
+    index: &Index,
+    out: &mut Plan,
+) -> bool {
+    let name = &db.database_name;
+    let inst = index.instance(name, &node.name, primary);
+    if super::ha::record(index, name, &node.name).is_none()
+        || !super::ha::answers_as(inst, InstanceRole::Standby)
+        || super::ha::moving(index, name)
+    {
+        return false;
+    }
+    let other = node.host_ids.iter().find(|h| {
+        *h != primary
+            && super::ha::live(index, h)
+            && super::ha::answers_as(index.instance(name, &node.name, h), InstanceRole::Primary)
+    });
+    if let Some(h) = other {
+        out.notes.push(Note {
+            kind: NoteKind::Failover,
+            database: name.clone(),
+            message: format!(
+                "{name}/{}: {primary} is the recorded primary, but {h} still runs as one; the promotion waits until its fence stops it",
+                node.name
+            ),
+        });
+        return true;
+    }
+    out.steps.push(step(
+        (name, &node.name, primary),
+        "promote",
+        Action::PromoteStandby { min_lsn: None },
+        format!(
+            "{primary} is {name}/{}'s recorded primary and runs as a standby",
+            node.name
+        ),
+        Vec::new(),
+    ));
+    true
 }
 
 /// A host taken out of a node's `host_ids`: its running standby is removed
@@ -321,39 +386,90 @@ fn standby_steps(
         phases: Default::default(),
     };
     let at = format!("{name}/{node_name} on {host}");
-    if !inst.is_some_and(|i| i.container_exists) {
-        s.add(
-            CREATE,
-            "create-standby",
-            Action::CreateStandby {
-                version: node.postgres_version.unwrap_or(db.postgres_version),
-                port,
-                primary: primary.clone(),
-                primary_address: paddr,
-                primary_port: port,
-                slot,
-                cpus: node.cpus.as_ref().map(|c| c.0.clone()),
-                memory: node.memory.as_ref().map(|m| m.0.clone()),
-                mounts: super::backup::mounts(db, node),
-            },
-            format!("{at} is a standby in the spec and does not exist"),
-        );
-    }
-    if !inst.is_some_and(|i| i.running) {
-        s.add(
-            START,
-            "start",
-            Action::StartInstance,
-            format!("start the standby {at}"),
-        );
-    } else if inst.is_some_and(|i| i.role == InstanceRole::Primary) {
-        out.notes.push(Note {
-            kind: NoteKind::Standby,
-            database: name.clone(),
-            message: format!(
-                "{at} runs as a primary beside the primary on {primary}; pgcd leaves it alone (two primaries need a person)"
-            ),
+    let recorded = super::ha::record(index, name, node_name).is_some();
+    // A former primary (no standby.signal), running or not, once the node
+    // has a record that names another host.
+    let former_primary = recorded
+        && inst.is_some_and(|i| {
+            i.container_exists
+                && !i.standby_signal
+                && !super::ha::answers_as(Some(i), InstanceRole::Standby)
         });
+    if former_primary {
+        if running.is_some() {
+            s.add(
+                START,
+                "rejoin",
+                Action::RejoinAsStandby {
+                    primary: primary.clone(),
+                    primary_address: paddr,
+                    primary_port: port,
+                    slot,
+                },
+                format!(
+                    "{at} was a primary; {primary} is the recorded one: it rejoins as its standby"
+                ),
+            );
+        } else {
+            out.notes.push(Note {
+                kind: NoteKind::Standby,
+                database: name.clone(),
+                message: format!(
+                    "{at} was a primary; it rejoins as a standby once the primary on {primary} runs"
+                ),
+            });
+        }
+    } else {
+        if !inst.is_some_and(|i| i.container_exists) {
+            s.add(
+                CREATE,
+                "create-standby",
+                Action::CreateStandby {
+                    version: node.postgres_version.unwrap_or(db.postgres_version),
+                    port,
+                    primary: primary.clone(),
+                    primary_address: paddr.clone(),
+                    primary_port: port,
+                    slot: slot.clone(),
+                    cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+                    memory: node.memory.as_ref().map(|m| m.0.clone()),
+                    mounts: super::backup::mounts(db, node),
+                },
+                format!("{at} is a standby in the spec and does not exist"),
+            );
+        }
+        if !inst.is_some_and(|i| i.running) {
+            s.add(
+                START,
+                "start",
+                Action::StartInstance,
+                format!("start the standby {at}"),
+            );
+        } else if inst.is_some_and(|i| i.role == InstanceRole::Primary) {
+            out.notes.push(Note {
+                kind: NoteKind::Standby,
+                database: name.clone(),
+                message: format!(
+                    "{at} runs as a primary beside the primary on {primary}; pgcd leaves it alone (two primaries need a person)"
+                ),
+            });
+        } else if let Some(upstream) = inst
+            .and_then(|i| i.wal.as_ref())
+            .and_then(|w| w.upstream.as_deref())
+            .filter(|u| running.is_some() && *u != paddr)
+        {
+            s.add(
+                START,
+                "repoint",
+                Action::RepointStandby {
+                    primary: primary.clone(),
+                    primary_address: paddr.clone(),
+                    primary_port: port,
+                    slot,
+                },
+                format!("{at} follows {upstream}; the primary is on {primary} ({paddr})"),
+            );
+        }
     }
     let first = out.steps.len();
     s.finish(out);

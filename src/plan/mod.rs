@@ -13,6 +13,7 @@
 pub mod backup;
 mod catalog;
 mod converged;
+pub(crate) mod ha;
 mod instance;
 mod mesh;
 pub mod operations;
@@ -39,12 +40,15 @@ pub const SUPERUSER: &str = "postgres";
 /// Reported instances by (database, node, host), and by database.
 pub(crate) struct Index<'a> {
     pub(crate) actual: &'a Actual,
+    /// The time of the plan, when the caller has a clock (the reconciler);
+    /// `None` for a plan shown to a person: nothing waits on time then.
+    pub(crate) now: Option<chrono::DateTime<chrono::Utc>>,
     by_key: HashMap<(&'a str, &'a str, &'a str), &'a InstanceActual>,
     by_db: BTreeMap<&'a str, Vec<&'a InstanceActual>>,
 }
 
 impl<'a> Index<'a> {
-    fn new(actual: &'a Actual) -> Self {
+    pub(super) fn new(actual: &'a Actual, now: Option<chrono::DateTime<chrono::Utc>>) -> Self {
         let mut by_key = HashMap::with_capacity(actual.instances.len());
         let mut by_db: BTreeMap<&str, Vec<&InstanceActual>> = BTreeMap::new();
         for i in &actual.instances {
@@ -56,6 +60,7 @@ impl<'a> Index<'a> {
         }
         Self {
             actual,
+            now,
             by_key,
             by_db,
         }
@@ -99,14 +104,18 @@ pub fn plan_at(
     actual: &Actual,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Plan {
-    let mut out = databases(desired, actual);
+    let mut out = databases(desired, actual, now);
     operations::plan(desired, actual, now, &mut out);
     out
 }
 
 /// The steps and notes of every database, operations aside.
-fn databases(desired: &Desired, actual: &Actual) -> Plan {
-    let index = Index::new(actual);
+fn databases(
+    desired: &Desired,
+    actual: &Actual,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> Plan {
+    let index = Index::new(actual, now);
     let mut dbs: Vec<&Database> = desired.databases.iter().collect();
     dbs.sort_by(|a, b| a.database_name.cmp(&b.database_name));
     let mut out = Plan::default();

@@ -129,6 +129,21 @@ fn lines(s: &Step) -> Vec<String> {
                 .unwrap_or_default()
         )],
         Action::StartInstance => vec![format!("start {on}")],
+        Action::RecordPrimary { host, term, why } => vec![format!(
+            "record {at}'s primary: {host} (term {term}; {why})"
+        )],
+        Action::PromoteStandby { .. } => vec![format!(
+            "promote {on} to primary once it has replayed what it received (writes resume there)"
+        )],
+        Action::RepointStandby { primary, slot, .. } => vec![format!(
+            "repoint the standby {on} to the primary on {primary} (slot {slot}; reload, no restart)"
+        )],
+        Action::RejoinAsStandby { primary, slot, .. } => vec![format!(
+            "rejoin {on} as a standby of the primary on {primary} (fenced, pg_rewind, slot {slot})"
+        )],
+        Action::StopForSwitchover { candidate_slot } => vec![format!(
+            "stop {on} for the switchover: checkpoint, wait until {candidate_slot} has its WAL, fast shutdown (writes pause)"
+        )],
         Action::StopInstance => vec![format!("stop {on} (disrupts clients)")],
         Action::RestartInstance { settings } => vec![format!(
             "restart {on}: {} {} a restart",

@@ -43,6 +43,11 @@ pub fn desired(
     if crate::state::actual::native_mesh(db) || spock {
         out.insert("wal_level".into(), "logical".into());
     }
+    if node.host_ids.len() > 1 && !out.contains_key("wal_receiver_timeout") {
+        // A standby notices a lost primary within seconds, even cut off by
+        // a partition, so a failover can compare final positions.
+        out.insert("wal_receiver_timeout".into(), "5s".into());
+    }
     if spock {
         // Spock resolves conflicts by commit time.
         out.insert("track_commit_timestamp".into(), "on".into());

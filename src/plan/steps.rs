@@ -20,6 +20,10 @@ pub struct Plan {
     /// The operations not yet finished: their phases and what happens next.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<super::operations::OperationPlan>,
+    /// Plan again at this time even if nothing changes (a failover's grace
+    /// time running out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Plan {
@@ -218,6 +222,61 @@ pub enum Action {
         /// The subscription.
         name: String,
     },
+    /// On the leader, not a host: record `host` as the node's primary
+    /// (`primaries/<db>/<node>`, term `term`), only if the record is still
+    /// at `term - 1`. The planner asks for it before a promotion only once
+    /// the old primary is stopped or its host's lease has expired.
+    RecordPrimary {
+        /// The host whose instance becomes the primary.
+        host: HostId,
+        /// The record's new term.
+        term: u64,
+        /// Why, in words.
+        why: String,
+    },
+    /// On a node's recorded primary that is still a standby: wait until it
+    /// has replayed all the WAL it received, then promote it. Refused when
+    /// it has received less than `min_lsn` (what the planner knew the old
+    /// primary, or another standby, to have, less what may be lost).
+    PromoteStandby {
+        /// The least WAL position (byte offset) it must have received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_lsn: Option<i64>,
+    },
+    /// On a standby: follow the node's primary at this address (its slot
+    /// there is made first), reloading, without a restart.
+    RepointStandby {
+        /// The primary's host.
+        primary: HostId,
+        /// Its address.
+        primary_address: String,
+        /// Its port.
+        primary_port: u16,
+        /// This standby's slot on it.
+        slot: String,
+    },
+    /// On an instance that was a primary and is not the recorded one any
+    /// more: fenced, rewound onto the primary's timeline (`pg_rewind`; a
+    /// fresh copy if that cannot be done) and started as its standby.
+    RejoinAsStandby {
+        /// The primary's host.
+        primary: HostId,
+        /// Its address.
+        primary_address: String,
+        /// Its port.
+        primary_port: u16,
+        /// This standby's slot on it.
+        slot: String,
+    },
+    /// On a primary handing over (a switchover): a checkpoint, a wait until
+    /// the candidate has flushed the WAL written up to it, then a fast
+    /// shutdown, which waits until the streaming standbys have every WAL
+    /// record. Fails, leaving the primary serving, when the candidate does
+    /// not stream or does not catch up.
+    StopForSwitchover {
+        /// The candidate's slot (its `application_name`).
+        candidate_slot: String,
+    },
     /// Start the container.
     StartInstance,
     /// Stop the container (fast shutdown).
@@ -378,6 +437,8 @@ impl Action {
             | Action::CreateExtension { .. }
             | Action::RunBackup { .. } => Effect::Add,
             Action::StartInstance
+            | Action::RecordPrimary { .. }
+            | Action::RepointStandby { .. }
             | Action::StopInstance
             | Action::AlterDatabaseOwner { .. }
             | Action::RefreshSubscription { .. }
@@ -387,7 +448,11 @@ impl Action {
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. }
             | Action::ConfigureBackup { .. } => Effect::Change,
-            Action::RestartInstance { .. } | Action::RestoreInstance { .. } => Effect::Restart,
+            Action::RestartInstance { .. }
+            | Action::RestoreInstance { .. }
+            | Action::PromoteStandby { .. }
+            | Action::RejoinAsStandby { .. }
+            | Action::StopForSwitchover { .. } => Effect::Restart,
             Action::RemoveInstance { .. }
             | Action::DropSlot { .. }
             | Action::DropSubscription { .. } => Effect::Remove,
@@ -429,6 +494,8 @@ pub enum NoteKind {
     Operation,
     /// Backups: a restore under way, a configuration that cannot be used.
     Backup,
+    /// High availability: a failover waiting, refused, or not possible.
+    Failover,
 }
 
 impl NoteKind {
@@ -444,6 +511,7 @@ impl NoteKind {
             NoteKind::DeleteNotConfirmed => "delete not confirmed",
             NoteKind::Operation => "operation",
             NoteKind::Backup => "backup",
+            NoteKind::Failover => "failover",
         }
     }
 }

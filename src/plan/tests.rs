@@ -45,6 +45,7 @@ fn add_host(a: &mut Actual, id: &str) {
         healthy: true,
         docker: true,
         address: String::new(),
+        started_at: None,
     });
 }
 
@@ -290,6 +291,8 @@ fn unhealthy_host_is_noted_not_planned() {
 fn the_reported_primary_is_planned_not_the_first_host() {
     let d = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2]\n");
     let mut a = super::converged(&d);
+    // No primary record yet (a cluster from before records): what runs decides.
+    a.primaries.clear();
     instance(&mut a, "orders", "n1", "h1").role = InstanceRole::Standby;
     let h2 = instance(&mut a, "orders", "n1", "h2");
     h2.role = InstanceRole::Primary;
@@ -750,4 +753,22 @@ fn spock_nodes_are_wired_through_the_spock_driver_when_declared() {
             .any(|n| n.message.contains("n3: joining Spock nodes")),
         "{p}"
     );
+}
+
+#[test]
+fn a_second_primary_against_the_record_rejoins_as_a_standby() {
+    let d = orders_with("    host_ids: [h1]\n", "    host_ids: [h1, h2]\n");
+    let mut a = super::converged(&d);
+    // The record says h1; h2 runs as a primary too (the far side of a
+    // partition, before its fence stopped it).
+    let h2 = instance(&mut a, "orders", "n1", "h2");
+    h2.role = InstanceRole::Primary;
+    h2.standby_signal = false;
+    let p = checked(&d, &a);
+    let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["orders/n1/h2/rejoin"], "{p}");
+    assert!(matches!(
+        &p.steps[0].action,
+        Action::RejoinAsStandby { primary, .. } if primary == "h1"
+    ));
 }

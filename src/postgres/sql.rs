@@ -423,6 +423,27 @@ pub fn alter_system(name: &str, value: &str) -> Result<Statement, SqlError> {
     )))
 }
 
+/// `CHECKPOINT`.
+pub fn checkpoint() -> Statement {
+    Statement::plain("CHECKPOINT".into())
+}
+
+/// What `pg_rewind` needs of the role it connects as (PostgreSQL's
+/// documented list), so a former primary rewinds from the new one without
+/// a superuser's password.
+pub fn grant_rewind(role: &str) -> Result<Vec<Statement>, SqlError> {
+    let r = ident(role)?;
+    Ok([
+        "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+        "pg_catalog.pg_stat_file(text, boolean)",
+        "pg_catalog.pg_read_binary_file(text)",
+        "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+    ]
+    .iter()
+    .map(|f| Statement::plain(format!("GRANT EXECUTE ON FUNCTION {f} TO {r}")))
+    .collect())
+}
+
 /// `SELECT pg_reload_conf()`.
 pub fn reload() -> Statement {
     Statement::plain("SELECT pg_reload_conf()".into())

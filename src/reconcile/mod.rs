@@ -16,6 +16,7 @@
 pub mod conditions;
 mod dispatch;
 mod operations;
+mod primaries;
 mod report;
 pub mod status;
 mod worker;
@@ -98,6 +99,8 @@ impl LeaderService for Reconciler {
 struct DbState {
     /// A batch runs now.
     running: bool,
+    /// A failover's batch runs now (beside the other, if any).
+    urgent: bool,
     /// A batch ended since the status was last derived.
     last: Option<BatchOutcome>,
     /// The last batch's failure, until a batch succeeds.
@@ -116,6 +119,7 @@ impl Default for DbState {
     fn default() -> Self {
         Self {
             running: false,
+            urgent: false,
             last: None,
             failed: None,
             last_ok: BTreeSet::new(),
@@ -132,6 +136,8 @@ enum Event {
     Etcd(Update),
     /// A database's batch ended.
     Done(BatchOutcome),
+    /// A database's failover batch ended.
+    UrgentDone(BatchOutcome),
     /// A predecessor's step on the database ended.
     Inherited(String),
 }
@@ -270,6 +276,11 @@ impl Supervisor {
         match e {
             Event::Etcd(u) => self.apply(u).await,
             Event::Done(outcome) => self.batch_ended(outcome),
+            Event::UrgentDone(outcome) => {
+                let st = self.dbs.entry(outcome.database.to_string()).or_default();
+                st.urgent = false;
+                self.count_steps(&outcome);
+            }
             Event::Inherited(db) => {
                 if let Some(n) = self.inherited.get_mut(&db) {
                     *n -= 1;
@@ -416,18 +427,11 @@ impl Supervisor {
     }
 
     fn batch_ended(&mut self, outcome: BatchOutcome) {
+        self.count_steps(&outcome);
         let st = self.dbs.entry(outcome.database.to_string()).or_default();
         st.running = false;
         if outcome.deposed {
             return;
-        }
-        for o in &outcome.outcomes {
-            self.stats.steps_total += 1;
-            if o.error.is_some() {
-                self.stats.apply_failures_total += 1;
-            } else if o.step.drift {
-                self.stats.drift_corrections_total += 1;
-            }
         }
         match outcome.failed() {
             Some(f) => {
@@ -461,6 +465,27 @@ impl Supervisor {
         st.last = Some(outcome);
     }
 
+    /// Counts a batch's steps in the statistics.
+    fn count_steps(&mut self, outcome: &BatchOutcome) {
+        if outcome.deposed {
+            return;
+        }
+        for o in &outcome.outcomes {
+            self.stats.steps_total += 1;
+            if o.error.is_some() {
+                self.stats.apply_failures_total += 1;
+            } else if o.step.drift {
+                self.stats.drift_corrections_total += 1;
+            }
+            if o.error.is_none()
+                && matches!(o.step.action, crate::plan::Action::RecordPrimary { .. })
+                && o.step.id.contains("/failover-")
+            {
+                self.stats.failovers_total += 1;
+            }
+        }
+    }
+
     /// The earliest moment a database's backoff ends or an operation's
     /// time comes.
     fn next_wake(&self) -> Option<Instant> {
@@ -491,7 +516,7 @@ impl Supervisor {
             let span = tracing::info_span!("operation", operation = %op.id, database = op.database.as_deref().unwrap_or(""));
             self.shared.recorder.apply(op).instrument(span).await?;
         }
-        let mut op_wake: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut op_wake: Option<chrono::DateTime<chrono::Utc>> = plan.wake_at.filter(|t| *t > now);
         for op in &plan.operations {
             if let Some(t) = op.not_before.filter(|t| *t > now) {
                 op_wake = Some(op_wake.map_or(t, |w| w.min(t)));
@@ -521,8 +546,40 @@ impl Supervisor {
         for name in names {
             let slice = slices.get(name).unwrap_or(&empty);
             let st = self.dbs.entry(name.to_string()).or_default();
-            if st.running || self.inherited.contains_key(name) {
+            if self.inherited.contains_key(name) {
                 continue;
+            }
+            let waiting = st.not_before.is_some_and(|t| Instant::now() < t);
+            if st.running || waiting {
+                // A failover does not wait for the database's other batch
+                // (its steps may wait on the lost host) nor for a backoff.
+                let urgent: Vec<crate::plan::Step> = slice
+                    .steps
+                    .iter()
+                    .filter(|s| crate::plan::ha::urgent(s))
+                    .cloned()
+                    .collect();
+                if !urgent.is_empty() && !st.urgent {
+                    if let Ok(database) = DatabaseName::parse(name) {
+                        st.urgent = true;
+                        let batch = Batch {
+                            database,
+                            revision: snap.revision.clone(),
+                            steps: urgent,
+                            config: Arc::new(snap.desired.config.clone()),
+                            replication: specs.get(name).and_then(|d| d.replication),
+                        };
+                        let shared = self.shared.clone();
+                        let tx = self.events_tx.clone();
+                        tokio::spawn(async move {
+                            let outcome = worker::run(shared, batch).await;
+                            let _ = tx.send(Event::UrgentDone(outcome)).await;
+                        });
+                    }
+                }
+                if st.running {
+                    continue;
+                }
             }
             let ids: BTreeSet<String> = slice
                 .steps
@@ -531,8 +588,7 @@ impl Supervisor {
                 .map(|s| s.id.clone())
                 .collect();
             let repeating = !ids.is_empty() && ids == st.last_ok && st.repeats >= 1;
-            let waiting = st.not_before.is_some_and(|t| Instant::now() < t);
-            let start = !slice.steps.is_empty() && !repeating && !waiting;
+            let start = !slice.steps.is_empty() && !repeating && !waiting && !st.urgent;
             let activity = if start {
                 Activity::Applying
             } else {

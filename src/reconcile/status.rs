@@ -296,6 +296,9 @@ pub struct ReconcilerStats {
     pub apply_failures_total: u64,
     /// Steps carried out in all.
     pub steps_total: u64,
+    /// Automatic failovers carried out (a new primary recorded).
+    #[serde(default)]
+    pub failovers_total: u64,
     /// When it was written (RFC 3339).
     pub updated_at: String,
 }

@@ -237,7 +237,21 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
             error: None,
             seconds: 0.0,
         };
-        if let Some(op) = &step.operation {
+        if let Action::RecordPrimary { host, term, why } = &step.action {
+            // The leader's own step: no task.
+            if let Some(op) = &step.operation {
+                shared.recorder.phase_started(&op.id, &op.phase).await?;
+            }
+            out.error = super::primaries::record(&shared.guard, step, host, *term, why)
+                .await?
+                .err();
+            if let Some(op) = &step.operation {
+                shared
+                    .recorder
+                    .phase_ended(&op.id, &op.phase, out.error.clone())
+                    .await?;
+            }
+        } else if let Some(op) = &step.operation {
             let id = op.task.clone();
             shared.recorder.phase_started(&op.id, &op.phase).await?;
             out.tasks.push(id.clone());

@@ -170,7 +170,7 @@ if [ ! -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
 fi
 if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
-  setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
+  setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --data-checksums --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
   rm -f /tmp/pw
   printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
     "local all all trust" \
@@ -181,8 +181,42 @@ if [ ! -s "$D/PG_VERSION" ]; then
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
   chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
 fi
+# Fencing (see agent::fence): while /var/lib/pgcd/fence exists, this
+# instance may run as a primary only until the time it holds (microseconds
+# since the epoch); its agent moves it forward at each renewal of the host's
+# lease, and writes 0 when another host is the node's primary. A standby
+# (standby.signal) is never stopped by it. Builtins only: no process is
+# started per check.
+FENCE=/var/lib/pgcd/fence
+fenced() {
+  [ -e "$FENCE" ] && [ ! -e "$D/standby.signal" ] || return 1
+  local until=0 now=${EPOCHREALTIME/./}
+  read -r until < "$FENCE" 2>/dev/null || until=0
+  [ "$now" -ge "${until:-0}" ]
+}
+rm -f /tmp/pgcd-tick && mkfifo /tmp/pgcd-tick && exec 9<>/tmp/pgcd-tick
+tick() { read -r -t "$1" -u 9 _ 2>/dev/null || true; }
+if fenced; then
+  echo "pgcd: fenced: this primary does not start until its agent renews its host lease, or it is made a standby" >&2
+  while fenced; do tick 0.5; done
+fi
 # shellcheck disable=SC2086 # PGCD_TLS_ARGS is several words
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run $PGCD_TLS_ARGS
+setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$D" -c listen_addresses="$PGCD_LISTEN" -c port="$PGCD_PORT" -c unix_socket_directories=/var/lib/pgcd/run $PGCD_TLS_ARGS &
+pg=$!
+# Docker's stop signal (SIGINT: fast shutdown) and a reload (SIGHUP) go to
+# the server.
+trap 'kill -INT "$pg" 2>/dev/null' INT TERM
+trap 'kill -HUP "$pg" 2>/dev/null' HUP
+while kill -0 "$pg" 2>/dev/null; do
+  if fenced; then
+    echo "pgcd: fence passed: stopping this primary now (immediate shutdown); its host lease is about to expire or another host is the primary" >&2
+    kill -QUIT "$pg" 2>/dev/null
+    wait "$pg"
+    exit 3
+  fi
+  if [ -e "$FENCE" ]; then tick 0.1; else tick 1; fi
+done
+wait "$pg"
 "##;
 
 /// Docker answers 304 when a container is already started (or stopped):
@@ -566,7 +600,9 @@ impl Runtime {
         self.exec_as(id, "postgres", script, env, timeout).await
     }
 
-    pub(super) async fn exec_as(
+    /// Runs a bash script in an instance's container as `user`; returns its
+    /// exit code and output (stdout and stderr together).
+    pub async fn exec_as(
         &self,
         id: &InstanceId,
         user: &str,

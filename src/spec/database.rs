@@ -103,6 +103,74 @@ pub struct Database {
     /// Create the database from an existing backup repository.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_config: Option<RestoreConfig>,
+    /// Automatic failover of each node's primary to one of its standbys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverPolicy>,
+    /// Maintenance mode: no automatic action on this database (no steps,
+    /// no drift correction, no automatic failover) while observation and
+    /// status go on. Like Patroni's `pause`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// Automatic failover of a node's primary to one of its standbys.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverPolicy {
+    /// Fail over automatically when a primary is lost. Default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<bool>,
+    /// How long a primary whose host is alive may not answer (its server
+    /// crashed or hung) before its node fails over; Docker restarts a
+    /// crashed server meanwhile. Default `10s`. A primary whose host is
+    /// lost (its agent's lease expired) fails over at once: it has stopped
+    /// itself before the lease could expire (see `agent::fence`), so the
+    /// lease's TTL (`--lease-ttl`) is that case's grace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<super::values::Duration>,
+    /// A standby that lags the lost primary by more than this is never
+    /// promoted automatically (Patroni's `maximum_lag_on_failover`).
+    /// Default `1MiB`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_lag: Option<Memory>,
+}
+
+impl FailoverPolicy {
+    /// Whether failover is automatic (the default).
+    pub fn automatic(p: Option<&Self>) -> bool {
+        p.and_then(|p| p.automatic).unwrap_or(true)
+    }
+
+    /// The grace time of a primary that does not answer on a live host
+    /// (default 10 s).
+    pub fn grace(p: Option<&Self>) -> std::time::Duration {
+        p.and_then(|p| p.grace.as_ref())
+            .map_or(std::time::Duration::from_secs(10), |d| d.as_std())
+    }
+
+    /// The largest lag, bytes, a standby promoted automatically may have.
+    pub fn maximum_lag(p: Option<&Self>) -> u64 {
+        p.and_then(|p| p.maximum_lag.as_ref())
+            .and_then(|m| super::values::memory_bytes(&m.0))
+            .unwrap_or(1024 * 1024)
+    }
+}
+
+impl Decode for FailoverPolicy {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "a failover policy")?;
+        let r = (
+            m.opt(cx, "automatic"),
+            m.opt(cx, "grace"),
+            m.opt(cx, "maximum_lag"),
+        );
+        m.finish(cx);
+        Some(Self {
+            automatic: r.0,
+            grace: r.1,
+            maximum_lag: r.2,
+        })
+    }
 }
 
 impl Decode for Database {
@@ -147,6 +215,8 @@ impl Decode for Database {
             m.opt(cx, "scripts"),
             m.opt(cx, "backup_config"),
             m.opt(cx, "restore_config"),
+            m.opt(cx, "failover"),
+            m.opt(cx, "suspend"),
         );
         m.finish(cx);
         Some(Self {
@@ -170,6 +240,8 @@ impl Decode for Database {
             scripts: s.5,
             backup_config: s.6,
             restore_config: s.7,
+            failover: s.8,
+            suspend: s.9,
         })
     }
 }

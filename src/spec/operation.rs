@@ -45,6 +45,8 @@ pub enum Action {
         scheduled_at: Option<Timestamp>,
     },
     /// Manual failover: promote a standby without waiting for the primary.
+    /// Refused while the primary is healthy, unless `force` (pgEdge's
+    /// `skip_validation`).
     Failover {
         /// The database.
         database: DatabaseName,
@@ -53,6 +55,9 @@ pub enum Action {
         /// The standby's host to promote; the most caught-up standby when absent.
         #[serde(skip_serializing_if = "Option::is_none")]
         candidate: Option<HostId>,
+        /// Fail over even though the primary is healthy (it is fenced first).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        force: Option<bool>,
     },
     /// On-demand pgBackRest backup.
     Backup {
@@ -151,12 +156,14 @@ impl Decode for Operation {
                     m.req(cx, "database"),
                     m.req(cx, "node"),
                     m.opt(cx, "candidate"),
+                    m.opt(cx, "force"),
                 );
                 m.finish(cx);
                 Action::Failover {
                     database: r.0?,
                     node: r.1?,
                     candidate: r.2,
+                    force: r.3,
                 }
             }
             OperationKind::Backup => {

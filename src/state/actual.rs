@@ -24,6 +24,14 @@ pub struct Actual {
     /// The operations' records: what each one has done so far.
     #[serde(default)]
     pub operations: Vec<crate::state::operation::OperationRecord>,
+    /// Which host is each node's primary (nodes with standbys).
+    #[serde(default)]
+    pub primaries: Vec<crate::state::primary::PrimaryRecord>,
+    /// When the leader first saw each instance it cannot use (its host's
+    /// lease gone, or its server not answering), by `db/node/host`: the
+    /// clock of failover's grace time.
+    #[serde(default)]
+    pub down_since: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// The spec of a database as last carried out in full: when it equals the
@@ -48,6 +56,10 @@ pub struct HostActual {
     /// The host's advertise address (where its instances listen).
     #[serde(default)]
     pub address: String,
+    /// When its agent started (its host record's `started_at`), while live:
+    /// an agent that started just now may not have observed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The replication role an instance reports (`pg_is_in_recovery()`).
@@ -97,6 +109,11 @@ pub struct InstanceActual {
     pub available_extensions: Vec<String>,
     /// The instance's host data directory exists.
     pub data_dir_exists: bool,
+    /// Its data directory holds `standby.signal`: it starts as a standby
+    /// (known while it is stopped too, which tells a stopped standby from a
+    /// stopped former primary).
+    #[serde(default)]
+    pub standby_signal: bool,
     /// Replication slots on the server (`pg_replication_slots`).
     #[serde(default)]
     pub slots: Vec<String>,
@@ -125,6 +142,9 @@ pub struct InstanceActual {
     /// node with none can be filled by copying another node.
     #[serde(default)]
     pub tables: i64,
+    /// Where the server is in the WAL: what failover compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalActual>,
     /// DDL statements from other nodes that failed here (`pgcd.ddl_failures`):
     /// skipped, so replication goes on, and shown until resolved by hand.
     #[serde(default)]
@@ -215,6 +235,28 @@ pub struct ArchiverActual {
     pub last_failed_time: Option<String>,
 }
 
+/// A server's position in the WAL, as byte offsets (`pg_lsn` minus `0/0`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalActual {
+    /// A primary: the WAL flushed (`pg_current_wal_flush_lsn()`). A
+    /// standby: the WAL received and flushed (`pg_last_wal_receive_lsn()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<i64>,
+    /// A standby: the WAL replayed (`pg_last_wal_replay_lsn()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<i64>,
+    /// The timeline.
+    #[serde(default)]
+    pub timeline: i64,
+    /// A standby: its WAL receiver streams now.
+    #[serde(default)]
+    pub receiving: bool,
+    /// A standby: the host it streams from (`sender_host`, else the host
+    /// of its `primary_conninfo` while it does not stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
 /// A replicated DDL statement that failed on the node that received it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DdlFailure {
@@ -268,6 +310,12 @@ pub struct ReplicaActual {
     pub lag_bytes: Option<i64>,
     /// `replay_lag`, seconds (none when idle).
     pub lag_seconds: Option<f64>,
+    /// `sync_state`: `async`, `potential`, `sync` or `quorum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<String>,
+    /// The WAL it has flushed, as a byte offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_lsn: Option<i64>,
 }
 
 /// Whether a database's nodes replicate through native logical replication
@@ -373,11 +421,14 @@ impl Actual {
                     healthy: true,
                     docker: true,
                     address: String::new(),
+                    started_at: None,
                 })
                 .collect(),
             instances: Vec::new(),
             databases: Vec::new(),
             operations: Vec::new(),
+            primaries: Vec::new(),
+            down_since: BTreeMap::new(),
         }
     }
 }

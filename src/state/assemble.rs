@@ -8,6 +8,7 @@
 
 use super::observed::{parse_key, HostObservation, ObservedKey};
 use super::operation::OperationRecord;
+use super::primary::PrimaryRecord;
 use crate::cluster::keys;
 use crate::cluster::reflector::{Change, Update};
 use crate::cluster::registry::HostRecord;
@@ -16,19 +17,21 @@ use crate::cluster::ClusterError;
 use crate::spec::names::HostId;
 use crate::state::actual::HostActual;
 use crate::state::{Actual, DatabaseActual, InstanceActual};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// The prefixes an [`ActualCache`] is fed from, one reflector each.
-pub const PREFIXES: [&str; 5] = [
+pub const PREFIXES: [&str; 6] = [
     keys::KNOWN,
     keys::HOSTS,
     keys::OBSERVED,
     keys::APPLIED_SPECS,
     keys::OPERATIONS,
+    keys::PRIMARIES,
 ];
 
 /// The observed state, kept current from reflector updates.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ActualCache {
     known: BTreeMap<String, HostRecord>,
     live: BTreeMap<String, HostRecord>,
@@ -36,8 +39,33 @@ pub struct ActualCache {
     instances: BTreeMap<String, InstanceActual>,
     applied: BTreeMap<String, String>,
     operations: BTreeMap<String, OperationRecord>,
+    primaries: BTreeMap<String, PrimaryRecord>,
+    /// When a host's lease was seen gone, by host.
+    host_down: BTreeMap<String, DateTime<Utc>>,
+    /// When an instance was seen not answering, by its observation key.
+    instance_down: BTreeMap<String, DateTime<Utc>>,
     /// Bumped on every change that can change a plan.
     version: u64,
+    /// When this view began (what "down since" a host never seen live means).
+    began: DateTime<Utc>,
+}
+
+impl Default for ActualCache {
+    fn default() -> Self {
+        Self {
+            known: BTreeMap::new(),
+            live: BTreeMap::new(),
+            docker: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            operations: BTreeMap::new(),
+            primaries: BTreeMap::new(),
+            host_down: BTreeMap::new(),
+            instance_down: BTreeMap::new(),
+            version: 0,
+            began: Utc::now(),
+        }
+    }
 }
 
 impl ActualCache {
@@ -79,6 +107,7 @@ impl ActualCache {
             }
             keys::APPLIED_SPECS => self.applied.clear(),
             keys::OPERATIONS => self.operations.clear(),
+            keys::PRIMARIES => self.primaries.clear(),
             _ => {}
         }
     }
@@ -91,6 +120,7 @@ impl ActualCache {
             });
         }
         if let Some(id) = keys::host_id_of_record(k) {
+            self.host_down.remove(id);
             return e
                 .json::<HostRecord>()
                 .ok()
@@ -111,6 +141,13 @@ impl ActualCache {
                     tracing::warn!(key = k, "an observation does not decode; ignored");
                     return false;
                 };
+                if i.running {
+                    self.instance_down.remove(k);
+                } else {
+                    self.instance_down
+                        .entry(k.to_string())
+                        .or_insert_with(Utc::now);
+                }
                 return self.instances.insert(k.to_string(), i.clone()).as_ref() != Some(&i);
             }
             None => {}
@@ -124,6 +161,11 @@ impl ActualCache {
                 self.operations.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
             });
         }
+        if let Some(id) = k.strip_prefix(keys::PRIMARIES) {
+            return e.json::<PrimaryRecord>().ok().is_some_and(|r| {
+                self.primaries.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
+            });
+        }
         false
     }
 
@@ -132,11 +174,17 @@ impl ActualCache {
             return self.known.remove(id).is_some();
         }
         if let Some(id) = keys::host_id_of_record(k) {
+            self.host_down
+                .entry(id.to_string())
+                .or_insert_with(Utc::now);
             return self.live.remove(id).is_some();
         }
         match parse_key(k) {
             Some(ObservedKey::Host(h)) => return self.docker.remove(h).is_some(),
-            Some(ObservedKey::Instance(..)) => return self.instances.remove(k).is_some(),
+            Some(ObservedKey::Instance(..)) => {
+                self.instance_down.remove(k);
+                return self.instances.remove(k).is_some();
+            }
             None => {}
         }
         if let Some(db) = k.strip_prefix(keys::APPLIED_SPECS) {
@@ -144,6 +192,9 @@ impl ActualCache {
         }
         if let Some(id) = k.strip_prefix(keys::OPERATIONS) {
             return self.operations.remove(id).is_some();
+        }
+        if let Some(id) = k.strip_prefix(keys::PRIMARIES) {
+            return self.primaries.remove(id).is_some();
         }
         false
     }
@@ -178,6 +229,11 @@ impl ActualCache {
                 healthy: self.live.contains_key(id),
                 docker: self.docker.get(id).copied().unwrap_or(false),
                 address: r.address.clone(),
+                started_at: self
+                    .live
+                    .get(id)
+                    .and_then(|l| DateTime::parse_from_rfc3339(&l.started_at).ok())
+                    .map(|t| t.with_timezone(&Utc)),
             });
         }
         out.instances = self.instances.values().cloned().collect();
@@ -190,6 +246,29 @@ impl ActualCache {
             })
             .collect();
         out.operations = self.operations.values().cloned().collect();
+        out.primaries = self.primaries.values().cloned().collect();
+        // A host not live since this view began is down since then.
+        let began = self.began;
+        for (key, i) in &self.instances {
+            let host_down = if self.live.contains_key(i.host.as_str()) {
+                None
+            } else {
+                Some(
+                    self.host_down
+                        .get(i.host.as_str())
+                        .copied()
+                        .unwrap_or(began),
+                )
+            };
+            let since = [host_down, self.instance_down.get(key).copied()]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(t) = since {
+                out.down_since
+                    .insert(format!("{}/{}/{}", i.database, i.node, i.host), t);
+            }
+        }
         out
     }
 }

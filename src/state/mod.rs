@@ -12,6 +12,7 @@ pub mod desired;
 pub mod names;
 pub mod observed;
 pub mod operation;
+pub mod primary;
 
 pub use actual::{native_mesh, spock_mesh, spock_wired};
 pub use actual::{

@@ -6,6 +6,10 @@
 use crate::spec::names::{DatabaseName, HostId, NodeName};
 use serde::{Deserialize, Serialize};
 
+/// The fence file in an instance's directory (see `agent::fence`): while it
+/// exists, the instance runs as a primary only until the time it holds.
+pub const FENCE_FILE: &str = "fence";
+
 /// One instance: a node's server on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceId {

@@ -212,6 +212,30 @@ impl Agent {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
+
+    /// What a failed test prints of this agent: the last `lines` of its log
+    /// and the last lines of its etcd member's log (etcd's own reason when
+    /// it would not start).
+    pub fn failure_report(&self, lines: usize) -> String {
+        let tail = |text: &str, n: usize| {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(n)..].join("\n")
+        };
+        let mut out = format!(
+            "---- last log lines of {} ({}) ----\n{}",
+            self.id,
+            self.addr,
+            tail(&self.log(), lines)
+        );
+        if let Ok(etcd) = std::fs::read_to_string(self.data_dir.join("etcd.log")) {
+            out.push_str(&format!(
+                "\n---- last etcd log lines of {} ----\n{}",
+                self.id,
+                tail(&etcd, 6)
+            ));
+        }
+        out
+    }
 }
 
 impl Agent {
@@ -241,13 +265,7 @@ impl Drop for AgentGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // The test failed: show what the agent said last.
-            let log = self.0.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-            eprintln!(
-                "---- last log lines of {} ({}) ----\n{tail}",
-                self.0.id, self.0.addr
-            );
+            eprintln!("{}", self.0.failure_report(40));
         }
         self.0.kill9();
     }
@@ -409,10 +427,7 @@ impl Drop for Cluster {
         if std::thread::panicking() {
             // The test failed: show what each agent said last.
             for a in &self.agents {
-                let log = a.log();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-                eprintln!("---- last log lines of {} ({}) ----\n{tail}", a.id, a.addr);
+                eprintln!("{}", a.failure_report(25));
             }
         }
         for a in &mut self.agents {

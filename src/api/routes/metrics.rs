@@ -109,6 +109,12 @@ pub fn render_reconciler(stats: &ReconcilerStats, dbs: &[DatabaseStatus]) -> Str
         stats.drift_corrections_total.to_string(),
     );
     one(
+        "pgcd_failovers_total",
+        "counter",
+        "Automatic failovers carried out: a standby recorded as its node's primary after the primary was lost.",
+        stats.failovers_total.to_string(),
+    );
+    one(
         "pgcd_apply_failures_total",
         "counter",
         "Plan steps that failed.",
@@ -267,6 +273,7 @@ mod tests {
             "pgcd_plan_steps 0",
             "pgcd_drift_corrections_total 0",
             "pgcd_apply_failures_total 0",
+            "pgcd_failovers_total 0",
             "pgcd_apply_steps_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

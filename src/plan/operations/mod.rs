@@ -16,6 +16,7 @@
 //! noted on their database, never silently ignored.
 
 mod restart;
+mod switchover;
 
 use super::steps::{Note, NoteKind, Plan};
 use crate::spec::names::DatabaseName;
@@ -90,7 +91,10 @@ pub enum Transition {
 
 /// The kinds this cluster carries out; the others are recorded unsupported.
 fn supported(op: &Op) -> bool {
-    matches!(op, Op::Restart { .. } | Op::Cancel { .. })
+    matches!(
+        op,
+        Op::Restart { .. } | Op::Cancel { .. } | Op::Switchover { .. } | Op::Failover { .. }
+    )
 }
 
 fn kind(op: &Op) -> &'static str {
@@ -144,7 +148,7 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
         let mut kept = Vec::with_capacity(out.steps.len());
         let mut waiting: BTreeMap<DatabaseName, usize> = BTreeMap::new();
         for s in out.steps.drain(..) {
-            if s.operation.is_none() && held.contains(&s.database) {
+            if s.operation.is_none() && held.contains(&s.database) && !super::ha::urgent(&s) {
                 *waiting.entry(s.database.clone()).or_default() += 1;
             } else {
                 kept.push(s);
@@ -320,6 +324,32 @@ fn idle(
     let phases = match &op.action {
         Op::Restart { node, host, .. } => {
             restart::phases(&op.id, spec, actual, node.as_deref(), host.as_deref())
+        }
+        Op::Switchover {
+            node, candidate, ..
+        }
+        | Op::Failover {
+            node, candidate, ..
+        } => {
+            let kind = match &op.action {
+                Op::Failover { force, .. } => switchover::Kind::Failover {
+                    force: *force == Some(true),
+                },
+                _ => switchover::Kind::Switchover,
+            };
+            let index = super::Index::new(actual, now);
+            match switchover::phases(&op.id, spec, &index, node, candidate.as_ref(), kind) {
+                switchover::Outcome::Phases(p) => p,
+                switchover::Outcome::Wait(why) => {
+                    starting.remove(&db);
+                    record(&mut p, OperationState::Pending, why);
+                    return p;
+                }
+                switchover::Outcome::Refuse(why) => {
+                    record(&mut p, OperationState::Failed, format!("refused: {why}"));
+                    return p;
+                }
+            }
         }
         _ => Vec::new(),
     };

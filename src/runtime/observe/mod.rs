@@ -10,7 +10,7 @@ pub use replication::last_worker_error;
 use super::docker::{ContainerInfo, Runtime, RuntimeError};
 use crate::cluster::store::{full_key, Store};
 use crate::state::actual::{
-    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, ROLE_FLAGS,
+    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, WalActual, ROLE_FLAGS,
 };
 use crate::state::observed::{host_key, instance_key, HostObservation};
 use crate::state::InstanceId;
@@ -104,6 +104,10 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         autoddl: false,
         ddl_rows: None,
         ddl_failures: Vec::new(),
+        wal: None,
+        standby_signal: tokio::fs::try_exists(rt.instance_dir(&c.id).join("data/standby.signal"))
+            .await
+            .unwrap_or(false),
         tables: 0,
         backup: crate::backup::observe::local(rt, c),
     };
@@ -193,7 +197,8 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .query(
                 "SELECT application_name, state, \
                  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, \
-                 extract(epoch FROM replay_lag)::float8 \
+                 extract(epoch FROM replay_lag)::float8, sync_state, \
+                 pg_wal_lsn_diff(flush_lsn, '0/0')::bigint \
                  FROM pg_stat_replication ORDER BY 1",
                 &[],
             )
@@ -205,9 +210,12 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
                 state: r.get(1),
                 lag_bytes: r.get(2),
                 lag_seconds: r.get(3),
+                sync_state: r.get(4),
+                flush_lsn: r.get(5),
             })
             .collect();
     }
+    out.wal = Some(wal(&pg, out.role).await.map_err(err)?);
     out.available_extensions = texts(
         &pg,
         "SELECT name FROM pg_available_extensions ORDER BY name",
@@ -252,6 +260,53 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .collect();
     }
     Ok(())
+}
+
+/// Where the server is in the WAL (what failover compares).
+async fn wal(pg: &Client, role: InstanceRole) -> Result<WalActual, tokio_postgres::Error> {
+    if role == InstanceRole::Primary {
+        let r = pg
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint, \
+                 (SELECT timeline_id FROM pg_control_checkpoint())::bigint",
+                &[],
+            )
+            .await?;
+        return Ok(WalActual {
+            lsn: r.get(0),
+            timeline: r.get(1),
+            ..Default::default()
+        });
+    }
+    let r = pg
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint, \
+             pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, \
+             coalesce((SELECT received_tli FROM pg_stat_wal_receiver)::bigint, \
+                      (SELECT timeline_id FROM pg_control_checkpoint())::bigint), \
+             coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false), \
+             (SELECT sender_host FROM pg_stat_wal_receiver), \
+             current_setting('primary_conninfo')",
+            &[],
+        )
+        .await?;
+    Ok(WalActual {
+        lsn: r.get(0),
+        replay: r.get(1),
+        timeline: r.get(2),
+        receiving: r.get(3),
+        upstream: r
+            .get::<_, Option<String>>(4)
+            .or_else(|| conninfo_host(&r.get::<_, String>(5))),
+    })
+}
+
+/// The `host` of a libpq `key=value` connection string.
+fn conninfo_host(conninfo: &str) -> Option<String> {
+    conninfo
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("host="))
+        .map(|h| h.trim_matches('\'').to_string())
 }
 
 /// A record as JSON bytes; plain records always serialise.
@@ -370,15 +425,43 @@ impl Observer {
         Observation { docker, instances }
     }
 
-    /// Reports every `interval` until `cancel`.
+    /// Reports every `interval` until `cancel`, and at once when a host
+    /// is lost or a node's primary changes: a failover compares the
+    /// standbys' positions, which must be fresh.
     pub async fn run(self, store: Store, interval: Duration, cancel: CancellationToken) {
+        use crate::cluster::keys;
+        use crate::cluster::reflector::{self, Change, Update};
+        let mut events = reflector::spawn_many(
+            store.clone(),
+            &[keys::HOSTS, keys::PRIMARIES],
+            &[],
+            cancel.clone(),
+        );
+        let mut watching = true;
         loop {
             if let Err(e) = self.report(&store).await {
                 tracing::warn!(error = %e, "observation not stored");
             }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+            let sleep = tokio::time::sleep(interval);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = &mut sleep => break,
+                    u = events.recv(), if watching => match u {
+                        Some(Update::Changes { changes, .. }) => {
+                            let urgent = changes.iter().any(|c| match c {
+                                Change::Delete(k) => k.starts_with(keys::HOSTS),
+                                Change::Put(e) => e.key.starts_with(keys::PRIMARIES),
+                            });
+                            if urgent {
+                                break;
+                            }
+                        }
+                        Some(Update::Reset { .. }) => {}
+                        None => watching = false,
+                    },
+                }
             }
         }
     }

@@ -1,0 +1,38 @@
+# Makes a former primary a standby of the node's primary, in its own
+# container while its server is down (fenced). Run as root; the tools run
+# as postgres. Env: P, PP (the primary's address and port), SLOT (this
+# standby's slot there), PGCD_REPLICATION_PASSWORD, PGCD_TLS_OPTIONS.
+set -eu
+D=/var/lib/pgcd/data
+TLS="${PGCD_TLS_OPTIONS:-}"
+if ! ldd "$(command -v postgres)" 2>/dev/null | grep -q libssl; then TLS=""; fi
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+umask 077
+printf '*:*:*:pgcd_replication:%s\n' "$PGCD_REPLICATION_PASSWORD" > /var/lib/pgcd/pgpass.new
+chown postgres:postgres /var/lib/pgcd/pgpass.new
+mv /var/lib/pgcd/pgpass.new /var/lib/pgcd/pgpass
+SRC="host=$P port=$PP user=pgcd_replication dbname=postgres passfile=/var/lib/pgcd/pgpass $TLS"
+state=$(as_pg pg_controldata "$D" | sed -n 's/^Database cluster state: *//p')
+echo "pgcd: the cluster's state: $state"
+case "$state" in
+  "shut down"|"shut down in recovery") ;;
+  *)
+    echo "pgcd: crash recovery in single-user mode first (pg_rewind needs a cleanly shut down server)"
+    as_pg postgres --single -D "$D" -c listen_addresses='' -c archive_mode=off postgres < /dev/null > /dev/null
+    ;;
+esac
+if as_pg pg_rewind --target-pgdata="$D" --source-server="$SRC" --progress 2>&1; then
+  echo "pgcd: pg_rewind done: on the primary's timeline"
+else
+  echo "pgcd: pg_rewind could not rewind this data directory; copying the primary afresh (pg_basebackup)"
+  find "$D" -mindepth 1 -delete
+  as_pg pg_basebackup -D "$D" -X stream -c fast -S "$SLOT" \
+    -d "host=$P port=$PP user=pgcd_replication application_name=$SLOT passfile=/var/lib/pgcd/pgpass $TLS" 2>&1
+fi
+touch "$D/postgresql.auto.conf"
+sed -i '/^primary_conninfo\|^primary_slot_name\|^synchronous_standby_names/d' "$D/postgresql.auto.conf"
+echo "primary_conninfo = 'host=$P port=$PP user=pgcd_replication application_name=$SLOT passfile=/var/lib/pgcd/pgpass $TLS'" >> "$D/postgresql.auto.conf"
+echo "primary_slot_name = '$SLOT'" >> "$D/postgresql.auto.conf"
+chown postgres:postgres "$D/postgresql.auto.conf"
+as_pg touch "$D/standby.signal"
+echo "pgcd: a standby of $P:$PP now (slot $SLOT)"
