@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# What the run had, for reading a failed CI log: disk, limits, etcd.
+echo "== $(id -un) on $(nproc) cores; $(etcd --version | head -1); processes allowed: $(ulimit -u)"
+df -h . /tmp | sed 's/^/== /'
+env | grep -E '^(ETCD|PGCD)_' | sed 's/^/== env /' || true
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "pgcd-test@localhost"
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "pgcd test"
 
@@ -15,4 +19,7 @@ scripts/build-images.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 mkdir -p target
-cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
+status=0
+cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=$?
+df -h . /tmp | sed 's/^/== after the tests: /'
+exit "$status"
