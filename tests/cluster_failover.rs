@@ -38,11 +38,8 @@ fn kill_9_of_the_leader_elects_another_and_the_restarted_host_rejoins() {
         agreed_leader(&c, &survivors).filter(|l| *l != old)
     });
     let failover = t0.elapsed();
+    // How fast is the benchmark's to say (bench/failover.md), not a test's.
     eprintln!("failover after kill -9 of {old}: {new} leads after {failover:?}");
-    assert!(
-        failover < Duration::from_secs(10),
-        "failover took {failover:?}"
-    );
 
     // The dead host is listed, unhealthy, on both survivors; its member is down.
     for i in &survivors {

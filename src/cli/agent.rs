@@ -75,8 +75,11 @@ pub struct Args {
     /// The embedded etcd's peer port.
     #[arg(long, default_value_t = 2380)]
     etcd_peer_port: u16,
-    /// The host lease TTL, e.g. 2s (whole seconds; etcd's minimum is about 2 s).
-    #[arg(long, default_value = "2s", value_parser = parse_ttl)]
+    /// The host lease TTL (whole seconds; etcd's minimum is about 2 s). A
+    /// lost host's primaries fail over once it expires; an agent that cannot
+    /// renew it stops its primaries TTL/4 before. 5s keeps a loaded host's
+    /// hiccup from fencing its primaries; 2s is the fastest failover.
+    #[arg(long, default_value = "5s", value_parser = parse_ttl)]
     lease_ttl: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]

@@ -304,8 +304,10 @@ async fn rejoin(
         t.log(line.to_string());
     }
     if code != 0 {
+        let said: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
         return Err(StepError::Phase(format!(
-            "rejoining failed (exit {code}); see the task log"
+            "rejoining failed (exit {code}): {}",
+            said[said.len().saturating_sub(3)..].join(" / ")
         )));
     }
     t.rt.wait_healthy(&t.id, READY_TIMEOUT).await?;

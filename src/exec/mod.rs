@@ -160,12 +160,21 @@ impl Target<'_> {
             .ok_or_else(|| StepError::NoContainer(self.id.container()))
     }
 
-    /// A superuser connection to `dbname` of the instance.
+    /// A superuser connection to `dbname` of the instance. Its commits do
+    /// not wait for a synchronous standby (`synchronous_commit = local`):
+    /// pgcd's own writes (roles, slots, settings) are what brings a missing
+    /// standby back, so they must not wait for it — a new primary's slot
+    /// for its standbys would otherwise wait forever.
     pub async fn connect(&self, dbname: &str) -> Result<tokio_postgres::Client, StepError> {
         let port = self.port().await?;
-        observe::connect(self.rt, &self.id, port, dbname)
+        let client = observe::connect(self.rt, &self.id, port, dbname)
             .await
-            .map_err(StepError::Connect)
+            .map_err(StepError::Connect)?;
+        client
+            .batch_execute("SET synchronous_commit = local")
+            .await
+            .map_err(query_error)?;
+        Ok(client)
     }
 
     /// A superuser connection to the `postgres` database (roles, settings).
