@@ -772,3 +772,121 @@ fn a_second_primary_against_the_record_rejoins_as_a_standby() {
         Action::RejoinAsStandby { primary, .. } if primary == "h1"
     ));
 }
+
+/// ORDERS with n1 on h1, h2, h3 (`extra` node fields), converged, with
+/// h1's host lost and each instance's last known WAL position.
+fn lost_primary(extra: &str, lsns: [i64; 3]) -> (crate::spec::Desired, Actual) {
+    let d = orders_with(
+        "    host_ids: [h1]\n",
+        &format!("    host_ids: [h1, h2, h3]\n{extra}"),
+    );
+    let mut a = super::converged(&d);
+    for (host, lsn) in ["h1", "h2", "h3"].into_iter().zip(lsns) {
+        instance(&mut a, "orders", "n1", host).wal = Some(crate::state::actual::WalActual {
+            lsn: Some(lsn),
+            replay: Some(lsn),
+            timeline: 1,
+            receiving: false,
+            upstream: None,
+        });
+    }
+    a.hosts
+        .iter_mut()
+        .find(|h| h.id == "h1")
+        .expect("h1")
+        .healthy = false;
+    (d, a)
+}
+
+fn failover_notes(p: &Plan) -> Vec<&str> {
+    p.notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::Failover)
+        .map(|n| n.message.as_str())
+        .collect()
+}
+
+#[test]
+fn a_lost_primary_fails_over_to_the_standby_with_the_most_wal() {
+    let (d, a) = lost_primary("", [3000, 1000, 3000]);
+    let p = plan(&d, &a);
+    let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "orders/n1/h3/failover-record:t2",
+            "orders/n1/h3/failover-promote:t2"
+        ],
+        "{p}"
+    );
+    assert!(matches!(
+        &p.steps[0].action,
+        Action::RecordPrimary { host, term: 2, why } if host == "h3" && why.contains("h1 is lost")
+    ));
+    assert_eq!(p.steps[1].depends_on, [p.steps[0].id.clone()]);
+}
+
+#[test]
+fn a_standby_lagging_past_maximum_lag_is_not_promoted_and_the_note_says_why() {
+    let (d, a) = lost_primary("", [5 << 20, 0, 1 << 20]);
+    let p = plan(&d, &a);
+    assert!(p.steps.is_empty(), "{p}");
+    let notes = failover_notes(&p);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("more than failover.maximum_lag") && n.contains("h3")),
+        "{notes:?}"
+    );
+    // Within maximum_lag it is promoted, and the promotion checks it has
+    // at least that much.
+    let (d, a) = lost_primary("", [(1 << 20) + 10, 0, 20]);
+    let p = plan(&d, &a);
+    assert!(
+        p.steps.iter().any(
+            |s| matches!(&s.action, Action::PromoteStandby { min_lsn: Some(_) }) && s.host == "h3"
+        ),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_synchronous_node_waits_for_every_standby_before_promoting() {
+    let (d, mut a) = lost_primary("    synchronous: true\n", [3000, 3000, 2000]);
+    instance(&mut a, "orders", "n1", "h2").running = false;
+    let p = plan(&d, &a);
+    assert!(p.steps.is_empty(), "{p}");
+    let notes = failover_notes(&p);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("is synchronous and the standby on h2 does not answer")),
+        "{notes:?}"
+    );
+    // Both answer: the most advanced is promoted (it has every write a
+    // client was told of: quorum commit needs one standby's flush).
+    let (d, a) = lost_primary("    synchronous: true\n", [3000, 2000, 3000]);
+    let p = plan(&d, &a);
+    assert!(
+        p.steps
+            .iter()
+            .any(|s| s.host == "h3" && matches!(s.action, Action::PromoteStandby { .. })),
+        "{p}"
+    );
+}
+
+#[test]
+fn with_automatic_failover_off_a_lost_primary_is_only_noted() {
+    let (d, a) = lost_primary("", [3000, 1000, 3000]);
+    assert!(!plan(&d, &a).steps.is_empty());
+    let text = ORDERS.replace("    host_ids: [h1]\n", "    host_ids: [h1, h2, h3]\n");
+    let manual = desired(&[("orders", &format!("{text}failover:\n  automatic: false\n"))]);
+    let p = plan(&manual, &a);
+    assert!(p.steps.is_empty(), "{p}");
+    assert!(
+        failover_notes(&p)
+            .iter()
+            .any(|n| n.contains("automatic failover is off")),
+        "{p}"
+    );
+}

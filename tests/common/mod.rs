@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod gitrepo;
+pub mod ha;
 pub mod pg;
 pub mod servers;
 pub mod steps;

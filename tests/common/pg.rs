@@ -177,6 +177,21 @@ pub fn pg_cluster(
     dir: &Path,
     deadline: Duration,
 ) -> (Vec<AgentGuard>, std::path::PathBuf) {
+    pg_cluster_with(block, n, dir, deadline, &[])
+}
+
+/// [`pg_cluster`] with `extra` arguments for every agent (`--lease-ttl 2s`).
+pub fn pg_cluster_with(
+    block: u8,
+    n: usize,
+    dir: &Path,
+    deadline: Duration,
+    extra: &[&str],
+) -> (Vec<AgentGuard>, std::path::PathBuf) {
+    let with = |mut mode: Vec<String>| {
+        mode.extend(extra.iter().map(|a| a.to_string()));
+        mode
+    };
     let work = dir.join("repo");
     super::gitrepo::git(dir, &["init", "-q", "-b", "main", work.to_str().unwrap()]);
     std::fs::create_dir_all(work.join("databases")).unwrap();
@@ -187,7 +202,11 @@ pub fn pg_cluster(
         block,
         0,
         dir,
-        vec!["--init".into(), "--repo".into(), work.display().to_string()],
+        with(vec![
+            "--init".into(),
+            "--repo".into(),
+            work.display().to_string(),
+        ]),
     )
     .guarded()];
     for i in 1..n {
@@ -195,7 +214,7 @@ pub fn pg_cluster(
         wait_for("previous agents healthy", deadline, || {
             (healthy_hosts(&api).len() == i).then_some(())
         });
-        agents.push(pg_agent(block, i, dir, vec!["--join".into(), api]).guarded());
+        agents.push(pg_agent(block, i, dir, with(vec!["--join".into(), api])).guarded());
     }
     let api = agents[0].api();
     wait_for("every agent healthy", deadline, || {
