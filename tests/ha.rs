@@ -64,6 +64,23 @@ fn a_switchover_under_writes_loses_nothing_and_the_old_primary_follows() {
     ha.all_follow(1, -1);
     let s = wait_ready(&api, "ledger", None, WAIT);
     assert!(!condition(&s, "Degraded"), "{s}");
+    // Where clients connect: the new primary first, every instance, TLS
+    // verified against the cluster CA.
+    let line = wait_for("pgcd connstr names the new primary first", WAIT, || {
+        let out = common::tls::pgcd_client()
+            .args(["connstr", "ledger", "--node", "n1", "--api", &api])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        line.starts_with(&format!("host={},", ha.addrs[1]))
+            .then_some(line)
+    });
+    for addr in &ha.addrs {
+        assert!(line.contains(addr.as_str()), "{line}");
+    }
+    assert!(line.contains("port=6561,6561,6561"), "{line}");
+    assert!(line.contains("target_session_attrs=read-write"), "{line}");
+    assert!(line.contains("sslmode=verify-full sslrootcert="), "{line}");
 }
 
 #[test]

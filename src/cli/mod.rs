@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod agent;
 mod cert;
 mod completion;
+mod connstr;
 mod demo;
 mod demo_pki;
 mod host;
@@ -82,6 +83,9 @@ pub enum Command {
     Cert(cert::Args),
     /// Encrypt a secret to the cluster's hosts (for `{age: ...}` in a spec).
     Secret(secret::Args),
+    /// Print a libpq multi-host connection string for a database: its
+    /// instances, primaries first, `target_session_attrs=read-write`.
+    Connstr(connstr::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -103,6 +107,7 @@ pub fn main() -> i32 {
         Command::Man(args) => man::run(args),
         Command::Cert(args) => cert::run(args),
         Command::Secret(args) => secret::run(args),
+        Command::Connstr(args) => connstr::run(args),
     };
     match result {
         Ok(code) => code,
