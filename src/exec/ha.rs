@@ -251,6 +251,22 @@ async fn rejoin(
     slot: &str,
 ) -> Result<(), StepError> {
     let dir = t.rt.instance_dir(&t.id);
+    // An earlier attempt of this step finished the script (the server may
+    // be starting as a standby already): only wait for it.
+    if tokio::fs::try_exists(dir.join("data/standby.signal"))
+        .await
+        .unwrap_or(false)
+    {
+        t.log("already a standby (an earlier attempt rejoined it): waiting until it answers");
+        let info =
+            t.rt.inspect(&t.id)
+                .await?
+                .ok_or_else(|| StepError::NoContainer(t.id.container()))?;
+        if !info.running {
+            t.rt.start(&t.id).await?;
+        }
+        return answers_as_standby(t).await;
+    }
     let fence = dir.join(FENCE_FILE);
     tokio::fs::write(&fence, "0\n")
         .await
@@ -310,7 +326,19 @@ async fn rejoin(
             said[said.len().saturating_sub(3)..].join(" / ")
         )));
     }
-    t.rt.wait_healthy(&t.id, READY_TIMEOUT).await?;
+    answers_as_standby(t).await
+}
+
+/// Waits until the rejoined standby answers; its server's last lines say
+/// why when it does not.
+async fn answers_as_standby(t: &Target<'_>) -> Result<(), StepError> {
+    if let Err(e) = t.rt.wait_healthy(&t.id, READY_TIMEOUT).await {
+        let tail = t.rt.log_tail(&t.id, 8).await.unwrap_or_default();
+        for line in tail.lines().filter(|l| !l.trim().is_empty()) {
+            t.log(format!("server: {line}"));
+        }
+        return Err(e.into());
+    }
     t.log("pg_isready: accepting connections, as a standby");
     Ok(())
 }

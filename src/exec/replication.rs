@@ -114,6 +114,9 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 },
             };
             let stmts = drv.subscribe(name, &publisher)?;
+            if drv.name() == crate::spec::database::Replication::Native.as_str() {
+                publisher_slot(t, address, *port, &password, name).await?;
+            }
             t.log(format!(
                 "subscribing to node {} at {address}:{port} ({})",
                 publisher.node,
@@ -185,4 +188,56 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
         }
         other => unreachable_action(other),
     }
+}
+
+/// Makes a native subscription's slot on its publisher first, in a session
+/// of its own, so that `CREATE SUBSCRIPTION` (`create_slot = false`) never
+/// waits on another node. Made by `CREATE SUBSCRIPTION`, the slot would be
+/// built while this node's transaction is open, and building a slot waits
+/// for the publisher's open transactions — among them that node's own
+/// `CREATE SUBSCRIPTION` to this one, waiting the same way: two nodes
+/// subscribing to each other at once would never finish.
+async fn publisher_slot(
+    t: &Target<'_>,
+    address: &str,
+    port: u16,
+    password: &str,
+    slot: &str,
+) -> Result<(), StepError> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(address)
+        .port(port)
+        .user(REPLICATION_ROLE)
+        .password(password)
+        .dbname(t.step.database.as_str())
+        .application_name("pgcd")
+        .connect_timeout(std::time::Duration::from_secs(10));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        StepError::Connect(format!(
+            "connecting to the publisher at {address}:{port}: {}",
+            super::db_error(&e)
+        ))
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "publisher connection closed");
+        }
+    });
+    let made = client
+        .query(
+            "SELECT pg_create_logical_replication_slot($1::text::name, 'pgoutput') \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1::text::name)",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| StepError::Sql {
+            statement: format!("making slot {slot} on {address}:{port}"),
+            message: super::db_error(&e),
+        })?;
+    t.log(if made.is_empty() {
+        format!("slot {slot} exists on the publisher ({address}:{port})")
+    } else {
+        format!("slot {slot} made on the publisher ({address}:{port})")
+    });
+    Ok(())
 }

@@ -211,7 +211,8 @@ pub fn create_subscription(
     conn: &Conninfo,
     publication: &str,
 ) -> Result<Statement, SqlError> {
-    subscription(name, conn, publication, "")
+    // On the slot made beforehand on the publisher (`exec::replication`).
+    subscription(name, conn, publication, ", create_slot = false")
 }
 
 /// [`create_subscription`] for a node joining the mesh: disabled, on the
@@ -547,7 +548,7 @@ mod tests {
         let s = create_subscription("pgcd_sub_n2_to_n1", &c, "pgcd_all").unwrap();
         assert_eq!(
             s.sql,
-            r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1'' sslmode=verify-full sslrootcert=/var/lib/pgcd/tls/ca.crt' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, slot_name = 'pgcd_sub_n2_to_n1')"#
+            r#"CREATE SUBSCRIPTION "pgcd_sub_n2_to_n1" CONNECTION 'host=''10.0.0.2'' port=5432 dbname=''orders'' user=''pgcd_replication'' password=''p\''w'' application_name=''pgcd_sub_n2_to_n1'' sslmode=verify-full sslrootcert=/var/lib/pgcd/tls/ca.crt' PUBLICATION "pgcd_all" WITH (origin = none, copy_data = false, create_slot = false, slot_name = 'pgcd_sub_n2_to_n1')"#
         );
         assert!(s.shown.contains("password=''********''") && !s.shown.contains("p\\''w"));
     }

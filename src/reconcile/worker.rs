@@ -334,9 +334,14 @@ pub fn budget(step: &Step) -> Duration {
         }
         // `pgbackrest check` waits for a WAL segment to be archived.
         Action::ConfigureBackup { .. } => Duration::from_secs(300),
-        Action::StartInstance | Action::RestartInstance { .. } | Action::StopInstance => {
-            Duration::from_secs(180)
-        }
+        // A rejoin may copy the whole primary when it cannot rewind.
+        Action::RejoinAsStandby { .. } => Duration::from_secs(3600),
+        Action::StartInstance
+        | Action::RestartInstance { .. }
+        | Action::StopInstance
+        | Action::StopForSwitchover { .. }
+        | Action::PromoteStandby { .. }
+        | Action::RepointStandby { .. } => Duration::from_secs(180),
         _ => Duration::from_secs(60),
     }
 }

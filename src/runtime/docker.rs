@@ -560,9 +560,18 @@ impl Runtime {
                 .await?;
         }
         if !keep_data {
+            // Renamed away first, atomically: the instance's directory is
+            // gone at once, and a new instance made meanwhile (the planner
+            // seeing the container gone) gets a directory of its own
+            // instead of racing the deletion.
             let dir = self.instance_dir(id);
             if dir.exists() {
-                tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
+                let gone = dir.with_extension(format!(
+                    "removed-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
+                ));
+                tokio::fs::rename(&dir, &gone).await.map_err(io(&dir))?;
+                tokio::fs::remove_dir_all(&gone).await.map_err(io(&gone))?;
             }
         }
         Ok(())
