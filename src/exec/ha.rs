@@ -5,7 +5,7 @@
 //! planner's; these steps only carry them out, each idempotent.
 
 use super::instance::unreachable_action;
-use super::{db_error, query_error, run_sql, StepError, Target, READY_TIMEOUT};
+use super::{db_error, query_error, run_sql, StepError, Target};
 use crate::plan::Action;
 use crate::postgres::sql;
 use crate::state::names::FENCE_FILE;
@@ -252,11 +252,13 @@ async fn rejoin(
 ) -> Result<(), StepError> {
     let dir = t.rt.instance_dir(&t.id);
     // An earlier attempt of this step finished the script (the server may
-    // be starting as a standby already): only wait for it.
-    if tokio::fs::try_exists(dir.join("data/standby.signal"))
-        .await
-        .unwrap_or(false)
-    {
+    // be starting as a standby already): wait for it. A rewound standby
+    // that never becomes consistent is copied afresh instead, its data
+    // directory kept aside: taking standby.signal away makes it a fenced
+    // primary again, which the watchdog stops, and the script runs anew.
+    let signal = dir.join("data/standby.signal");
+    let marker = dir.join("rejoin-fresh");
+    if tokio::fs::try_exists(&signal).await.unwrap_or(false) {
         t.log("already a standby (an earlier attempt rejoined it): waiting until it answers");
         let info =
             t.rt.inspect(&t.id)
@@ -265,39 +267,55 @@ async fn rejoin(
         if !info.running {
             t.rt.start(&t.id).await?;
         }
-        return answers_as_standby(t).await;
+        if answers_as_standby(t, REWOUND_TIMEOUT).await.is_ok() {
+            return Ok(());
+        }
+        t.log("the rewound standby does not become consistent: copying the primary afresh, this data directory kept aside");
+        tokio::fs::write(&marker, "")
+            .await
+            .map_err(|e| StepError::Phase(format!("writing {}: {e}", marker.display())))?;
+        tokio::fs::remove_file(&signal)
+            .await
+            .map_err(|e| StepError::Phase(format!("removing {}: {e}", signal.display())))?;
     }
+    // Remembered across attempts until a rejoin succeeds.
+    let fresh = tokio::fs::try_exists(&marker).await.unwrap_or(false);
     let fence = dir.join(FENCE_FILE);
     tokio::fs::write(&fence, "0\n")
         .await
         .map_err(|e| StepError::Phase(format!("fencing {}: {e}", fence.display())))?;
     t.log("fenced: this instance cannot run as a primary");
-    let info =
-        t.rt.inspect(&t.id)
-            .await?
-            .ok_or_else(|| StepError::NoContainer(t.id.container()))?;
-    if !info.running {
-        t.rt.start(&t.id).await?;
-    }
-    // The fence stops a server still running as a primary within 100 ms;
-    // wait until nothing answers.
-    let until = Instant::now() + Duration::from_secs(30);
+    // The fence stops a server still running as a primary within 100 ms
+    // (the container then restarts and waits, fenced); wait until no
+    // server runs: pg_isready says "no response" (a server starting up
+    // rejects, and still runs).
+    let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let (code, _) =
-            t.rt.exec_as(
-                &t.id,
-                "postgres",
-                &format!("pg_isready -q -h /var/lib/pgcd/run -p {}", info.port),
-                Vec::new(),
-                Duration::from_secs(10),
-            )
-            .await?;
-        if code != 0 {
+        let info =
+            t.rt.inspect(&t.id)
+                .await?
+                .ok_or_else(|| StepError::NoContainer(t.id.container()))?;
+        let down = if info.running {
+            let probe =
+                t.rt.exec_as(
+                    &t.id,
+                    "postgres",
+                    &format!("pg_isready -q -h /var/lib/pgcd/run -p {}", info.port),
+                    Vec::new(),
+                    Duration::from_secs(10),
+                )
+                .await;
+            matches!(probe, Ok((code, _)) if code >= 2)
+        } else {
+            t.rt.start(&t.id).await?;
+            false
+        };
+        if down {
             break;
         }
         if Instant::now() > until {
             return Err(StepError::Refused(format!(
-                "{} still answers as a server after it was fenced; not rejoined",
+                "{} still runs a server after it was fenced; not rejoined",
                 t.id.container()
             )));
         }
@@ -312,6 +330,7 @@ async fn rejoin(
         format!("PP={port}"),
         format!("SLOT={slot}"),
         format!("PGCD_REPLICATION_PASSWORD={password}"),
+        format!("PGCD_REJOIN_FRESH={}", u8::from(fresh)),
     ];
     let (code, out) =
         t.rt.exec_as(&t.id, "root", REJOIN, env, Duration::from_secs(3000))
@@ -326,13 +345,19 @@ async fn rejoin(
             said[said.len().saturating_sub(3)..].join(" / ")
         )));
     }
-    answers_as_standby(t).await
+    answers_as_standby(t, REWOUND_TIMEOUT).await?;
+    let _ = tokio::fs::remove_file(&marker).await;
+    Ok(())
 }
+
+/// How long a rejoined standby may take to answer before the next attempt
+/// copies the primary afresh.
+const REWOUND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Waits until the rejoined standby answers; its server's last lines say
 /// why when it does not.
-async fn answers_as_standby(t: &Target<'_>) -> Result<(), StepError> {
-    if let Err(e) = t.rt.wait_healthy(&t.id, READY_TIMEOUT).await {
+async fn answers_as_standby(t: &Target<'_>, within: Duration) -> Result<(), StepError> {
+    if let Err(e) = t.rt.wait_healthy(&t.id, within).await {
         let tail = t.rt.log_tail(&t.id, 8).await.unwrap_or_default();
         for line in tail.lines().filter(|l| !l.trim().is_empty()) {
             t.log(format!("server: {line}"));

@@ -15,26 +15,31 @@ printf '*:*:*:pgcd_replication:%s\n' "$PGCD_REPLICATION_PASSWORD" > /var/lib/pgc
 chown postgres:postgres /var/lib/pgcd/pgpass.new
 mv /var/lib/pgcd/pgpass.new /var/lib/pgcd/pgpass
 SRC="host=$P port=$PP user=pgcd_replication dbname=postgres passfile=/var/lib/pgcd/pgpass $TLS"
+FRESH="${PGCD_REJOIN_FRESH:-0}"
 if [ -s "$D/PG_VERSION" ]; then
   state=$(as_pg pg_controldata "$D" | sed -n 's/^Database cluster state: *//p')
 else
   state=none # an earlier attempt moved it aside and could not copy the primary
 fi
 echo "pgcd: the cluster's state: $state"
-case "$state" in
-  "shut down"|"shut down in recovery"|none) ;;
-  *)
-    echo "pgcd: crash recovery in single-user mode first (pg_rewind needs a cleanly shut down server)"
-    as_pg postgres --single -D "$D" -c listen_addresses='' -c archive_mode=off postgres < /dev/null > /dev/null
-    ;;
-esac
-if [ "$state" != none ] && as_pg pg_rewind --target-pgdata="$D" --source-server="$SRC" --progress 2>&1; then
+if [ "$FRESH" = 1 ]; then
+  echo "pgcd: an earlier rewind did not become a consistent standby: copying the primary afresh"
+else
+  case "$state" in
+    "shut down"|"shut down in recovery"|none) ;;
+    *)
+      echo "pgcd: crash recovery in single-user mode first (pg_rewind needs a cleanly shut down server)"
+      as_pg postgres --single -D "$D" -c listen_addresses='' -c archive_mode=off postgres < /dev/null > /dev/null
+      ;;
+  esac
+fi
+if [ "$FRESH" != 1 ] && [ "$state" != none ] && as_pg pg_rewind --target-pgdata="$D" --source-server="$SRC" --progress 2>&1; then
   echo "pgcd: pg_rewind done: on the primary's timeline"
 else
   if [ "$state" != none ]; then
     # Nothing is deleted: the former data directory is kept beside, named.
     KEEP="/var/lib/pgcd/data.former-$(date -u +%Y%m%dT%H%M%SZ)"
-    echo "pgcd: pg_rewind could not rewind this data directory; it is kept as $KEEP and the primary is copied afresh (pg_basebackup)"
+    echo "pgcd: this data directory is kept as $KEEP and the primary is copied afresh (pg_basebackup)"
     mkdir -m 700 "$KEEP" && chown postgres:postgres "$KEEP"
     find "$D" -mindepth 1 -maxdepth 1 -exec mv -t "$KEEP" {} +
   else

@@ -172,6 +172,12 @@ pub async fn post(
             format!("host id {host} is already taken by a live host at {address}; pick another --host-id"),
         ));
     }
+    // One join at a time here, and none while another member has been
+    // added but not started: etcd 3.4 accepts a second add meanwhile, and
+    // the first joiner's initial cluster (its add's answer) then lacks the
+    // second, so its etcd never starts. The joiner retries a 503.
+    static JOINS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = JOINS.lock().await;
     let mut client = state.store.client();
     let list = state.store.timed(client.member_list()).await?;
     let mut members: Vec<(String, Vec<String>)> = list
@@ -203,6 +209,15 @@ pub async fn post(
             ));
         }
         (None, None) => {
+            if let Some((_, peers)) = members.iter().find(|(name, _)| name.is_empty()) {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "etcd cannot add a member yet: the member at {} was added and has not started",
+                        peers.join(",")
+                    ),
+                ));
+            }
             claim_token(&state, &host, &token_key, token_rev, token_record).await?;
             etcd_user(&state, &host).await?;
             let added = state
