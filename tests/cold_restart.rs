@@ -101,20 +101,24 @@ fn hosts_coming_back_one_by_one_in_reverse_order_form_the_same_cluster_again() {
             sql,
         )
     };
-    rows(
-        "cold_a",
-        0,
-        6631,
-        "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 100)",
-    )
-    .unwrap();
-    rows(
-        "cold_b",
-        2,
-        6632,
-        "CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 50)",
-    )
-    .unwrap();
+    // Ready is what the last observation saw; the first write waits until
+    // the server answers this client too.
+    wait_for("cold_a takes its rows", READY, || {
+        rows(
+            "cold_a",
+            0,
+            6631,
+            "CREATE TABLE IF NOT EXISTS t(id int); INSERT INTO t SELECT generate_series(1, 100)",
+        )
+    });
+    wait_for("cold_b takes its rows", READY, || {
+        rows(
+            "cold_b",
+            2,
+            6632,
+            "CREATE TABLE IF NOT EXISTS t(id int); INSERT INTO t SELECT generate_series(1, 50)",
+        )
+    });
     let before = wait_for("a leader term recorded", READY, || {
         history(&api).filter(|h| !h.is_empty())
     });

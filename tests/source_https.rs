@@ -16,7 +16,6 @@ use pgcd::source::git::{Mirror, SourceConfig};
 use pgcd::spec::secret::SecretRef;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -129,7 +128,7 @@ fn source(api: &str) -> Option<Value> {
 }
 
 fn source_set(agent: &Agent, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let out = common::tls::pgcd_client()
         .args(["source", "set", "--etcd", &agent.etcd()])
         .args(args)
         .output()
@@ -191,7 +190,7 @@ fn the_leader_follows_an_https_remote_and_keeps_the_last_good_state_when_it_fail
     assert!(s["applied"].is_null(), "{s}");
 
     // Files are read on the agents: a relative path is refused up front.
-    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let out = common::tls::pgcd_client()
         .args([
             "source",
             "set",
@@ -249,7 +248,7 @@ fn the_leader_follows_an_https_remote_and_keeps_the_last_good_state_when_it_fail
     await_failure(&api, "failed to connect");
     let desired = get_json(&format!("{api}/v1/desired")).unwrap();
     assert_eq!(desired["revision"], head2.as_str());
-    let show = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let show = common::tls::pgcd_client()
         .args(["source", "show", "--api", &api])
         .output()
         .unwrap();

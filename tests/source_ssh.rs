@@ -125,7 +125,7 @@ fn the_leader_follows_an_ssh_remote_and_refuses_a_changed_host_key() {
     wait_for("agent healthy", WAIT, || {
         (healthy_hosts(&api).len() == 1).then_some(())
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_pgcd"))
+    let out = common::tls::pgcd_client()
         .args(["source", "set", "--etcd", &agent.etcd()])
         .args(["--ssh-key", "env:PGCD_TEST_AGENT_DEPLOY_KEY"])
         .arg("--known-hosts")

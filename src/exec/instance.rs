@@ -83,8 +83,38 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
         }
         Action::StartInstance => {
             crate::backup::refuse_while_restoring(rt, id)?;
-            rt.start(id).await?;
-            t.log(format!("container {} started", id.container()));
+            // A container being stopped (by hand, say) still runs, and
+            // Docker may still call it healthy, until its server is down:
+            // wait until it has stopped, then start it, or until it answers.
+            let until = std::time::Instant::now() + READY_TIMEOUT;
+            loop {
+                let info = rt
+                    .inspect(id)
+                    .await?
+                    .ok_or_else(|| StepError::NoContainer(id.container()))?;
+                if !info.running {
+                    rt.start(id).await?;
+                    t.log(format!("container {} started", id.container()));
+                    break;
+                }
+                let probe = rt
+                    .exec_as(
+                        id,
+                        "postgres",
+                        &format!("pg_isready -q -h /var/lib/pgcd/run -p {}", info.port),
+                        Vec::new(),
+                        std::time::Duration::from_secs(10),
+                    )
+                    .await;
+                if matches!(probe, Ok((0, _))) {
+                    t.log(format!("container {} runs and answers", id.container()));
+                    return Ok(());
+                }
+                if std::time::Instant::now() > until {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
             rt.wait_healthy(id, READY_TIMEOUT).await?;
             t.log("pg_isready: accepting connections");
             Ok(())

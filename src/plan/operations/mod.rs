@@ -122,6 +122,34 @@ fn scheduled_at(op: &Op) -> Option<DateTime<Utc>> {
 /// database an operation holds. `now` is `None` when the caller has no
 /// clock (a plan shown to a person): scheduled operations then stay
 /// scheduled.
+/// A phase of one step, pending: the step is marked as the operation's
+/// and carried by the phase's one task.
+fn one_step_phase(
+    id: &str,
+    name: String,
+    description: String,
+    mut step: super::steps::Step,
+) -> PhaseRecord {
+    let task = crate::state::operation::phase_task_id(id, &name);
+    step.operation = Some(super::steps::StepOperation {
+        id: id.to_string(),
+        phase: name.clone(),
+        task: task.clone(),
+    });
+    PhaseRecord {
+        description,
+        disruptive: step.disruptive,
+        steps: vec![step],
+        tasks: vec![task],
+        name,
+        state: PhaseState::Pending,
+        leader: None,
+        started_at: None,
+        finished_at: None,
+        error: None,
+    }
+}
+
 pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>>, out: &mut Plan) {
     let records: BTreeMap<&str, &OperationRecord> = actual
         .operations

@@ -1,8 +1,8 @@
 //! `Restart`: one instance per phase, a node's standbys before its primary,
 //! so the primary restarts last and the standbys are back first.
 
-use crate::plan::steps::{Action, Step, StepOperation};
-use crate::state::operation::{phase_task_id, PhaseRecord, PhaseState};
+use crate::plan::steps::{Action, Step};
+use crate::state::operation::PhaseRecord;
 use crate::state::{Actual, InstanceActual, InstanceRole};
 
 /// Restarts, one instance per phase: standbys first, then the primary,
@@ -30,36 +30,23 @@ pub(super) fn phases(
         .into_iter()
         .map(|i| {
             let name = format!("{}-{}", i.node, i.host);
-            PhaseRecord {
-                description: format!("restart {}/{} on {}", i.database, i.node, i.host),
+            let step = Step {
+                id: format!("{}/{}/{}/operation:{id}", i.database, i.node, i.host),
+                database: i.database.clone(),
+                node: i.node.clone(),
+                host: i.host.clone(),
+                action: Action::RestartInstance { settings: vec![] },
+                reason: format!(
+                    "operation {id} restarts {}/{} on {}",
+                    i.database, i.node, i.host
+                ),
                 disruptive: true,
-                steps: vec![Step {
-                    id: format!("{}/{}/{}/operation:{id}", i.database, i.node, i.host),
-                    database: i.database.clone(),
-                    node: i.node.clone(),
-                    host: i.host.clone(),
-                    action: Action::RestartInstance { settings: vec![] },
-                    reason: format!(
-                        "operation {id} restarts {}/{} on {}",
-                        i.database, i.node, i.host
-                    ),
-                    disruptive: true,
-                    drift: false,
-                    depends_on: vec![],
-                    operation: Some(StepOperation {
-                        id: id.to_string(),
-                        phase: name.clone(),
-                        task: phase_task_id(id, &name),
-                    }),
-                }],
-                tasks: vec![phase_task_id(id, &name)],
-                name,
-                state: PhaseState::Pending,
-                leader: None,
-                started_at: None,
-                finished_at: None,
-                error: None,
-            }
+                drift: false,
+                depends_on: vec![],
+                operation: None,
+            };
+            let description = format!("restart {}/{} on {}", i.database, i.node, i.host);
+            super::one_step_phase(id, name, description, step)
         })
         .collect()
 }

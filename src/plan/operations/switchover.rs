@@ -14,13 +14,13 @@
 //! the old primary as a standby (`pg_rewind`).
 
 use crate::plan::ha::{self, Choice, Strictness};
-use crate::plan::steps::{Action, Step, StepOperation};
+use crate::plan::steps::{Action, Step};
 use crate::plan::Index;
 use crate::spec::names::{HostId, NodeName};
 use crate::spec::Database;
 use crate::state::actual::InstanceRole;
 use crate::state::names::standby_name;
-use crate::state::operation::{phase_task_id, PhaseRecord, PhaseState};
+use crate::state::operation::PhaseRecord;
 
 /// What a request to move a primary comes to.
 pub(super) enum Outcome {
@@ -232,32 +232,17 @@ fn phase(
 ) -> PhaseRecord {
     let name = format!("{what}-{host}");
     let database = db.database_name.clone();
-    let node_name = node.clone();
-    PhaseRecord {
-        description: description.clone(),
+    let step = Step {
+        id: format!("{database}/{node}/{host}/operation:{id}:{what}"),
+        database,
+        node: node.clone(),
+        host: host.clone(),
+        action,
+        reason: format!("operation {id}: {description}"),
         disruptive,
-        steps: vec![Step {
-            id: format!("{database}/{node}/{host}/operation:{id}:{what}"),
-            database,
-            node: node_name,
-            host: host.clone(),
-            action,
-            reason: format!("operation {id}: {description}"),
-            disruptive,
-            drift: false,
-            depends_on: vec![],
-            operation: Some(StepOperation {
-                id: id.to_string(),
-                phase: name.clone(),
-                task: phase_task_id(id, &name),
-            }),
-        }],
-        tasks: vec![phase_task_id(id, &name)],
-        name,
-        state: PhaseState::Pending,
-        leader: None,
-        started_at: None,
-        finished_at: None,
-        error: None,
-    }
+        drift: false,
+        depends_on: vec![],
+        operation: None,
+    };
+    super::one_step_phase(id, name, description, step)
 }
