@@ -253,7 +253,12 @@ fn wait_databases(tls: &ClientTls, api: &str, deadline: Duration) -> Vec<String>
         !last.is_empty()
             && last
                 .iter()
-                .all(|d| holds(d, "Ready") || holds(d, "Stalled") || holds(d, "Orphaned"))
+                // Degraded right after a restart is hosts still coming back.
+                .all(|d| {
+                    (holds(d, "Ready") && !holds(d, "Degraded"))
+                        || holds(d, "Stalled")
+                        || holds(d, "Orphaned")
+                })
     });
     last.iter()
         .map(|d| {
