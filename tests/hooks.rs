@@ -78,7 +78,7 @@ fn pre_receive_refuses_an_invalid_push_and_accepts_a_valid_one() {
     let good = String::from_utf8(ok(git(&work, &["rev-parse", "HEAD"])).stdout).unwrap();
 
     copy_dir(&root().join("tests/fixtures/invalid/bad-host-id"), &work);
-    std::fs::remove_file(work.join("expected.txt")).unwrap();
+    std::fs::remove_file(work.join("errors.snap")).unwrap();
     ok(git(&work, &["add", "-A"]));
     ok(git(&work, &["commit", "-q", "-m", "break orders"]));
     let out = git(&work, &["push", "origin", "main"]);

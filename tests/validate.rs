@@ -1,7 +1,8 @@
 //! `pgcd validate` as a person runs it: the sample repository is valid, and
 //! every invalid fixture gives exactly the expected located errors and exit 1.
-//! Set `UPDATE_EXPECT=1` to rewrite the `expected.txt` files after a deliberate
-//! message change (and review the diff).
+//! The errors are insta snapshots beside each fixture (`errors.snap`): after a
+//! deliberate message change, run `cargo insta test --review --test validate`
+//! (or `INSTA_UPDATE=always cargo test --test validate` and read the diff).
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
 
@@ -94,28 +95,12 @@ fn json_output_is_the_fully_defaulted_spec() {
 fn every_invalid_fixture_gives_its_expected_errors() {
     let dirs = fixtures();
     assert!(dirs.len() >= 25, "only {} fixtures", dirs.len());
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     for dir in &dirs {
         let (code, lines) = error_lines(dir);
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let expected_path = dir.join("expected.txt");
-        if update {
-            std::fs::write(&expected_path, lines.join("\n") + "\n").unwrap();
-            continue;
-        }
-        let expected: Vec<String> = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|_| panic!("{name}: missing expected.txt"))
-            .lines()
-            .map(str::to_string)
-            .collect();
         if code != 1 {
             failures.push(format!("{name}: exit {code}, want 1"));
-        }
-        if lines != expected {
-            failures.push(format!(
-                "{name}:\n  got:  {lines:#?}\n  want: {expected:#?}"
-            ));
         }
         for line in &lines {
             let mut parts = line.splitn(4, ':');
@@ -127,6 +112,16 @@ fn every_invalid_fixture_gives_its_expected_errors() {
                 failures.push(format!("{name}: not FILE:LINE:COL: {line}"));
             }
         }
+        // Each fixture's errors are its snapshot, beside it
+        // (`<fixture>/errors.snap`; review with `cargo insta review`).
+        insta::with_settings!({
+            snapshot_path => dir,
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => format!("pgcd validate tests/fixtures/invalid/{name}"),
+        }, {
+            insta::assert_snapshot!("errors", lines.join("\n"));
+        });
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

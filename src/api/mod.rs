@@ -116,3 +116,18 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+/// Escapes a label value for the Prometheus text format: backslash, double
+/// quote and line feed.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -93,16 +93,15 @@ pub struct RestoreMark {
     pub since: String,
 }
 
-/// Refuses to start an instance while a restore owns its data directory
-/// (a start planned before the restore began must not race it).
-pub fn refuse_while_restoring(rt: &Runtime, id: &InstanceId) -> Result<(), crate::exec::StepError> {
+/// Why an instance must not start now, if a restore owns its data
+/// directory (a start planned before the restore began must not race it).
+pub fn restoring(rt: &Runtime, id: &InstanceId) -> Option<String> {
     let mark = host_dir(rt, id).join(RESTORE_FILE);
-    if mark.exists() {
-        return Err(crate::exec::StepError::Refused(format!(
+    mark.exists().then(|| {
+        format!(
             "a restore owns the data directory of {} ({}); it starts when the restore ends",
             id.container(),
             mark.display()
-        )));
-    }
-    Ok(())
+        )
+    })
 }

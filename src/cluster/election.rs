@@ -32,8 +32,9 @@ pub struct LeaderGuard {
     revision: i64,
     host: HostId,
     token: CancellationToken,
-    /// When a guarded write last succeeded (the heartbeat writes every
-    /// second): leadership not confirmed for longer than the lease is given up.
+    /// When leadership was last confirmed, by a guarded write or by the
+    /// heartbeat's read every second: leadership not confirmed for longer
+    /// than the lease is given up.
     confirmed: Arc<std::sync::Mutex<Instant>>,
 }
 
@@ -83,6 +84,28 @@ impl LeaderGuard {
     /// The store, for reads.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Confirms leadership without writing: a linearizable read of the
+    /// leader key (etcd serves it by read index: no raft entry, no WAL, no
+    /// revision). The key still created at this term's revision means this
+    /// host still leads; otherwise the guard steps down as a rejected write
+    /// would.
+    pub async fn confirm(&self) -> Result<(), ClusterError> {
+        let mut c = self.store.client();
+        let resp = self.store.timed(c.get(self.key.clone(), None)).await?;
+        let held = resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == self.revision);
+        if held {
+            *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            Ok(())
+        } else {
+            tracing::warn!(host = %self.host, "leader key gone or replaced: leadership lost; stepping down");
+            self.token.cancel();
+            Err(ClusterError::NotLeader)
+        }
     }
 
     /// Writes one key, only while still the leader.
@@ -270,8 +293,8 @@ async fn confirm_lost(guard: &LeaderGuard) {
 /// lapsed, or someone removed it), the host's lease renewed under a new id,
 /// a guarded write rejected (the guard cancels its token), or no guarded
 /// write confirmed for longer than the lease (etcd out of reach). Nothing
-/// here polls etcd: the key is watched, and the heartbeat's guarded write
-/// every second is the confirmation.
+/// here polls etcd: the key is watched, and the heartbeat's linearizable
+/// read every second is the confirmation.
 async fn watch_leadership(
     guard: &LeaderGuard,
     ttl: Duration,

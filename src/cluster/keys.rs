@@ -5,7 +5,7 @@
 //! ```text
 //! cluster/id                       the cluster id, written once at --init
 //! leader/...                       etcd's election (candidates' keys)
-//! status/leader                    the leader's heartbeat
+//! status/leader                    the leader and since when (once a term)
 //! status/leader-history            every leader's term (host, since, election revision)
 //! hosts/<host>                     a live host's record (under its lease)
 //! hosts/<host>/tasks/<task>        a task addressed to the host

@@ -25,7 +25,9 @@ pub trait HostService: Send + Sync {
     ) -> BoxFuture<'static, ()>;
 }
 
-/// Writes `status/leader` every second through the guard.
+/// Writes `status/leader` (host, since) once per term through the guard,
+/// then confirms leadership every second with a read: an idle leader
+/// writes nothing.
 pub struct Heartbeat;
 
 impl LeaderService for Heartbeat {
@@ -39,17 +41,21 @@ impl LeaderService for Heartbeat {
             if let Err(ClusterError::NotLeader) = record_term(&guard, &since).await {
                 return;
             }
+            let mut recorded = false;
             loop {
-                let record = serde_json::json!({
-                    "host": guard.host(), "since": since, "at": now_rfc3339()
-                });
-                match to_json(&record) {
-                    Ok(v) => match guard.put(keys::LEADER_STATUS, v).await {
-                        Err(ClusterError::NotLeader) => return,
-                        Err(e) => tracing::warn!(error = %e, "leader heartbeat failed"),
-                        Ok(()) => {}
-                    },
-                    Err(e) => tracing::warn!(error = %e, "leader heartbeat not encodable"),
+                let beat = if recorded {
+                    guard.confirm().await
+                } else {
+                    let record = serde_json::json!({ "host": guard.host(), "since": since });
+                    match to_json(&record) {
+                        Ok(v) => guard.put(keys::LEADER_STATUS, v).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                match beat {
+                    Err(ClusterError::NotLeader) => return,
+                    Err(e) => tracing::warn!(error = %e, "leader heartbeat failed"),
+                    Ok(()) => recorded = true,
                 }
                 tokio::select! {
                     () = guard.token().cancelled() => return,

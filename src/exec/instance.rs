@@ -82,7 +82,9 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             Ok(())
         }
         Action::StartInstance => {
-            crate::backup::refuse_while_restoring(rt, id)?;
+            if let Some(why) = crate::backup::restoring(rt, id) {
+                return Err(StepError::Refused(why));
+            }
             // A container being stopped (by hand, say) still runs, and
             // Docker may still call it healthy, until its server is down:
             // wait until it has stopped, then start it, or until it answers.

@@ -4,7 +4,7 @@
 //! adds: `pgcd_archive_failures_total`, `pgcd_archive_last_archived_age_seconds`
 //! (from each host's observation) and `pgcd_backup_last_good_age_seconds`.
 
-use super::metrics::escape_label;
+use crate::api::escape_label;
 use crate::api::{ApiError, ApiState};
 use crate::backup::poll::NodeBackups;
 use crate::cluster::keys;

@@ -3,7 +3,7 @@
 //! reconciler's counters (`status/reconciler`) and each database's conditions.
 
 use super::databases;
-use crate::api::ApiState;
+use crate::api::{escape_label, ApiState};
 use crate::cluster::registry::list_hosts;
 use crate::cluster::tasks::list_tasks;
 use crate::reconcile::status::{DatabaseStatus, LinkStatus, ReconcilerStats};
@@ -236,20 +236,6 @@ fn render_links(out: &mut String, dbs: &[DatabaseStatus]) {
     }
 }
 
-/// Escapes a label value for the Prometheus text format: backslash, double
-/// quote and line feed.
-pub fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
