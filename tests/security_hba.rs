@@ -258,6 +258,36 @@ fn spec_hba_and_ident_lines_are_in_force_and_replication_is_limited_to_the_node_
     let log = task_log(&api, "s-gate.n1.", ".auth");
     assert!(log.contains("reloaded"), "{log}");
 
+    // The revision's audit record: who made it, which leader put it in
+    // force, and the steps it took with their outcomes.
+    let audit = get_json(&format!("{api}/v1/audit/{second}")).expect("an audit record");
+    assert_eq!(audit["sha"], second.as_str());
+    assert_eq!(audit["subject"], "gate: batch is locked out");
+    assert!(ids.iter().any(|h| audit["leader"] == h.as_str()), "{audit}");
+    assert_eq!(audit["signature_required"], false);
+    assert!(audit["in_force_at"].as_str().is_some_and(|t| !t.is_empty()));
+    let steps = audit["steps"].as_array().expect("steps");
+    for h in &ids {
+        let auth = steps
+            .iter()
+            .find(|s| s["step"] == format!("gate/n1/{h}/auth"))
+            .unwrap_or_else(|| panic!("no auth step of {h} in {audit}"));
+        assert_eq!(auth["outcome"], "succeeded", "{auth}");
+        assert!(auth["reason"]
+            .as_str()
+            .unwrap()
+            .contains("host gate batch 127.0.0.1/32 reject"));
+        assert!(!auth["tasks"].as_array().unwrap().is_empty());
+    }
+    let list = get_json(&format!("{api}/v1/audit")).expect("the audit list");
+    let shas: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["sha"].as_str())
+        .collect();
+    assert_eq!(shas[..2], [second.as_str(), first.as_str()], "{list}");
+
     // A line added by hand (and reloaded) is taken out again.
     docker(&[
         "exec",
