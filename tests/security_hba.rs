@@ -2,7 +2,8 @@
 //! database's lines and its node's reach both instances of the node (a
 //! primary and its standby) and are put in force by a reload; a commit
 //! that adds a `reject` line locks the role out; the ident map is what the
-//! server parsed; a file edited by hand is put back; and pgcd's
+//! server parsed; a file edited by hand is put back; a line the server
+//! cannot parse is refused without touching the files in force; pgcd's
 //! replication role is refused from an address that is not one of the
 //! node's hosts (a client bound to another loopback address), while the
 //! standby goes on streaming.
@@ -307,6 +308,42 @@ fn spec_hba_and_ident_lines_are_in_force_and_replication_is_limited_to_the_node_
         )?;
         (rules == "0").then_some(())
     });
+
+    // A line PostgreSQL cannot parse (validation does not check addresses)
+    // is refused by the server's own check: the step fails, the database is
+    // Stalled, and the files in force stay as they were.
+    let third = commit(
+        spec(
+            &ids[0],
+            &ids[1],
+            "  - host gate batch 127.0.0.1/32 reject\n  - host gate app 10.0.0.0/33 scram-sha-256\n",
+        ),
+        "gate: a bad address",
+    );
+    let stalled = wait_for("gate Stalled at the bad revision", WAIT, || {
+        let s = status(&api, "gate")?;
+        (s["observed_revision"] == third.as_str() && condition(&s, "Stalled")).then_some(s)
+    });
+    assert!(
+        stalled
+            .to_string()
+            .contains("rejects the new authentication files"),
+        "{stalled}"
+    );
+    assert_eq!(
+        as_su(
+            &primary,
+            &a1,
+            "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"
+        )
+        .as_deref(),
+        Some("0")
+    );
+    assert!(connect_as(&primary, &a1, "batch", "SELECT 1").is_err());
+    assert_eq!(
+        connect_as(&primary, &a1, "app", "SELECT 1").as_deref(),
+        Ok("1")
+    );
 
     // The standby still streams from the primary.
     wait_for("the standby streams", WAIT, || {
