@@ -163,6 +163,17 @@ fn an_age_password_logs_in_and_no_secret_is_readable_anywhere() {
         let log = get_text(&format!("{api}/v1/tasks/{id}/log")).unwrap_or_default();
         seen.push((format!("task {id} log"), log));
     }
+    // The audit records, every step's reason and error included.
+    let audits = get_json(&format!("{api}/v1/audit")).expect("audit records");
+    for sha in audits
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["sha"].as_str())
+    {
+        let record = get_text(&format!("{api}/v1/audit/{sha}")).unwrap_or_default();
+        seen.push((format!("audit {sha}"), record));
+    }
     for (name, text) in &seen {
         assert!(
             !text.contains(&password),

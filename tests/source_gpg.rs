@@ -117,6 +117,16 @@ fn only_allowed_gpg_keys_may_change_the_desired_state() {
     wait_for("ada's revision applied", WAIT, || {
         (applied(&api)? == ada).then_some(())
     });
+    // The audit record of the revision in force names its signer; the
+    // rejected one was never in force and has none.
+    let audit = get_json(&format!("{api}/v1/audit/{ada}")).expect("ada's audit record");
+    assert_eq!(audit["signature_required"], true, "{audit}");
+    assert_eq!(
+        audit["signer"],
+        format!("GPG key {}", allowed.to_ascii_uppercase()),
+        "{audit}"
+    );
+    assert!(get_json(&format!("{api}/v1/audit/{mallory}")).is_none());
     drop(agent);
     let _ = Command::new("gpgconf")
         .args(["--kill", "gpg-agent"])

@@ -70,6 +70,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/databases/{name}/backups", get(routes::backups::get))
         .route("/v1/revisions", get(routes::revisions::list))
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))
+        .route("/v1/audit", get(routes::audit::list))
+        .route("/v1/audit/{sha}", get(routes::audit::get_one))
         .route("/v1/source", get(routes::source::get))
         .route("/v1/desired", get(routes::desired::get))
         .route("/v1/actual", get(routes::actual::get))

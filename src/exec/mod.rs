@@ -8,6 +8,7 @@
 //! Every step is idempotent: running it again after a success changes
 //! nothing. The executor never decides what to do; the planner has.
 
+mod auth;
 mod backup;
 mod catalog;
 mod error;
@@ -233,6 +234,7 @@ async fn carry_out(
         | Action::CreateExtension { .. }
         | Action::UpdateExtension { .. }
         | Action::SetSettings { .. } => catalog::carry_out(&t).await,
+        Action::WriteAuthFiles { hba, ident } => auth::write(&t, hba, ident).await,
         Action::EnsureReplication { .. }
         | Action::DropSlot { .. }
         | Action::CreatePublication { .. }

@@ -3,7 +3,7 @@
 
 use crate::spec::database::DatabaseState;
 use crate::spec::Desired;
-use crate::state::actual::{held_attributes, IMAGE_EXTENSIONS, ROLE_FLAGS};
+use crate::state::actual::{held_attributes, AuthActual, IMAGE_EXTENSIONS, ROLE_FLAGS};
 use crate::state::names::{publication_name, standby_name, subscription_name, REPLICATION_ROLE};
 use crate::state::{
     native_mesh, spock_wired, Actual, DatabaseActual, ExtActual, InstanceActual, InstanceRole,
@@ -127,6 +127,7 @@ pub fn converged(desired: &Desired) -> Actual {
                     standby_signal: i > 0,
                     tables: 0,
                     backup: super::backup::converged(db, node),
+                    auth: None,
                     subscriptions: if meshed && i == 0 {
                         db.nodes
                             .iter()
@@ -154,10 +155,33 @@ pub fn converged(desired: &Desired) -> Actual {
             applied_spec: crate::state::spec_digest(db),
         })
         .collect();
-    Actual {
+    let mut actual = Actual {
         instances,
         databases,
         primaries,
         ..Actual::empty(&hosts)
+    };
+    // The authentication files pgcd wrote, on every running instance.
+    let auth: Vec<Option<AuthActual>> = {
+        actual
+            .instances
+            .iter()
+            .map(|i| {
+                let db = desired
+                    .databases
+                    .iter()
+                    .find(|d| d.database_name == i.database)?;
+                let node = db.nodes.iter().find(|n| n.name == i.node)?;
+                i.running.then(|| AuthActual {
+                    tls: true,
+                    hba: super::hba::hba_lines(db, node, &actual, true),
+                    ident: super::hba::ident_lines(db, node),
+                })
+            })
+            .collect()
+    };
+    for (i, a) in actual.instances.iter_mut().zip(auth) {
+        i.auth = a;
     }
+    actual
 }

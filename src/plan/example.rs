@@ -137,6 +137,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         autoddl: false,
         ddl_rows: None,
         ddl_failures: Vec::new(),
+        auth: None,
         wal: None,
         standby_signal: false,
         tables: 0,
@@ -353,6 +354,14 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 if let Some(e) = i.extensions.iter_mut().find(|e| &e.name == name) {
                     e.version = to.clone();
                 }
+            }
+            Action::WriteAuthFiles { hba, ident } => {
+                let tls = i.auth.as_ref().is_none_or(|a| a.tls);
+                i.auth = Some(crate::state::actual::AuthActual {
+                    tls,
+                    hba: hba.clone(),
+                    ident: ident.clone(),
+                });
             }
             Action::SetSettings { changes, .. } => {
                 for c in changes {

@@ -470,6 +470,9 @@ fn standby_steps(
                 format!("{at} follows {upstream}; the primary is on {primary} ({paddr})"),
             );
         }
+        if let Some(i) = inst.filter(|i| i.running && i.role == InstanceRole::Standby) {
+            super::hba::step(db, node, i, index, &mut s);
+        }
     }
     let first = out.steps.len();
     s.finish(out);
@@ -580,6 +583,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
     };
     if let Some(i) = catalog {
         check_version(db, &at, version, i, out);
+        super::hba::step(db, node, i, index, &mut s);
     }
     super::catalog::steps(db, &mut s, catalog, &wanted, port, &mut out.notes);
     s.finish(out);

@@ -14,6 +14,7 @@ pub mod backup;
 mod catalog;
 mod converged;
 pub(crate) mod ha;
+pub mod hba;
 mod instance;
 mod mesh;
 pub mod operations;

@@ -195,6 +195,11 @@ fn lines(s: &Step) -> Vec<String> {
         Action::UpdateExtension { name, from, to } => {
             vec![format!("update extension {name} on {at}: {from} → {to}")]
         }
+        Action::WriteAuthFiles { hba, ident } => vec![format!(
+            "write pg_hba.conf ({} lines) and pg_ident.conf ({} lines) on {at}, then reload",
+            hba.len(),
+            ident.len()
+        )],
         Action::SetSettings { changes, .. } => changes
             .iter()
             .map(|c| {

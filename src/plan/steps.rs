@@ -353,6 +353,15 @@ pub enum Action {
         /// Some change needs a restart (planned as its own step).
         needs_restart: bool,
     },
+    /// Write the whole `pg_hba.conf` and `pg_ident.conf` (pgcd's lines and
+    /// the spec's, see [`super::hba`]), check that the server accepts them
+    /// (the old files are put back when it does not), then reload.
+    WriteAuthFiles {
+        /// The lines of `pg_hba.conf`.
+        hba: Vec<String>,
+        /// The lines of `pg_ident.conf`.
+        ident: Vec<String>,
+    },
     /// pgBackRest on one instance: write its `pgbackrest.conf` (secrets
     /// resolved on the host), and on a primary create the stanza when
     /// absent and run `pgbackrest check`. Idempotent.
@@ -447,6 +456,7 @@ impl Action {
             | Action::AlterRole { .. }
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. }
+            | Action::WriteAuthFiles { .. }
             | Action::ConfigureBackup { .. } => Effect::Change,
             Action::RestartInstance { .. }
             | Action::RestoreInstance { .. }

@@ -13,6 +13,7 @@
 //! The planner alone decides, operations included; workers only carry out
 //! (omicron's reconfigurator).
 
+mod audit;
 pub mod conditions;
 mod dispatch;
 mod operations;

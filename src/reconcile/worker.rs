@@ -126,6 +126,11 @@ pub async fn run(shared: Arc<Shared>, batch: Batch) -> BatchOutcome {
                 }
             }
         }
+        if !out.deposed {
+            if let Err(e) = super::audit::append(&shared.guard, &out).await {
+                tracing::warn!(error = %e, "the batch's steps are not in the revision's audit record");
+            }
+        }
         let failed = out.failed().map(|f| f.step.id.clone());
         tracing::info!(
             steps = out.outcomes.len(),

@@ -133,7 +133,8 @@ pub fn socket_dir(instance_dir: &Path) -> PathBuf {
 }
 
 /// Runs as root in the container: makes the data directory on first start
-/// (initdb with the superuser password, pgcd's pg_hba.conf, the initial
+/// (initdb with the superuser password, pgcd's built-in pg_hba.conf, which
+/// the planner's first `WriteAuthFiles` step replaces, the initial
 /// settings), then becomes `postgres` and execs the server, which thus gets
 /// Docker's stop signal itself.
 const START_SCRIPT: &str = r##"set -eu

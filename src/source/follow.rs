@@ -444,6 +444,28 @@ impl Loop {
                     to_json(&applied)?,
                     None,
                 ));
+                let audit = crate::state::audit::AuditRecord {
+                    sha: sha.clone(),
+                    author: record.author.clone(),
+                    subject: record.subject.clone(),
+                    committed_at: record.committed_at.clone(),
+                    in_force_at: record.fetched_at.clone(),
+                    leader: record.leader.clone(),
+                    signature_required: signers.is_some(),
+                    signer: rev
+                        .signature
+                        .as_ref()
+                        .and_then(|s| s.as_ref().ok())
+                        .cloned(),
+                    plan: record.plan.clone(),
+                    steps: Vec::new(),
+                    steps_dropped: 0,
+                };
+                ops.push(TxnOp::put(
+                    full_key(&keys::audit(&sha)),
+                    to_json(&audit)?,
+                    None,
+                ));
                 if let Some(prev) = self.previous_applied().await? {
                     ops.push(TxnOp::put(
                         full_key(&keys::revision(&prev.sha)),
@@ -692,7 +714,7 @@ struct Fetched {
     git_ref: String,
     info: super::git::CommitInfo,
     files: Result<Vec<spec::SourceFile>, super::git::GitError>,
-    signature: Option<Result<(), String>>,
+    signature: Option<Result<String, String>>,
 }
 
 /// Fetches the tracked branch and the plan refs, reads back the desired

@@ -13,8 +13,10 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Verifies the signature of `sha` in the repository at `git_dir`.
-pub fn verify(git_dir: &Path, sha: &str, allowed_signers: &[String]) -> Result<(), String> {
+/// Verifies the signature of `sha` in the repository at `git_dir`; says
+/// who signed it (git's `Good "git" signature for ...` line, or the GPG
+/// key's fingerprint), for the revision's audit record.
+pub fn verify(git_dir: &Path, sha: &str, allowed_signers: &[String]) -> Result<String, String> {
     if allowed_signers.is_empty() {
         return Err("signed commits are required but no allowed signers are configured".into());
     }
@@ -52,20 +54,31 @@ pub fn verify(git_dir: &Path, sha: &str, allowed_signers: &[String]) -> Result<(
     // already checked against the allowed-signers file by git.)
     let gpg_signers = valid_gpg_signers(&stderr);
     if gpg_signers.is_empty() {
-        return Ok(());
+        return Ok(ssh_signer(&stderr));
     }
     let allowed: Vec<String> = allowed_signers
         .iter()
         .filter_map(|l| fingerprint(l))
         .collect();
-    if gpg_signers.iter().any(|f| allowed.contains(f)) {
-        Ok(())
+    if let Some(f) = gpg_signers.iter().find(|f| allowed.contains(f)) {
+        Ok(format!("GPG key {f}"))
     } else {
         Err(format!(
             "commit {short} is signed by GPG key {} which is not in allowed_signers",
             gpg_signers[0]
         ))
     }
+}
+
+/// git's line naming an SSH signer (`Good "git" signature for ADA with
+/// ED25519 key SHA256:...`), or a plain "good SSH signature".
+fn ssh_signer(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Good "))
+        .unwrap_or("good SSH signature")
+        .to_string()
 }
 
 /// A GPG fingerprint entry (40 or 64 hex digits, spaces allowed), normalised.
@@ -111,5 +124,11 @@ mod tests {
             Some("2222222222222222222222222222222222222222")
         );
         assert_eq!(fingerprint("ada@example.com ssh-ed25519 AAAA"), None);
+        assert_eq!(
+            ssh_signer(
+                "\nGood \"git\" signature for ada@example.com with ED25519 key SHA256:abc\n"
+            ),
+            "Good \"git\" signature for ada@example.com with ED25519 key SHA256:abc"
+        );
     }
 }

@@ -88,10 +88,14 @@ pub struct Database {
     /// `postgresql.conf` settings of every node (nodes merge theirs over these).
     #[serde(default)]
     pub postgresql_conf: BTreeMap<String, ConfValue>,
-    /// `pg_hba.conf` lines, placed before pgcd's catch-all rule.
+    /// `pg_hba.conf` lines of every instance: after pgcd's own lines (its
+    /// agent; replication between the database's hosts only), before
+    /// pgcd's catch-all (TCP with a password, scram only). `md5` and
+    /// `password` are refused. A change is put in force by a reload.
     #[serde(default)]
     pub pg_hba_conf: Vec<String>,
-    /// `pg_ident.conf` lines.
+    /// `pg_ident.conf` lines of every instance (`MAPNAME SYSTEM-USERNAME
+    /// PG-USERNAME`). A change is put in force by a reload.
     #[serde(default)]
     pub pg_ident_conf: Vec<String>,
     /// SQL run once at creation.
@@ -269,10 +273,11 @@ pub struct NodeSpec {
     /// Merged over the database's `postgresql_conf`.
     #[serde(default)]
     pub postgresql_conf: BTreeMap<String, ConfValue>,
-    /// Added after the database's `pg_hba_conf`.
+    /// Added after the database's `pg_hba_conf` on this node's instances
+    /// (still before pgcd's catch-all).
     #[serde(default)]
     pub pg_hba_conf: Vec<String>,
-    /// Added to the database's `pg_ident_conf` on this node.
+    /// Added after the database's `pg_ident_conf` on this node's instances.
     #[serde(default)]
     pub pg_ident_conf: Vec<String>,
     /// Replaces the database's `backup_config` for this node.

@@ -116,6 +116,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
             &mut err,
         );
         check_hba(&node.pg_hba_conf, &format!("{p}.pg_hba_conf"), &mut err);
+        check_ident(&node.pg_ident_conf, &format!("{p}.pg_ident_conf"), &mut err);
         if let Some(b) = &node.backup_config {
             check_backup(b, &format!("{p}.backup_config"), spans, &mut err);
         }
@@ -225,6 +226,7 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
     }
     check_conf(&db.postgresql_conf, "postgresql_conf", &mut err);
     check_hba(&db.pg_hba_conf, "pg_hba_conf", &mut err);
+    check_ident(&db.pg_ident_conf, "pg_ident_conf", &mut err);
     if let Some(scripts) = &db.scripts {
         for (field, stmts) in [
             ("post_init", &scripts.post_init),
@@ -297,6 +299,10 @@ fn check_conf(conf: &BTreeMap<String, ConfValue>, path: &str, err: &mut impl FnM
     }
 }
 
+/// pgcd's replication role (`state::names::REPLICATION_ROLE`; `spec`
+/// imports nothing of pgcd's other modules), one of [`RESERVED_ROLES`].
+const PGCD_REPLICATION: &str = "pgcd_replication";
+
 const HBA_TYPES: &[&str] = &[
     "local",
     "host",
@@ -352,13 +358,53 @@ fn check_hba(lines: &[String], path: &str, err: &mut impl FnMut(&str, String)) {
         }
         // pgcd's roles have SCRAM verifiers only: md5 is a weak hash that
         // PostgreSQL deprecates, `password` sends the password in clear.
+        // An address may be written as ADDRESS MASK, which moves the method.
+        let masked = min == 5
+            && words.len() > 5
+            && words[3].parse::<std::net::IpAddr>().is_ok()
+            && words[4].parse::<std::net::IpAddr>().is_ok();
+        let method = if masked { 5 } else { min - 1 };
+        if min > 2 && words[2].split(',').any(|u| u == PGCD_REPLICATION) {
+            err(
+                &p,
+                format!(
+                    "{} is pgcd's own role: pgcd writes its lines (replication between the database's hosts only), before the spec's",
+                    PGCD_REPLICATION
+                ),
+            );
+        }
         if min > 2 {
-            if let method @ ("md5" | "password") = words[min - 1] {
+            if let method @ ("md5" | "password") = words[method] {
                 err(
                     &p,
                     format!("pgcd never uses \"{method}\" authentication: use scram-sha-256"),
                 );
             }
+        }
+    }
+}
+
+/// A `pg_ident.conf` line: `MAP SYSTEM-USERNAME PG-USERNAME`, or an
+/// `include*` line with its file.
+fn check_ident(lines: &[String], path: &str, err: &mut impl FnMut(&str, String)) {
+    for (i, line) in lines.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        if line.contains('\n') {
+            err(&p, "one pg_ident.conf line per list item".into());
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let include = words.first().is_some_and(|w| w.starts_with("include"));
+        let (min, form) = if include {
+            (2, "include FILE")
+        } else {
+            (3, "MAPNAME SYSTEM-USERNAME PG-USERNAME")
+        };
+        if words.len() < min {
+            err(
+                &p,
+                format!("a pg_ident.conf line has at least {min} fields: {form}"),
+            );
         }
     }
 }

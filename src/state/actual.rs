@@ -152,6 +152,21 @@ pub struct InstanceActual {
     /// pgBackRest and archiving on this instance.
     #[serde(default)]
     pub backup: InstanceBackup,
+    /// Its `pg_hba.conf` and `pg_ident.conf`, read from the server; `None`
+    /// when it does not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthActual>,
+}
+
+/// The authentication files a running server reads at its next reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthActual {
+    /// The server has TLS on (`ssl`): pgcd's replication lines are `hostssl`.
+    pub tls: bool,
+    /// The lines of `pg_hba.conf`.
+    pub hba: Vec<String>,
+    /// The lines of `pg_ident.conf`.
+    pub ident: Vec<String>,
 }
 
 /// What an instance reports of its backups: which cluster its data is, the

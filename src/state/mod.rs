@@ -8,6 +8,7 @@
 
 pub mod actual;
 pub mod assemble;
+pub mod audit;
 pub mod desired;
 pub mod names;
 pub mod observed;

@@ -1,6 +1,7 @@
 //! One file per route.
 
 pub mod actual;
+pub mod audit;
 pub mod backups;
 pub mod ca;
 pub mod certificates;

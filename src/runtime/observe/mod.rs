@@ -10,7 +10,8 @@ pub use replication::last_worker_error;
 use super::docker::{ContainerInfo, Runtime, RuntimeError};
 use crate::cluster::store::{full_key, Store};
 use crate::state::actual::{
-    ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, WalActual, ROLE_FLAGS,
+    AuthActual, ExtActual, InstanceActual, InstanceRole, ReplicaActual, RoleActual, WalActual,
+    ROLE_FLAGS,
 };
 use crate::state::observed::{host_key, instance_key, HostObservation};
 use crate::state::InstanceId;
@@ -110,6 +111,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
             .unwrap_or(false),
         tables: 0,
         backup: crate::backup::observe::local(rt, c),
+        auth: None,
     };
     if !c.running {
         return out;
@@ -186,6 +188,21 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             member_of: r.get(8),
         });
     }
+    let auth = pg
+        .query_one(
+            "SELECT current_setting('ssl') = 'on', pg_read_file(current_setting('hba_file')), \
+             pg_read_file(current_setting('ident_file'))",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    let lines =
+        |i: usize| -> Vec<String> { auth.get::<_, String>(i).lines().map(String::from).collect() };
+    out.auth = Some(AuthActual {
+        tls: auth.get(0),
+        hba: lines(1),
+        ident: lines(2),
+    });
     crate::backup::observe::server(&pg, &mut out.backup).await?;
     out.slots = texts(
         &pg,
