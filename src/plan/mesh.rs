@@ -53,12 +53,6 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                 && i.database_exists
                 && i.settings.get("wal_level").map(String::as_str) == Some("logical")
         });
-        let has_database = inst.is_some_and(|i| i.database_exists)
-            || prior.iter().any(|p| *p == format!("{prefix}database"));
-        if !has_database {
-            // Waiting for the first node's scripts (see `catalog`): noted there.
-            continue;
-        }
         if !runs && prior.is_empty() {
             out.notes.push(Note {
                 kind: NoteKind::Replication,
@@ -67,6 +61,13 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                     "{name}/{node_name}: replication with the other nodes waits for its primary on {primary} to run with wal_level = logical"
                 ),
             });
+            continue;
+        }
+        let has_database = inst.is_some_and(|i| i.database_exists)
+            || prior.iter().any(|p| *p == format!("{prefix}database"));
+        if !has_database {
+            // No database to replicate yet (a node waiting for the first
+            // node's scripts is noted by `catalog`).
             continue;
         }
         members.push(Member {

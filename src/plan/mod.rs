@@ -5,8 +5,8 @@
 //! A pure, deterministic function over plain values: this module must not
 //! do I/O, read clocks or import a client library. The apply loop carries
 //! a plan out; tests compare printed plans with reviewed snapshots. Phases
-//! per instance follow neon's compute_ctl: instance, start, roles,
-//! database, memberships, settings, restart, extensions (roles first because
+//! per instance follow neon's compute_ctl: instance, start, post_init,
+//! roles, database, memberships, settings, restart, extensions (roles first because
 //! the database's owner must exist; extensions last because a preloaded
 //! library only loads at the restart).
 
