@@ -113,7 +113,7 @@ pub(super) async fn create_database(
     .await?
     {
         t.log(format!(
-            "database {name} exists: it was created, with its scripts, before; scripts.post_database_create does not run again"
+            "database {name} exists; scripts.post_database_create runs only when pgcd creates it, so it does not run"
         ));
         let s = sql::alter_database_owner(name, owner)?;
         return run_sql(&admin, t.ctx, &[s]).await;
