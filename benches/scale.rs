@@ -242,6 +242,7 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
         (ready_at(&api, &sha) == n).then_some(())
     });
     let to_ready = t.elapsed().as_secs_f64();
+    eprintln!("{n}: every database Ready after {to_ready:.1} s; idle window");
 
     // Idle passes: the figures of each pass as the leader publishes them.
     let stats = |k: &str| get_text(&format!("{api}/metrics")).and_then(|m| metric(&m, k));
@@ -263,6 +264,7 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
     let (rss, etcd_rss) = (rss_mib(pid), rss_mib(etcd_pid));
     let written = written_keys(&agent.etcd(), e0.revision as i64 + 1, e1.revision as i64);
 
+    eprintln!("{n}: idle window done; per-pass figures");
     // Each pass's own figures, as the leader publishes them.
     let mut last = stats("pgcd_reconcile_passes_total").unwrap();
     let (mut cpu, mut wall) = (Vec::new(), Vec::new());

@@ -1,16 +1,29 @@
 //! Catalog steps, in the planner's phase order: the database and its owner,
-//! roles and memberships, extensions, and settings (`ALTER SYSTEM`, then a
+//! roles and memberships (a user with `state: absent` dropped after its
+//! objects are reassigned), extensions, and settings (`ALTER SYSTEM`, then a
 //! reload; a restart is its own step).
 
 use super::instance::unreachable_action;
-use super::{exists, run_sql, StepError, Target};
+use super::{exists, query_error, run_sql, StepError, Target};
 use crate::plan::Action;
 use crate::postgres::sql;
 
 pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
     let step = t.step;
     match &step.action {
-        Action::CreateDatabase { owner } => {
+        Action::CreateDatabase {
+            owner,
+            post_database_create,
+        } if !post_database_create.is_empty() => {
+            super::scripts::create_database(t, owner, post_database_create).await
+        }
+        Action::RunPostInit { statements } => super::scripts::post_init(t, statements).await,
+        Action::DropRole { name, reassign_to } => drop_role(t, name, reassign_to).await,
+        Action::DropExtension { name, cascade } => {
+            let c = t.database().await?;
+            run_sql(&c, t.ctx, &[sql::drop_extension(name, *cascade)?]).await
+        }
+        Action::CreateDatabase { owner, .. } => {
             let c = t.admin().await?;
             let name: &str = &step.database;
             if exists(&c, "SELECT 1 FROM pg_database WHERE datname = $1", &name).await? {
@@ -91,4 +104,31 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
         }
         other => unreachable_action(other),
     }
+}
+
+/// A user with `state: absent`: its objects are given to `owner` and its
+/// privileges dropped in every database that takes connections, then the
+/// role is dropped.
+async fn drop_role(t: &Target<'_>, name: &str, owner: &str) -> Result<(), StepError> {
+    let admin = t.admin().await?;
+    if !exists(&admin, "SELECT 1 FROM pg_roles WHERE rolname = $1", &name).await? {
+        t.log(format!("role {name} does not exist"));
+        return Ok(());
+    }
+    let databases: Vec<String> = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datallowconn ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(query_error)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for d in &databases {
+        let c = t.connect(d).await?;
+        t.log(format!("in database {d}:"));
+        run_sql(&c, t.ctx, &[sql::disown(name, owner)?]).await?;
+    }
+    run_sql(&admin, t.ctx, &[sql::drop_role(name)?]).await
 }

@@ -16,6 +16,7 @@ mod ha;
 mod instance;
 mod join;
 mod replication;
+mod scripts;
 mod support;
 
 pub use error::StepError;
@@ -227,6 +228,9 @@ async fn carry_out(
         | Action::RestartInstance { .. }
         | Action::RemoveInstance { .. } => instance::carry_out(&t).await,
         Action::CreateDatabase { .. }
+        | Action::RunPostInit { .. }
+        | Action::DropRole { .. }
+        | Action::DropExtension { .. }
         | Action::AlterDatabaseOwner { .. }
         | Action::CreateRole { .. }
         | Action::AlterRole { .. }

@@ -2,13 +2,59 @@
 //! owner, memberships, settings, the restart they need, and extensions.
 //! Pure; this file must not do I/O.
 
-use super::instance::{Steps, DATABASE, EXTENSIONS, GRANTS, RESTART, ROLES, SETTINGS};
+use super::instance::{Steps, DATABASE, EXTENSIONS, GRANTS, POST_INIT, RESTART, ROLES, SETTINGS};
 use super::settings;
 use super::steps::{Action, Note, NoteKind, SettingChange};
 use super::SUPERUSER;
 use crate::spec::Database;
 use crate::state::actual::{held_attributes, InstanceActual, ROLE_FLAGS};
 use std::collections::BTreeMap;
+
+/// How this instance's database comes to be, for `scripts`.
+struct Creation<'a> {
+    /// `scripts.post_init` runs here (a new primary, before its roles).
+    post_init: &'a [String],
+    /// `scripts.post_database_create` runs in this instance's new
+    /// database: it makes the database's first copy, on the first node.
+    post_database_create: &'a [String],
+    /// Another node waits for the first to create the database with its
+    /// scripts (then joins by copying it): no database or extension here yet.
+    waits: bool,
+}
+
+/// What `scripts` do on this instance: they run only while the database
+/// is being created (see [`Creation`]).
+fn creation<'a>(
+    db: &'a Database,
+    s: &Steps,
+    i: Option<&InstanceActual>,
+    index: &super::Index,
+) -> Creation<'a> {
+    let none: &[String] = &[];
+    let (post_init, post_database_create) = db.scripts.as_ref().map_or((none, none), |x| {
+        (x.post_init.as_slice(), x.post_database_create.as_slice())
+    });
+    // The database has a copy somewhere: on any instance, any node.
+    let copied = index
+        .of_database(&db.database_name)
+        .iter()
+        .any(|x| x.database_exists);
+    let first = db.nodes.first().is_some_and(|n| n.name == *s.node);
+    let creating = i.is_none_or(|i| !i.database_exists);
+    Creation {
+        post_init: if creating && !i.is_some_and(|i| i.post_init_ran) {
+            post_init
+        } else {
+            none
+        },
+        post_database_create: if first && !copied {
+            post_database_create
+        } else {
+            none
+        },
+        waits: !first && !copied && creating && !post_database_create.is_empty(),
+    }
+}
 
 /// Roles, database, memberships, settings, restart and extensions of a
 /// running instance (`i`), or of one about to be created (`None`).
@@ -18,12 +64,48 @@ pub(super) fn steps(
     i: Option<&InstanceActual>,
     wanted: &BTreeMap<String, String>,
     port: u16,
+    index: &super::Index,
     notes: &mut Vec<Note>,
 ) {
     let fresh = i.is_none();
     let name = &db.database_name;
     let role_of = |n: &str| i.and_then(|i| i.roles.iter().find(|r| r.name == n));
-    for u in &db.database_users {
+    let made = creation(db, s, i, index);
+    if !made.post_init.is_empty() {
+        s.add(
+            POST_INIT,
+            "post-init",
+            Action::RunPostInit {
+                statements: made.post_init.to_vec(),
+            },
+            if fresh {
+                format!("scripts.post_init of {name}: runs once, on this new instance, before its roles")
+            } else {
+                format!("scripts.post_init of {name} has not run on this instance, whose database is not created yet")
+            },
+        );
+    }
+    let owner = db
+        .database_users
+        .iter()
+        .find(|u| u.db_owner == Some(true))
+        .map(|u| u.username.as_str());
+    for u in db.database_users.iter().filter(|u| !u.present()) {
+        let user = u.username.as_str();
+        if role_of(user).is_some() {
+            let to = owner.unwrap_or(SUPERUSER);
+            s.add(
+                GRANTS,
+                &format!("drop-role/{user}"),
+                Action::DropRole {
+                    name: user.to_string(),
+                    reassign_to: to.to_string(),
+                },
+                format!("user {user} has state: absent; what it owns goes to {to}"),
+            );
+        }
+    }
+    for u in db.database_users.iter().filter(|u| u.present()) {
         let user = u.username.as_str();
         let held = held_attributes(u.attributes.as_deref().unwrap_or_default());
         match role_of(user) {
@@ -78,11 +160,6 @@ pub(super) fn steps(
             }
         }
     }
-    let owner = db
-        .database_users
-        .iter()
-        .find(|u| u.db_owner == Some(true))
-        .map(|u| u.username.as_str());
     match i {
         Some(i) if i.database_exists => {
             let have = i.owner.as_deref().unwrap_or(SUPERUSER);
@@ -98,20 +175,37 @@ pub(super) fn steps(
                 );
             }
         }
-        _ => s.add(
-            DATABASE,
-            "database",
-            Action::CreateDatabase {
-                owner: owner.unwrap_or(SUPERUSER).to_string(),
-            },
-            if fresh {
+        _ if made.waits => notes.push(Note {
+            kind: NoteKind::Scripts,
+            database: name.clone(),
+            message: format!(
+                "{name}/{} on {}: the database is created once the first node has created it and run scripts.post_database_create; this node then copies it",
+                s.node, s.host
+            ),
+        }),
+        _ => {
+            let mut reason = if fresh {
                 format!("database {name} of the spec")
             } else {
                 format!("database {name} is missing on the instance")
-            },
-        ),
+            };
+            if !made.post_database_create.is_empty() {
+                reason.push_str(
+                    "; scripts.post_database_create run in it once, before anything else, and the other nodes copy the result",
+                );
+            }
+            s.add(
+                DATABASE,
+                "database",
+                Action::CreateDatabase {
+                    owner: owner.unwrap_or(SUPERUSER).to_string(),
+                    post_database_create: made.post_database_create.to_vec(),
+                },
+                reason,
+            )
+        }
     }
-    for u in &db.database_users {
+    for u in db.database_users.iter().filter(|u| u.present()) {
         let user = u.username.as_str();
         let member_of = role_of(user).map_or(&[][..], |r| r.member_of.as_slice());
         for role in &u.roles {
@@ -198,8 +292,30 @@ pub(super) fn steps(
             );
         }
     }
+    if made.waits {
+        return;
+    }
     for e in &db.extensions {
         let installed = i.and_then(|i| i.extensions.iter().find(|x| x.name == e.name));
+        if !e.present() {
+            if installed.is_some() {
+                let cascade = e.cascade == Some(true);
+                s.add(
+                    EXTENSIONS,
+                    &format!("drop-extension/{}", e.name),
+                    Action::DropExtension {
+                        name: e.name.clone(),
+                        cascade,
+                    },
+                    if cascade {
+                        format!("extension {} has state: absent with cascade: true; what depends on it is dropped too", e.name)
+                    } else {
+                        format!("extension {} has state: absent (refused while anything depends on it)", e.name)
+                    },
+                );
+            }
+            continue;
+        }
         let offered = i.is_none_or(|i| i.available_extensions.contains(&e.name));
         match installed {
             None if !offered => notes.push(Note {

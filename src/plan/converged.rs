@@ -41,19 +41,29 @@ pub fn converged(desired: &Desired) -> Actual {
                 member_of: Vec::new(),
             });
         }
-        roles.extend(db.database_users.iter().map(|u| RoleActual {
-            name: u.username.to_string(),
-            attributes: held_attributes(u.attributes.as_deref().unwrap_or_default()),
-            member_of: u.roles.clone(),
-        }));
+        roles.extend(
+            db.database_users
+                .iter()
+                .filter(|u| u.present())
+                .map(|u| RoleActual {
+                    name: u.username.to_string(),
+                    attributes: held_attributes(u.attributes.as_deref().unwrap_or_default()),
+                    member_of: u.roles.clone(),
+                }),
+        );
         let mut extensions = vec![ExtActual {
             name: "plpgsql".into(),
             version: "1.0".into(),
         }];
-        extensions.extend(db.extensions.iter().map(|e| ExtActual {
-            name: e.name.clone(),
-            version: e.version.clone().unwrap_or_else(|| "1.0".into()),
-        }));
+        extensions.extend(
+            db.extensions
+                .iter()
+                .filter(|e| e.present())
+                .map(|e| ExtActual {
+                    name: e.name.clone(),
+                    version: e.version.clone().unwrap_or_else(|| "1.0".into()),
+                }),
+        );
         let mut available: Vec<String> = IMAGE_EXTENSIONS
             .iter()
             .chain(crate::spec::extensions::CONTRIB)
@@ -126,6 +136,7 @@ pub fn converged(desired: &Desired) -> Actual {
                     wal: None,
                     standby_signal: i > 0,
                     tables: 0,
+                    post_init_ran: false,
                     backup: super::backup::converged(db, node),
                     auth: None,
                     subscriptions: if meshed && i == 0 {

@@ -141,6 +141,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
         wal: None,
         standby_signal: false,
         tables: 0,
+        post_init_ran: false,
         backup: Default::default(),
     }
 }
@@ -313,10 +314,13 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                     a.instances.remove(pos);
                 }
             }
-            Action::CreateDatabase { owner } => {
+            Action::CreateDatabase { owner, .. } => {
                 i.database_exists = true;
                 i.owner = Some(owner.clone());
             }
+            Action::RunPostInit { .. } => i.post_init_ran = true,
+            Action::DropRole { name, .. } => i.roles.retain(|r| &r.name != name),
+            Action::DropExtension { name, .. } => i.extensions.retain(|e| &e.name != name),
             Action::AlterDatabaseOwner { to, .. } => i.owner = Some(to.clone()),
             Action::CreateRole {
                 name, attributes, ..

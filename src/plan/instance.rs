@@ -12,15 +12,16 @@ use crate::state::actual::{InstanceActual, InstanceRole};
 
 /// The phases of one instance, in order; each step waits for the steps of
 /// the last non-empty phase before its own.
-const PHASES: usize = 8;
+const PHASES: usize = 9;
 const CREATE: usize = 0;
 const START: usize = 1;
-pub(super) const ROLES: usize = 2;
-pub(super) const DATABASE: usize = 3;
-pub(super) const GRANTS: usize = 4;
-pub(super) const SETTINGS: usize = 5;
-pub(super) const RESTART: usize = 6;
-pub(super) const EXTENSIONS: usize = 7;
+pub(super) const POST_INIT: usize = 2;
+pub(super) const ROLES: usize = 3;
+pub(super) const DATABASE: usize = 4;
+pub(super) const GRANTS: usize = 5;
+pub(super) const SETTINGS: usize = 6;
+pub(super) const RESTART: usize = 7;
+pub(super) const EXTENSIONS: usize = 8;
 
 /// Steps of one instance, collected by phase.
 pub(super) struct Steps<'a> {
@@ -585,7 +586,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
         check_version(db, &at, version, i, out);
         super::hba::step(db, node, i, index, &mut s);
     }
-    super::catalog::steps(db, &mut s, catalog, &wanted, port, &mut out.notes);
+    super::catalog::steps(db, &mut s, catalog, &wanted, port, index, &mut out.notes);
     s.finish(out);
 }
 

@@ -63,6 +63,13 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
             });
             continue;
         }
+        let has_database = inst.is_some_and(|i| i.database_exists)
+            || prior.iter().any(|p| *p == format!("{prefix}database"));
+        if !has_database {
+            // No database to replicate yet (a node waiting for the first
+            // node's scripts is noted by `catalog`).
+            continue;
+        }
         members.push(Member {
             node: node_name,
             host: primary,
@@ -80,7 +87,15 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
     // addition). When none replicates yet and all are empty they are wired
     // at once; when exactly one holds tables it seeds the others.
     let joined = |m: &Member| m.inst.is_some_and(|i| in_mesh(i, m.node));
-    let holds = |m: &Member| m.inst.is_some_and(|i| i.tables > 0);
+    // The first node holds what `scripts.post_database_create` made (tables
+    // or not): the others copy it rather than start empty beside it.
+    let scripted = db
+        .scripts
+        .as_ref()
+        .is_some_and(|s| !s.post_database_create.is_empty());
+    let first = db.nodes.first().map(|n| &n.name);
+    let holds =
+        |m: &Member| m.inst.is_some_and(|i| i.tables > 0) || (scripted && Some(m.node) == first);
     let joining: Vec<usize> = if !members.iter().any(holds) {
         // No node has data to copy: all are wired at once.
         Vec::new()

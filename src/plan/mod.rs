@@ -5,8 +5,8 @@
 //! A pure, deterministic function over plain values: this module must not
 //! do I/O, read clocks or import a client library. The apply loop carries
 //! a plan out; tests compare printed plans with reviewed snapshots. Phases
-//! per instance follow neon's compute_ctl: instance, start, roles,
-//! database, memberships, settings, restart, extensions (roles first because
+//! per instance follow neon's compute_ctl: instance, start, post_init,
+//! roles, database, memberships, settings, restart, extensions (roles first because
 //! the database's owner must exist; extensions last because a preloaded
 //! library only loads at the restart).
 
@@ -24,6 +24,8 @@ pub mod steps;
 
 #[cfg(test)]
 pub(crate) mod example;
+#[cfg(test)]
+mod scripts_tests;
 #[cfg(test)]
 mod tests;
 
@@ -83,6 +85,34 @@ fn applied(actual: &Actual, db: &Database) -> bool {
         .iter()
         .find(|a| a.name == db.database_name.as_str())
         .is_some_and(|a| a.applied_spec == crate::state::spec_digest(db))
+}
+
+/// While a spec change is pending on a database that exists, says that its
+/// `scripts` do not run again: they ran (or not) when it was created.
+fn scripts_note(db: &Database, index: &Index, out: &mut Plan) {
+    let Some(scripts) = db.scripts.as_ref() else {
+        return;
+    };
+    if scripts.post_init.is_empty() && scripts.post_database_create.is_empty() {
+        return;
+    }
+    // Every node has the database: its creation is over.
+    let created = db.nodes.iter().all(|n| {
+        index
+            .of_database(&db.database_name)
+            .iter()
+            .any(|i| i.node == n.name && i.database_exists)
+    });
+    if created && !applied(index.actual, db) {
+        out.notes.push(Note {
+            kind: NoteKind::Scripts,
+            database: db.database_name.clone(),
+            message: format!(
+                "{}: scripts run once, when pgcd creates the database (post_init on each new primary); the database exists, so a change to them does nothing",
+                db.database_name
+            ),
+        });
+    }
 }
 
 /// Plans the steps that take `actual` to `desired`.
@@ -147,6 +177,7 @@ fn databases(
                 mesh::steps(db, &index, &mut out);
             }
             instance::strays(db, &index, &mut out);
+            scripts_note(db, &index, &mut out);
             backup::steps(db, &index, &mut out);
             if out.steps.len() > first && applied(actual, db) {
                 // Keeping up with tables and sequences users create is

@@ -158,12 +158,40 @@ fn lines(s: &Step) -> Vec<String> {
                 "data deleted"
             }
         )],
-        Action::CreateDatabase { owner } => {
-            vec![format!(
+        Action::CreateDatabase {
+            owner,
+            post_database_create,
+        } => {
+            let mut lines = vec![format!(
                 "create database {} on {at} (owner {owner})",
                 s.database
-            )]
+            )];
+            if !post_database_create.is_empty() {
+                lines.push(format!(
+                    "run scripts.post_database_create in {} on {at} ({} statement{}, one transaction, once)",
+                    s.database,
+                    post_database_create.len(),
+                    if post_database_create.len() == 1 { "" } else { "s" }
+                ));
+            }
+            lines
         }
+        Action::RunPostInit { statements } => vec![format!(
+            "run scripts.post_init in postgres on {at} ({} statement{}, one transaction, once)",
+            statements.len(),
+            if statements.len() == 1 { "" } else { "s" }
+        )],
+        Action::DropRole { name, reassign_to } => vec![format!(
+            "drop role {name} on {at} (its objects reassigned to {reassign_to} first)"
+        )],
+        Action::DropExtension { name, cascade } => vec![format!(
+            "drop extension {name} on {at}{}",
+            if *cascade {
+                " CASCADE (what depends on it goes too)"
+            } else {
+                ""
+            }
+        )],
         Action::AlterDatabaseOwner { from, to } => {
             vec![format!(
                 "alter database {} on {at}: OWNER {from} → {to}",

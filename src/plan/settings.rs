@@ -55,7 +55,9 @@ pub fn desired(
     let mut preload: Vec<&str> = db
         .extensions
         .iter()
-        .filter(|e| extensions::known(&e.name).is_some_and(|k| k.preload) && offered(&e.name))
+        .filter(|e| {
+            e.present() && extensions::known(&e.name).is_some_and(|k| k.preload) && offered(&e.name)
+        })
         .map(|e| e.name.as_str())
         .collect();
     if spock && !preload.contains(&"spock") {

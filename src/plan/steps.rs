@@ -291,10 +291,41 @@ pub enum Action {
         /// Keep the data directory (the default of `state: absent`).
         keep_data: bool,
     },
-    /// `CREATE DATABASE ... OWNER`.
+    /// `CREATE DATABASE ... OWNER`. With `post_database_create`, the
+    /// database is made under a temporary name, the statements run in it in
+    /// one transaction, and only then is it renamed: it exists under its
+    /// name only with its scripts applied, so they run exactly once.
     CreateDatabase {
         /// The owner; the superuser when the spec names none.
         owner: String,
+        /// `scripts.post_database_create`, when this step creates the
+        /// database's first copy (its first node, no copy anywhere yet).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        post_database_create: Vec<String>,
+    },
+    /// `scripts.post_init` in the `postgres` database of a new primary,
+    /// before its roles: in one transaction with its record
+    /// (`pgcd.scripts`); a record found means it ran, and nothing runs.
+    RunPostInit {
+        /// The statements, as the spec writes them.
+        statements: Vec<String>,
+    },
+    /// A user with `state: absent`: in every database of the instance,
+    /// `REASSIGN OWNED BY` it `TO reassign_to` and `DROP OWNED BY` it
+    /// (its objects survive, its privileges go), then `DROP ROLE`.
+    DropRole {
+        /// Role name.
+        name: String,
+        /// Who receives its objects: the database's owner in the spec.
+        reassign_to: String,
+    },
+    /// An extension with `state: absent`: `DROP EXTENSION IF EXISTS`,
+    /// refused by PostgreSQL while anything depends on it unless `cascade`.
+    DropExtension {
+        /// SQL name.
+        name: String,
+        /// `CASCADE` (the spec's explicit `cascade: true`).
+        cascade: bool,
     },
     /// `ALTER DATABASE ... OWNER TO`.
     AlterDatabaseOwner {
@@ -457,6 +488,7 @@ impl Action {
             | Action::UpdateExtension { .. }
             | Action::SetSettings { .. }
             | Action::WriteAuthFiles { .. }
+            | Action::RunPostInit { .. }
             | Action::ConfigureBackup { .. } => Effect::Change,
             Action::RestartInstance { .. }
             | Action::RestoreInstance { .. }
@@ -464,6 +496,8 @@ impl Action {
             | Action::RejoinAsStandby { .. }
             | Action::StopForSwitchover { .. } => Effect::Restart,
             Action::RemoveInstance { .. }
+            | Action::DropRole { .. }
+            | Action::DropExtension { .. }
             | Action::DropSlot { .. }
             | Action::DropSubscription { .. } => Effect::Remove,
         }
@@ -506,6 +540,8 @@ pub enum NoteKind {
     Backup,
     /// High availability: a failover waiting, refused, or not possible.
     Failover,
+    /// `scripts` that do not run (the database exists) or wait.
+    Scripts,
 }
 
 impl NoteKind {
@@ -522,6 +558,7 @@ impl NoteKind {
             NoteKind::Operation => "operation",
             NoteKind::Backup => "backup",
             NoteKind::Failover => "failover",
+            NoteKind::Scripts => "scripts",
         }
     }
 }

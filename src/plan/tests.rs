@@ -29,6 +29,34 @@ fn checked(d: &crate::spec::Desired, a: &Actual) -> Plan {
     p
 }
 
+/// Like [`checked`] for a plan that takes several passes (a database made
+/// on its first node by its scripts, which the other nodes then copy one
+/// at a time): each pass is well-formed, and nothing is left after at most
+/// `passes`. Returns every pass's plan.
+fn checked_passes(d: &crate::spec::Desired, a: &Actual, passes: usize) -> Vec<Plan> {
+    let mut plans = Vec::new();
+    let mut a = a.clone();
+    for _ in 0..passes {
+        let p = plan(d, &a);
+        if p.is_empty() {
+            return plans;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &p.steps {
+            assert!(!s.reason.is_empty(), "{} has no reason", s.id);
+            for dep in &s.depends_on {
+                assert!(seen.contains(dep.as_str()), "{} depends on {dep}", s.id);
+            }
+            assert!(seen.insert(s.id.clone()), "duplicate step id {}", s.id);
+        }
+        a = simulate(&p, &a);
+        plans.push(p);
+    }
+    let again = plan(d, &a);
+    assert!(again.is_empty(), "not done after {passes} passes:\n{again}");
+    plans
+}
+
 /// Healthy hosts with these ids and no instances.
 fn empty(ids: &[&str]) -> Actual {
     let ids: Vec<crate::spec::names::HostId> = ids
@@ -113,7 +141,29 @@ fn sample_repo_converged_has_no_steps_and_notes_standbys() {
 #[test]
 fn sample_repo_on_empty_hosts() {
     let d = example::sample_repo();
-    let p = checked(&d, &empty(&["h1", "h2", "h3"]));
+    // orders has scripts.post_database_create: n1 creates it with them,
+    // then n2 and n3 copy n1, one at a time.
+    let plans = checked_passes(&d, &empty(&["h1", "h2", "h3"]), 5);
+    let shown: Vec<String> = plans.iter().map(Plan::to_string).collect();
+    assert_eq!(plans.len(), 4, "{}", shown.join("\n----\n"));
+    let p = &plans[0];
+    let scripted: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(&s.action, Action::CreateDatabase { post_database_create, .. } if !post_database_create.is_empty())
+        })
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(scripted, ["orders/n1/h1/database"]);
+    for later in &plans[1..] {
+        assert!(later.steps.iter().all(|s| !matches!(
+            &s.action,
+            Action::CreateDatabase { post_database_create, .. } if !post_database_create.is_empty()
+        )));
+    }
+    assert!(plans[1].step("orders/n2/h2/join").is_some(), "{}", plans[1]);
+    assert!(plans[2].step("orders/n3/h3/join").is_some(), "{}", plans[2]);
     insta::assert_snapshot!(p.to_string());
 }
 

@@ -7,4 +7,5 @@
 //! `exec`, on the instance's host).
 
 pub mod driver;
+pub mod scripts;
 pub mod sql;

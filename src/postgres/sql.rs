@@ -146,6 +146,52 @@ pub fn create_extension(name: &str, version: Option<&str>) -> Result<Statement, 
     )))
 }
 
+/// `DROP EXTENSION IF EXISTS name [CASCADE]`; without `CASCADE`
+/// PostgreSQL refuses while anything depends on the extension.
+pub fn drop_extension(name: &str, cascade: bool) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "DROP EXTENSION IF EXISTS {}{}",
+        ident(name)?,
+        if cascade { " CASCADE" } else { "" }
+    )))
+}
+
+/// `REASSIGN OWNED BY role TO owner; DROP OWNED BY role` (in the database
+/// connected to): the role's objects go to `owner`, its privileges and
+/// default privileges go.
+pub fn disown(role: &str, owner: &str) -> Result<Statement, SqlError> {
+    let (role, owner) = (ident(role)?, ident(owner)?);
+    Ok(Statement::plain(format!(
+        "REASSIGN OWNED BY {role} TO {owner}; DROP OWNED BY {role}"
+    )))
+}
+
+/// `DROP ROLE IF EXISTS name`.
+pub fn drop_role(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "DROP ROLE IF EXISTS {}",
+        ident(name)?
+    )))
+}
+
+/// `DROP DATABASE IF EXISTS name WITH (FORCE)`: only for pgcd's own
+/// temporary database of a creation that did not finish.
+pub fn drop_database_forced(name: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        ident(name)?
+    )))
+}
+
+/// `ALTER DATABASE from RENAME TO to`.
+pub fn rename_database(from: &str, to: &str) -> Result<Statement, SqlError> {
+    Ok(Statement::plain(format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        ident(from)?,
+        ident(to)?
+    )))
+}
+
 /// `ALTER EXTENSION name UPDATE TO 'v'`.
 pub fn update_extension(name: &str, version: &str) -> Result<Statement, SqlError> {
     Ok(Statement::plain(format!(

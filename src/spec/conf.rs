@@ -40,7 +40,12 @@ pub fn check(
     images: &ImageCatalog,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut declared: BTreeSet<&str> = db.extensions.iter().map(|e| e.name.as_str()).collect();
+    let mut declared: BTreeSet<&str> = db
+        .extensions
+        .iter()
+        .filter(|e| e.present())
+        .map(|e| e.name.as_str())
+        .collect();
     declared.insert("plpgsql"); // in every database from initdb on
     for (i, node) in db.nodes.iter().enumerate() {
         let major = node.postgres_version.unwrap_or(db.postgres_version).major;

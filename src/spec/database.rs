@@ -32,6 +32,12 @@ choice!(
     NodeState { Running = "running", Stopped = "stopped" }
 );
 choice!(
+    /// Whether a database user or an extension should exist (pgcd's own
+    /// field; pgEdge has none). An entry simply removed from the spec is
+    /// left as it is; `absent` is the explicit instruction to drop it.
+    Presence { Present = "present", Absent = "absent" }
+);
+choice!(
     /// A role attribute (`CREATE ROLE ... WITH <attribute>`).
     RoleAttribute {
         Login = "LOGIN", NoLogin = "NOLOGIN", Superuser = "SUPERUSER", CreateDb = "CREATEDB",
@@ -362,6 +368,19 @@ pub struct User {
     /// Roles granted to this one (`pg_read_all_data`, another managed user, ...).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// `present` (default) or `absent`: drop the role on every instance,
+    /// after `REASSIGN OWNED BY` it `TO` the database's owner and `DROP
+    /// OWNED BY` it in each database (its objects survive, owned by the
+    /// owner). A user removed from the spec is left as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<Presence>,
+}
+
+impl User {
+    /// Whether the spec wants the role to exist (`state` is not `absent`).
+    pub fn present(&self) -> bool {
+        self.state != Some(Presence::Absent)
+    }
 }
 
 impl Decode for User {
@@ -373,6 +392,7 @@ impl Decode for User {
             m.opt(cx, "db_owner"),
             m.opt(cx, "attributes"),
             m.list(cx, "roles"),
+            m.opt(cx, "state"),
         );
         m.finish(cx);
         Some(Self {
@@ -381,18 +401,25 @@ impl Decode for User {
             db_owner: r.2,
             attributes: r.3,
             roles: r.4,
+            state: r.5,
         })
     }
 }
 
-/// SQL run once, at creation, in a transaction.
+/// SQL run once, at creation, each list in one transaction. Changing them
+/// once the database exists does nothing (a plan says so).
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scripts {
-    /// Statements run in `postgres` after initdb, before users are created.
+    /// Statements run in `postgres` after initdb, before users are
+    /// created: once on each node's primary, when pgcd initialises it (an
+    /// instance's `postgres` database is its own; standbys copy it).
     #[serde(default)]
     pub post_init: Vec<String>,
-    /// Statements run in the new database, before replication is set up.
+    /// Statements run in the new database before anything else (the spec's
+    /// extensions included) and before replication is set up: once per
+    /// database, on its first node; the other nodes, and nodes added later,
+    /// copy the result from it.
     #[serde(default)]
     pub post_database_create: Vec<String>,
 }

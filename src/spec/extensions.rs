@@ -118,7 +118,8 @@ pub fn known(sql_name: &str) -> Option<&'static Known> {
     SUPPORTED.iter().find(|k| k.sql_name == sql_name)
 }
 
-/// An extension to install: SQL name and optional version.
+/// An extension to install (or, with `state: absent`, to drop): SQL name
+/// and optional version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Extension {
     /// The SQL name (aliases are resolved when the spec is read).
@@ -126,23 +127,43 @@ pub struct Extension {
     /// A version for `CREATE EXTENSION ... VERSION`; the image's default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `present` (default) or `absent` (`DROP EXTENSION`). An extension
+    /// removed from the spec is left installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<super::database::Presence>,
+    /// With `state: absent`: `DROP EXTENSION ... CASCADE`, which also drops
+    /// what depends on it (columns of its types, with their data). Default
+    /// false: the drop fails while anything depends on the extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<bool>,
+}
+
+impl Extension {
+    /// Whether the spec wants it installed (`state` is not `absent`).
+    pub fn present(&self) -> bool {
+        self.state != Some(super::database::Presence::Absent)
+    }
 }
 
 impl Decode for Extension {
     fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
-        let (raw, version) = if let Value::Map(_) = node.value {
+        let (raw, version, state, cascade) = if let Value::Map(_) = node.value {
             let mut m = MapReader::new(node, path, cx, "an extension")?;
             let name: Option<String> = m.req(cx, "name");
             let version: Option<String> = m.opt(cx, "version");
+            let state = m.opt(cx, "state");
+            let cascade: Option<bool> = m.opt(cx, "cascade");
             m.finish(cx);
-            (name?, version)
+            (name?, version, state, cascade)
         } else {
-            (String::decode(node, path, cx)?, None)
+            (String::decode(node, path, cx)?, None, None, None)
         };
         match resolve(&raw) {
             Some(name) => Some(Self {
                 name: name.to_string(),
                 version,
+                state,
+                cascade,
             }),
             None => {
                 let names: Vec<&str> = SUPPORTED.iter().map(|k| k.sql_name).collect();
@@ -172,14 +193,22 @@ impl JsonSchema for Extension {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "An extension by SQL name (`vector`) or product name (`pgvector`), optionally with a version.",
+            "description": "An extension by SQL name (`vector`) or product name (`pgvector`), optionally with a version, or `state: absent` to drop it.",
             "anyOf": [
                 { "type": "string" },
                 {
                     "type": "object",
                     "properties": {
                         "name": { "type": "string" },
-                        "version": { "type": "string" }
+                        "version": { "type": "string" },
+                        "state": {
+                            "description": "`present` (default) or `absent`: DROP EXTENSION. An extension removed from the spec is left installed.",
+                            "enum": ["present", "absent"]
+                        },
+                        "cascade": {
+                            "description": "With `state: absent`: DROP ... CASCADE, dropping what depends on it (with its data). Default false.",
+                            "type": "boolean"
+                        }
                     },
                     "required": ["name"],
                     "additionalProperties": false

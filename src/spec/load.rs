@@ -173,7 +173,7 @@ fn check_images(
             continue;
         };
         for (i, ext) in db.extensions.iter().enumerate() {
-            if !m.extensions.contains(&ext.name) {
+            if ext.present() && !m.extensions.contains(&ext.name) {
                 diags.push(spans.error(
                     &format!("extensions[{i}]"),
                     format!(

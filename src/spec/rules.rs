@@ -212,6 +212,38 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
                 );
             }
         }
+        if !user.present() {
+            if user.db_owner == Some(true) {
+                err(
+                    &format!("{p}.db_owner"),
+                    format!("user \"{uname}\" has state: absent and cannot own the database; make another user db_owner (or none: then postgres owns it)"),
+                );
+            }
+            if !user.roles.is_empty() {
+                err(
+                    &format!("{p}.roles"),
+                    format!("user \"{uname}\" has state: absent; roles are not granted to a role being dropped (remove them)"),
+                );
+            }
+        }
+    }
+    for (i, user) in db.database_users.iter().enumerate() {
+        for (j, role) in user.roles.iter().enumerate() {
+            let absent = db
+                .database_users
+                .iter()
+                .find(|u| u.username.as_str() == role.as_str())
+                .filter(|u| !u.present());
+            if let Some(a) = absent {
+                err(
+                    &format!("database_users[{i}].roles[{j}]"),
+                    format!(
+                        "\"{}\" has state: absent and is dropped; it cannot be granted to \"{}\"",
+                        a.username, user.username
+                    ),
+                );
+            }
+        }
     }
 
     // Extensions, settings, scripts, backups.
@@ -221,6 +253,24 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
             err(
                 &format!("extensions[{i}]"),
                 format!("extension \"{}\" is listed twice", ext.name),
+            );
+        }
+        if ext.cascade.is_some() && ext.present() {
+            err(
+                &format!("extensions[{i}].cascade"),
+                format!(
+                    "cascade applies to dropping an extension: it needs `state: absent` on \"{}\"",
+                    ext.name
+                ),
+            );
+        }
+        if ext.version.is_some() && !ext.present() {
+            err(
+                &format!("extensions[{i}].version"),
+                format!(
+                    "extension \"{}\" has state: absent; a version has no meaning (remove it)",
+                    ext.name
+                ),
             );
         }
     }
@@ -238,6 +288,11 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
                         &format!("scripts.{field}[{i}]"),
                         "an empty statement".into(),
                     );
+                } else if let Some(word) = transaction_control(s) {
+                    err(
+                        &format!("scripts.{field}[{i}]"),
+                        format!("{word} ends or opens a transaction; pgcd runs all of scripts.{field} in one transaction of its own (remove it; statements that cannot run in a transaction, like VACUUM or CREATE DATABASE, do not belong here)"),
+                    );
                 }
             }
         }
@@ -254,6 +309,22 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
         );
     }
     out
+}
+
+/// The transaction-control keyword a script statement starts with, if any
+/// (savepoints are fine: they stay inside pgcd's transaction).
+fn transaction_control(stmt: &str) -> Option<&'static str> {
+    let mut words = stmt
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase);
+    let first = words.next()?;
+    if first == "ROLLBACK" && words.next().as_deref() == Some("TO") {
+        return None;
+    }
+    ["BEGIN", "COMMIT", "ROLLBACK", "END", "ABORT", "START"]
+        .into_iter()
+        .find(|w| *w == first)
 }
 
 fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {

@@ -142,6 +142,11 @@ pub struct InstanceActual {
     /// node with none can be filled by copying another node.
     #[serde(default)]
     pub tables: i64,
+    /// `scripts.post_init` ran on this instance: its record is in
+    /// `pgcd.scripts` of the `postgres` database, written in the scripts'
+    /// own transaction.
+    #[serde(default)]
+    pub post_init_ran: bool,
     /// Where the server is in the WAL: what failover compares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<WalActual>,
@@ -350,7 +355,11 @@ pub fn spock_mesh(db: &crate::spec::Database) -> bool {
 /// extension, which validation has found in its image (pgcd never
 /// preloads a library it cannot confirm).
 pub fn spock_wired(db: &crate::spec::Database) -> bool {
-    spock_mesh(db) && db.extensions.iter().any(|e| e.name == "spock")
+    spock_mesh(db)
+        && db
+            .extensions
+            .iter()
+            .any(|e| e.name == "spock" && e.present())
 }
 
 /// A role as `pg_roles` and `pg_auth_members` show it.

@@ -110,6 +110,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
             .await
             .unwrap_or(false),
         tables: 0,
+        post_init_ran: false,
         backup: crate::backup::observe::local(rt, c),
         auth: None,
     };
@@ -233,6 +234,9 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .collect();
     }
     out.wal = Some(wal(&pg, out.role).await.map_err(err)?);
+    out.post_init_ran = scripts_ran(&pg, crate::postgres::scripts::POST_INIT)
+        .await
+        .map_err(err)?;
     out.available_extensions = texts(
         &pg,
         "SELECT name FROM pg_available_extensions ORDER BY name",
@@ -277,6 +281,16 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
             .collect();
     }
     Ok(())
+}
+
+/// Whether the scripts list `script` ran in the database of `c` (its record
+/// in `pgcd.scripts`).
+async fn scripts_ran(c: &Client, script: &str) -> Result<bool, tokio_postgres::Error> {
+    use crate::postgres::scripts::{RAN, TABLE_EXISTS};
+    if !c.query_one(TABLE_EXISTS, &[]).await?.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    Ok(c.query_opt(RAN, &[&script]).await?.is_some())
 }
 
 /// Where the server is in the WAL (what failover compares).
