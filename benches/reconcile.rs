@@ -178,7 +178,8 @@ fn pass_cpu(tmp: &Path) {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "50 databases"]);
     let desired = pgcd::spec::load(&files).unwrap();
-    let instances = pgcd::plan::converged(&desired).instances;
+    let at = [("h1".parse().unwrap(), addr.to_string())].into();
+    let instances = pgcd::plan::converged_at(&desired, &at).instances;
     let _a = agent(
         host,
         addr,

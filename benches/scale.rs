@@ -58,7 +58,10 @@ fn cpu_secs(pid: u32) -> f64 {
 
 /// Clock ticks a second (`getconf CLK_TCK`).
 fn clock_ticks() -> f64 {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -123,18 +126,23 @@ fn one_ready_at(api: &str, db: &str, sha: &str) -> bool {
 
 /// The converged observation of every instance, written as the agent of a
 /// host with a runtime would write it.
-fn observe_converged(etcd: &str, files: &[SourceFile]) {
+fn observe_converged(etcd: &str, addr: &str, files: &[SourceFile]) {
     let desired = pgcd::spec::load(files).unwrap();
-    let instances = pgcd::plan::converged(&desired).instances;
+    let at = [("h1".parse().unwrap(), addr.to_string())].into();
+    let instances = pgcd::plan::converged_at(&desired, &at).instances;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
             .await
             .unwrap();
         let record = serde_json::json!({ "host": "h1", "docker": true });
-        c.put("/pgcd/v1/observed/h1", serde_json::to_vec(&record).unwrap(), None)
-            .await
-            .unwrap();
+        c.put(
+            "/pgcd/v1/observed/h1",
+            serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
         // A few puts in flight at once; etcd serializes them anyway.
         for chunk in instances.chunks(64) {
             let mut puts = Vec::new();
@@ -219,11 +227,15 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
     std::env::set_var("BENCH_APP_PASSWORD", "bench");
     agent.spawn();
     let api = agent.api();
-    wait_for("agent applies the empty repository", Duration::from_secs(120), || {
-        get_json(&format!("{api}/v1/source"))?["applied"]["sha"]
-            .as_str()
-            .map(drop)
-    });
+    wait_for(
+        "agent applies the empty repository",
+        Duration::from_secs(120),
+        || {
+            get_json(&format!("{api}/v1/source"))?["applied"]["sha"]
+                .as_str()
+                .map(drop)
+        },
+    );
 
     let mut files = Vec::new();
     for i in 0..n {
@@ -232,13 +244,16 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
         std::fs::write(work.join(&path), &text).unwrap();
         files.push(SourceFile { path, text });
     }
-    observe_converged(&agent.etcd(), &files);
+    observe_converged(&agent.etcd(), &agent.addr, &files);
 
     git(&work, &["add", "-A"]);
     let t = Instant::now();
     git(&work, &["commit", "-q", "-m", &format!("{n} databases")]);
     let sha = git(&work, &["rev-parse", "HEAD"]);
+    // The whole list is large at 10,000 (17 MB): ask once a second there.
+    let poll = Duration::from_millis(if n >= 5000 { 900 } else { 0 });
     wait_for("every database Ready", Duration::from_secs(1800), || {
+        std::thread::sleep(poll);
         (ready_at(&api, &sha) == n).then_some(())
     });
     let to_ready = t.elapsed().as_secs_f64();
@@ -290,7 +305,7 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
     let path = format!("databases/{one}.yaml");
     let text = database(n);
     std::fs::write(work.join(&path), &text).unwrap();
-    observe_converged(&agent.etcd(), &[SourceFile { path, text }]);
+    observe_converged(&agent.etcd(), &agent.addr, &[SourceFile { path, text }]);
     let e2 = etcd_figures(&metrics_url);
     git(&work, &["add", "-A"]);
     let t = Instant::now();

@@ -123,14 +123,11 @@ impl Store {
         self.get(rel).await?.map(|e| e.json()).transpose()
     }
 
-    /// Reads every key under a prefix, sorted by key.
+    /// Reads every key under a prefix, sorted by key, in pages at one
+    /// revision (a prefix such as 10,000 databases' statuses is larger than
+    /// gRPC's message limit in one answer).
     pub async fn get_prefix(&self, rel: &str) -> Result<(Vec<Entry>, i64), ClusterError> {
-        let mut c = self.client.clone();
-        let resp = self
-            .timed(c.get(full_key(rel), Some(GetOptions::new().with_prefix())))
-            .await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        Ok((resp.kvs().iter().map(entry).collect(), revision))
+        self.get_prefix_paged(rel, 0).await
     }
 
     /// Reads every key under a prefix as of one revision (`0`: now), in

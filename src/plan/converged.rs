@@ -2,6 +2,7 @@
 //! benchmarks start from it and change what they study.
 
 use crate::spec::database::DatabaseState;
+use crate::spec::names::HostId;
 use crate::spec::Desired;
 use crate::state::actual::{held_attributes, AuthActual, IMAGE_EXTENSIONS, ROLE_FLAGS};
 use crate::state::names::{publication_name, standby_name, subscription_name, REPLICATION_ROLE};
@@ -9,6 +10,7 @@ use crate::state::{
     native_mesh, spock_wired, Actual, DatabaseActual, ExtActual, InstanceActual, InstanceRole,
     RoleActual, SubscriptionActual,
 };
+use std::collections::BTreeMap;
 
 /// The state in which `desired` is fully carried out: every node's
 /// instances exist and run (the first host primary, the others
@@ -16,7 +18,13 @@ use crate::state::{
 /// database's spec recorded as applied. Tests and
 /// benchmarks start from it and change what they study.
 pub fn converged(desired: &Desired) -> Actual {
-    let mut hosts: Vec<crate::spec::names::HostId> = Vec::new();
+    converged_at(desired, &BTreeMap::new())
+}
+
+/// [`converged`], on hosts registered at these addresses: the
+/// authentication files name them (a real cluster's observations do).
+pub fn converged_at(desired: &Desired, addresses: &BTreeMap<HostId, String>) -> Actual {
+    let mut hosts: Vec<HostId> = Vec::new();
     let mut instances = Vec::new();
     let mut primaries = Vec::new();
     for db in &desired.databases {
@@ -172,6 +180,11 @@ pub fn converged(desired: &Desired) -> Actual {
         primaries,
         ..Actual::empty(&hosts)
     };
+    for h in &mut actual.hosts {
+        if let Some(a) = addresses.get(&h.id) {
+            h.address.clone_from(a);
+        }
+    }
     // The authentication files pgcd wrote, on every running instance.
     let auth: Vec<Option<AuthActual>> = {
         actual

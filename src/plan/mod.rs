@@ -29,7 +29,7 @@ mod scripts_tests;
 #[cfg(test)]
 mod tests;
 
-pub use converged::converged;
+pub use converged::{converged, converged_at};
 pub use steps::{Action, Effect, Note, NoteKind, Plan, SettingChange, Step};
 
 use crate::spec::database::DatabaseState;

@@ -236,7 +236,6 @@ fn render_links(out: &mut String, dbs: &[DatabaseStatus]) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
