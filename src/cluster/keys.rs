@@ -86,6 +86,10 @@ pub const OBSERVED: &str = "observed/";
 pub const DATABASE_STATUS: &str = "status/databases/";
 /// The reconciler's counters.
 pub const RECONCILER_STATS: &str = "status/reconciler";
+/// The revision every database's status was last derived at: a status
+/// whose content did not change is not written again for a new revision,
+/// and readers take its `observed_revision` from here.
+pub const STATUS_REVISION: &str = "status/revision";
 /// Prefix of the spec digests last carried out in full.
 pub const APPLIED_SPECS: &str = "reconcile/applied/";
 /// Prefix of operation records.

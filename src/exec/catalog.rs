@@ -96,13 +96,47 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 .map(|ch| sql::alter_system(&ch.name, &ch.new))
                 .collect::<Result<Vec<_>, _>>()?;
             stmts.push(sql::reload());
+            let before: String = c
+                .query_one("SELECT pg_conf_load_time()::text", &[])
+                .await
+                .map_err(query_error)?
+                .get(0);
             run_sql(&c, t.ctx, &stmts).await?;
+            reloaded(t, &before).await?;
             if *needs_restart {
                 t.log("some settings wait for the restart step");
             }
             Ok(())
         }
         other => unreachable_action(other),
+    }
+}
+
+/// Waits until the server has read its configuration again after `before`
+/// (its `pg_conf_load_time()` then). A reload is a signal: the observation
+/// right after this step opens a new session, which sees the new values
+/// only once the postmaster has read them; before, the planner saw the old
+/// value, planned the same step again and, twice in a row, stalled.
+async fn reloaded(t: &Target<'_>, before: &str) -> Result<(), StepError> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let c = t.admin().await?;
+        let done: bool = c
+            .query_one(
+                "SELECT pg_conf_load_time() > $1::text::timestamptz",
+                &[&before],
+            )
+            .await
+            .map_err(query_error)?
+            .get(0);
+        if done {
+            return Ok(());
+        }
+        if std::time::Instant::now() > until {
+            t.log("the server has not read its configuration again within 10 s");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -130,6 +130,9 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
         .notes
         .iter()
         .filter(|n| !(n.kind == NoteKind::Orphaned && i.spec.is_none()))
+        // Informational: a note that scripts do not run again describes the
+        // spec, not a fault of the database.
+        .filter(|n| n.kind != NoteKind::Scripts)
         .map(|n| n.message.as_str())
         .collect();
     let now = i.now;
@@ -252,15 +255,19 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
     }
 }
 
-/// Whether a status differs from another in anything but its write time.
+/// Whether a status differs from another in anything but its write time
+/// and its revision.
 pub fn changed(a: Option<&DatabaseStatus>, b: &DatabaseStatus) -> bool {
     let Some(a) = a else {
         return true;
     };
+    // The revision alone is no change: `status/revision` carries it.
     let mut a = a.clone();
     a.updated_at.clear();
+    a.observed_revision = None;
     let mut b = b.clone();
     b.updated_at.clear();
+    b.observed_revision = None;
     a != b
 }
 

@@ -157,6 +157,8 @@ struct Supervisor {
     stats: ReconcilerStats,
     stats_written: ReconcilerStats,
     stats_flushed: Instant,
+    /// The revision last written to `status/revision`.
+    status_revision: Option<String>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     /// The etcd reflector has listed everything at least once.
@@ -195,6 +197,7 @@ impl Supervisor {
             stats_written: stats.clone(),
             stats,
             stats_flushed: Instant::now(),
+            status_revision: None,
             events_tx,
             events,
             listed: false,
@@ -639,6 +642,14 @@ impl Supervisor {
                 });
             }
             self.store_status(name, derived).await?;
+        }
+        // Every status is now derived at this revision: one key says so,
+        // rather than N statuses rewritten only for their revision.
+        if self.status_revision.as_deref() != Some(snap.revision.as_str()) {
+            self.guard
+                .put(keys::STATUS_REVISION, snap.revision.clone().into_bytes())
+                .await?;
+            self.status_revision = Some(snap.revision.clone());
         }
         let (ready, stalled) = self.reporter.report(&snap, &self.statuses);
         let took = started.elapsed().as_secs_f64();

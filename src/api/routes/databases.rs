@@ -1,6 +1,7 @@
 //! `GET /v1/databases` (every database's status, sorted by name, plans
 //! without their steps) and `GET /v1/databases/{name}` (one status in full),
-//! as the reconciler last wrote them under `status/databases/`.
+//! as the reconciler last wrote them under `status/databases/`, each at the
+//! revision its statuses were last derived at (`status/revision`).
 
 use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
@@ -26,7 +27,27 @@ pub async fn all(store: &Store) -> Result<Vec<DatabaseStatus>, ClusterError> {
         })
         .collect();
     dbs.sort_by(|a, b| a.name.cmp(&b.name));
+    let revision = status_revision(store).await?;
+    for db in &mut dbs {
+        at_revision(db, revision.as_deref());
+    }
     Ok(dbs)
+}
+
+/// The revision every status was last derived at (`status/revision`).
+async fn status_revision(store: &Store) -> Result<Option<String>, ClusterError> {
+    Ok(store
+        .get(keys::STATUS_REVISION)
+        .await?
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+}
+
+/// A status is not written again when only the revision changed: the
+/// revision it was last derived at is `status/revision`.
+fn at_revision(db: &mut DatabaseStatus, revision: Option<&str>) {
+    if let Some(r) = revision {
+        db.observed_revision = Some(r.to_string());
+    }
 }
 
 /// Reads one database's status; a 404 when there is none, a 400 for a name
@@ -38,10 +59,12 @@ pub async fn one(store: &Store, name: &str) -> Result<DatabaseStatus, ApiError> 
             "invalid database name",
         ));
     }
-    store
+    let mut db: DatabaseStatus = store
         .get_json(&keys::database_status(name))
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no database {name}")))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no database {name}")))?;
+    at_revision(&mut db, status_revision(store).await?.as_deref());
+    Ok(db)
 }
 
 /// Lists every database's status, sorted by name. The steps of each last
