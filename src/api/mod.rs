@@ -133,3 +133,37 @@ pub fn escape_label(value: &str) -> String {
     }
     out
 }
+
+/// Refuses what cannot be a commit: 7 to 40 hex digits.
+pub fn check_sha(sha: &str) -> Result<(), ApiError> {
+    if sha.len() < 7 || sha.len() > 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a revision is 7 to 40 hex digits",
+        ));
+    }
+    Ok(())
+}
+
+/// The one record whose commit starts with `sha`: a 404 with `missing`
+/// when none does, a 400 when several do (`what` names the records).
+pub fn one_by_prefix<T>(
+    records: Vec<T>,
+    sha: &str,
+    sha_of: impl Fn(&T) -> &str,
+    missing: String,
+    what: &str,
+) -> Result<T, ApiError> {
+    let mut matches: Vec<T> = records
+        .into_iter()
+        .filter(|r| sha_of(r).starts_with(sha))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(ApiError::new(StatusCode::NOT_FOUND, missing)),
+        n => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{sha} matches {n} {what}; give more digits"),
+        )),
+    }
+}

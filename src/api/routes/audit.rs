@@ -6,7 +6,6 @@ use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
 use crate::state::audit::AuditRecord;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -61,12 +60,7 @@ pub async fn get_one(
     State(state): State<ApiState>,
     Path(sha): Path<String>,
 ) -> Result<Json<AuditRecord>, ApiError> {
-    if sha.len() < 7 || sha.len() > 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "a revision is 7 to 40 hex digits",
-        ));
-    }
+    crate::api::check_sha(&sha)?;
     if let Some(r) = state
         .store
         .get_json::<AuditRecord>(&keys::audit(&sha))
@@ -74,20 +68,13 @@ pub async fn get_one(
     {
         return Ok(Json(r));
     }
-    let mut matches: Vec<AuditRecord> = all(&state)
-        .await?
-        .into_iter()
-        .filter(|r| r.sha.starts_with(&sha))
-        .collect();
-    match matches.len() {
-        1 => Ok(Json(matches.remove(0))),
-        0 => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no audit record of revision {sha} (only revisions put in force have one)"),
-        )),
-        n => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{sha} matches {n} audit records; give more digits"),
-        )),
-    }
+    let records = all(&state).await?;
+    crate::api::one_by_prefix(
+        records,
+        &sha,
+        |r| r.sha.as_str(),
+        format!("no audit record of revision {sha} (only revisions put in force have one)"),
+        "audit records",
+    )
+    .map(Json)
 }

@@ -5,7 +5,6 @@ use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
 use crate::source::records::RevisionRecord;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -56,12 +55,7 @@ pub async fn get_one(
     State(state): State<ApiState>,
     Path(sha): Path<String>,
 ) -> Result<Json<RevisionRecord>, ApiError> {
-    if sha.len() < 7 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "a revision is 7 to 40 hex digits",
-        ));
-    }
+    crate::api::check_sha(&sha)?;
     if let Some(r) = state
         .store
         .get_json::<RevisionRecord>(&keys::revision(&sha))
@@ -69,20 +63,13 @@ pub async fn get_one(
     {
         return Ok(Json(r));
     }
-    let mut matches: Vec<RevisionRecord> = all(&state)
-        .await?
-        .into_iter()
-        .filter(|r| r.sha.starts_with(&sha))
-        .collect();
-    match matches.len() {
-        1 => Ok(Json(matches.remove(0))),
-        0 => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no revision {sha}"),
-        )),
-        n => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{sha} matches {n} revisions; give more digits"),
-        )),
-    }
+    let records = all(&state).await?;
+    crate::api::one_by_prefix(
+        records,
+        &sha,
+        |r| r.sha.as_str(),
+        format!("no revision {sha}"),
+        "revisions",
+    )
+    .map(Json)
 }
