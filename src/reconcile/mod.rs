@@ -106,7 +106,7 @@ struct DbState {
     last: Option<BatchOutcome>,
     /// The last batch's failure, until a batch succeeds.
     failed: Option<String>,
-    /// The plain steps of the last batch that succeeded.
+    /// The plain steps of the last batch that succeeded ([`same_step`]).
     last_ok: BTreeSet<String>,
     /// How many successful batches in a row had exactly those steps.
     repeats: u32,
@@ -453,7 +453,7 @@ impl Supervisor {
                     .outcomes
                     .iter()
                     .filter(|o| o.step.operation.is_none())
-                    .map(|o| o.step.id.clone())
+                    .map(|o| same_step(&o.step))
                     .collect();
                 if !ids.is_empty() && ids == st.last_ok {
                     st.repeats += 1;
@@ -589,7 +589,7 @@ impl Supervisor {
                 .steps
                 .iter()
                 .filter(|s| s.operation.is_none())
-                .map(|s| s.id.clone())
+                .map(same_step)
                 .collect();
             let repeating = !ids.is_empty() && ids == st.last_ok && st.repeats >= 1;
             let start = !slice.steps.is_empty() && !repeating && !waiting && !st.urgent;
@@ -741,6 +741,14 @@ async fn sleep_until(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// What makes two steps the same for "the same steps succeeded twice": the
+/// whole step, not its id. A step id is stable (`<db>/<node>/<host>/settings`),
+/// so a second change of a setting has the id of the first; only the same
+/// change planned again after it succeeded is a step that does not stick.
+fn same_step(step: &crate::plan::Step) -> String {
+    serde_json::to_string(step).unwrap_or_else(|_| step.id.clone())
 }
 
 /// Each database's slice of a plan, in one walk over it.
