@@ -221,7 +221,9 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
                     C::Ready,
                     true,
                     "Applied",
-                    format!("revision {} is carried out", short(i.revision)),
+                    // Not the revision: `observed_revision` names it, and a
+                    // message naming it would rewrite every status per commit.
+                    "the spec in force is carried out".to_string(),
                     now,
                 );
                 if let Some(db) = i.spec {
