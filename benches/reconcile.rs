@@ -177,9 +177,6 @@ fn pass_cpu(tmp: &Path) {
     }
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "50 databases"]);
-    let desired = pgcd::spec::load(&files).unwrap();
-    let at = [("h1".parse().unwrap(), addr.to_string())].into();
-    let instances = pgcd::plan::converged_at(&desired, &at).instances;
     let _a = agent(
         host,
         addr,
@@ -192,32 +189,7 @@ fn pass_cpu(tmp: &Path) {
             .as_str()
             .map(drop)
     });
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect(
-            [format!("https://{addr}:2379")],
-            Some(common::etcd_options()),
-        )
-        .await
-        .unwrap();
-        let record = serde_json::json!({ "host": "h1", "docker": true });
-        c.put(
-            "/pgcd/v1/observed/h1",
-            serde_json::to_vec(&record).unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-        for i in &instances {
-            c.put(
-                format!("/pgcd/v1/{}", pgcd::state::observed::instance_key(i)),
-                serde_json::to_vec(i).unwrap(),
-                None,
-            )
-            .await
-            .unwrap();
-        }
-    });
+    common::observe_converged(&format!("https://{addr}:2379"), host, addr, &files);
     wait("50 databases Ready", Duration::from_secs(60), || {
         let all = get(&format!("{api}/v1/databases"))?;
         let n = all

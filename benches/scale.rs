@@ -124,41 +124,6 @@ fn one_ready_at(api: &str, db: &str, sha: &str) -> bool {
     })
 }
 
-/// The converged observation of every instance, written as the agent of a
-/// host with a runtime would write it.
-fn observe_converged(etcd: &str, addr: &str, files: &[SourceFile]) {
-    let desired = pgcd::spec::load(files).unwrap();
-    let at = [("h1".parse().unwrap(), addr.to_string())].into();
-    let instances = pgcd::plan::converged_at(&desired, &at).instances;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd], Some(common::etcd_options()))
-            .await
-            .unwrap();
-        let record = serde_json::json!({ "host": "h1", "docker": true });
-        c.put(
-            "/pgcd/v1/observed/h1",
-            serde_json::to_vec(&record).unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-        // A few puts in flight at once; etcd serializes them anyway.
-        for chunk in instances.chunks(64) {
-            let mut puts = Vec::new();
-            for i in chunk {
-                let mut c = c.clone();
-                let key = format!("/pgcd/v1/{}", pgcd::state::observed::instance_key(i));
-                let value = serde_json::to_vec(i).unwrap();
-                puts.push(tokio::spawn(async move { c.put(key, value, None).await }));
-            }
-            for p in puts {
-                p.await.unwrap().unwrap();
-            }
-        }
-    });
-}
-
 /// The keys written between two etcd revisions (inclusive), by key with its
 /// last segment cut off, and how often.
 fn written_keys(etcd: &str, from: i64, to: i64) -> std::collections::BTreeMap<String, usize> {
@@ -244,7 +209,7 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
         std::fs::write(work.join(&path), &text).unwrap();
         files.push(SourceFile { path, text });
     }
-    observe_converged(&agent.etcd(), &agent.addr, &files);
+    common::observe_converged(&agent.etcd(), "h1", &agent.addr, &files);
 
     git(&work, &["add", "-A"]);
     let t = Instant::now();
@@ -305,7 +270,12 @@ fn run(n: usize, tmp: &Path, metrics_port: u16) {
     let path = format!("databases/{one}.yaml");
     let text = database(n);
     std::fs::write(work.join(&path), &text).unwrap();
-    observe_converged(&agent.etcd(), &agent.addr, &[SourceFile { path, text }]);
+    common::observe_converged(
+        &agent.etcd(),
+        "h1",
+        &agent.addr,
+        &[SourceFile { path, text }],
+    );
     let e2 = etcd_figures(&metrics_url);
     git(&work, &["add", "-A"]);
     let t = Instant::now();

@@ -485,3 +485,39 @@ impl Drop for BareEtcd {
         let _ = self.child.wait();
     }
 }
+
+/// Writes the converged observation of every instance of `files` on `host`
+/// (at `addr`) into etcd, as the agent of a host with a runtime would
+/// (benchmarks of an agent without one start from it).
+pub fn observe_converged(etcd: &str, host: &str, addr: &str, files: &[pgcd::spec::SourceFile]) {
+    let desired = pgcd::spec::load(files).expect("observe");
+    let at = [(host.parse().expect("observe"), addr.to_string())].into();
+    let instances = pgcd::plan::converged_at(&desired, &at).instances;
+    let rt = tokio::runtime::Runtime::new().expect("observe");
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd], Some(etcd_options()))
+            .await
+            .expect("observe");
+        let record = serde_json::json!({ "host": host, "docker": true });
+        c.put(
+            format!("/pgcd/v1/observed/{host}"),
+            serde_json::to_vec(&record).expect("observe"),
+            None,
+        )
+        .await
+        .expect("observe");
+        // A few puts in flight at once; etcd serializes them anyway.
+        for chunk in instances.chunks(64) {
+            let mut puts = Vec::new();
+            for i in chunk {
+                let mut c = c.clone();
+                let key = format!("/pgcd/v1/{}", pgcd::state::observed::instance_key(i));
+                let value = serde_json::to_vec(i).expect("observe");
+                puts.push(tokio::spawn(async move { c.put(key, value, None).await }));
+            }
+            for p in puts {
+                p.await.expect("observe").expect("observe");
+            }
+        }
+    });
+}
