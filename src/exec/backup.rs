@@ -339,7 +339,14 @@ async fn restore(
     t.log(format!("{} stopped", id.container()));
     let argv = command::restore(stanza, repo, target, path.as_ref());
     t.log(format!("running {}", argv.join(" ")));
-    run::one_off(rt, id, &t.args.image, &container.mounts, &argv, LONG, &log).await?;
+    // The instance's own image unless the step names one: the restore's
+    // binaries match the server that replays it.
+    let image = if t.args.image.is_empty() {
+        &container.image
+    } else {
+        &t.args.image
+    };
+    run::one_off(rt, id, image, &container.mounts, &argv, LONG, &log).await?;
     rt.start(id).await?;
     t.log(format!(
         "{} started; recovery replays WAL to the target and promotes",

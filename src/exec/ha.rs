@@ -48,7 +48,13 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             primary_address,
             primary_port,
             slot,
-        } => rejoin(t, primary.as_str(), primary_address, *primary_port, slot).await,
+            fresh,
+        } => {
+            if *fresh {
+                rebuild_marked(t).await?;
+            }
+            rejoin(t, primary.as_str(), primary_address, *primary_port, slot).await
+        }
         Action::StopForSwitchover { candidate_slot } => {
             stop_for_switchover(t, candidate_slot).await
         }
@@ -243,6 +249,31 @@ fn repointed(current: &str, address: &str, port: u16, slot: &str) -> String {
 /// Fences the instance (so its server cannot run as a primary), starts its
 /// container (whose script then waits), rewinds it in place and lets it
 /// start as a standby.
+/// A rebuild (its primary was restored to an earlier point, so this
+/// standby's WAL runs past the primary's): marked to copy the primary
+/// afresh, its data directory kept aside, and no longer taken for a
+/// standby that already rejoined.
+async fn rebuild_marked(t: &Target<'_>) -> Result<(), StepError> {
+    let dir = t.rt.instance_dir(&t.id);
+    let marker = dir.join("rejoin-fresh");
+    tokio::fs::write(&marker, "")
+        .await
+        .map_err(|e| StepError::Phase(format!("writing {}: {e}", marker.display())))?;
+    let signal = dir.join("data/standby.signal");
+    match tokio::fs::remove_file(&signal).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StepError::Phase(format!(
+                "removing {}: {e}",
+                signal.display()
+            )))
+        }
+    }
+    t.log("rebuild: this standby's data directory is kept aside and the primary copied afresh");
+    Ok(())
+}
+
 async fn rejoin(
     t: &Target<'_>,
     primary: &str,

@@ -52,13 +52,14 @@ pub(super) fn answers_as(i: Option<&InstanceActual>, role: InstanceRole) -> bool
     i.is_some_and(|i| i.running && i.role == role)
 }
 
-/// Whether a switchover or a manual failover of the database runs: it
-/// moves the primary itself, and nothing here may interfere.
+/// Whether a switchover, a manual failover or an in-place restore of the
+/// database runs: it stops or moves the primary itself, and nothing here
+/// may interfere (a restoring primary is down on purpose).
 pub(super) fn moving(index: &Index, db: &str) -> bool {
     index.actual.operations.iter().any(|o| {
         o.state == OperationState::Running
             && o.database.as_deref() == Some(db)
-            && matches!(o.kind.as_str(), "Switchover" | "Failover")
+            && matches!(o.kind.as_str(), "Switchover" | "Failover" | "Restore")
     })
 }
 

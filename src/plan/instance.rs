@@ -406,6 +406,7 @@ fn standby_steps(
                     primary_address: paddr,
                     primary_port: port,
                     slot,
+                    fresh: false,
                 },
                 format!(
                     "{at} was a primary; {primary} is the recorded one: it rejoins as its standby"

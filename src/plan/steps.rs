@@ -258,6 +258,8 @@ pub enum Action {
     /// On an instance that was a primary and is not the recorded one any
     /// more: fenced, rewound onto the primary's timeline (`pg_rewind`; a
     /// fresh copy if that cannot be done) and started as its standby.
+    /// With `fresh`, a standby whose primary was restored to an earlier
+    /// point: its data directory is kept aside and the primary copied.
     RejoinAsStandby {
         /// The primary's host.
         primary: HostId,
@@ -267,6 +269,9 @@ pub enum Action {
         primary_port: u16,
         /// This standby's slot on it.
         slot: String,
+        /// Copy the primary afresh instead of rewinding (a restore's rebuild).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fresh: bool,
     },
     /// On a primary handing over (a switchover): a checkpoint, a wait until
     /// the candidate has flushed the WAL written up to it, then a fast

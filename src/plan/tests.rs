@@ -127,14 +127,14 @@ fn sample_repo_converged_has_no_steps_and_notes_standbys() {
         n.kind,
         NoteKind::Standby | NoteKind::Replication | NoteKind::Operation
     )));
-    // The sample's Backup is not carried out yet: said, never silently ignored.
-    let unsupported: Vec<_> = p
+    // The sample's Backup starts: one phase on inventory's primary.
+    let started: Vec<_> = p
         .operations
         .iter()
-        .filter(|o| o.state == crate::state::operation::OperationState::Unsupported)
+        .filter(|o| o.state == crate::state::operation::OperationState::Running)
         .map(|o| o.id.as_str())
         .collect();
-    assert_eq!(unsupported, ["2026-11-25-inventory-backup"]);
+    assert_eq!(started, ["2026-11-25-inventory-backup"]);
     insta::assert_snapshot!(p.to_string());
 }
 

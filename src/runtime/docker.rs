@@ -80,6 +80,8 @@ pub struct ContainerInfo {
     pub healthy: bool,
     /// Its bind mounts besides the instance directory (`PATH:PATH[:ro]`).
     pub mounts: Vec<String>,
+    /// The image it was made from.
+    pub image: String,
 }
 
 /// What a new container needs.
@@ -366,6 +368,11 @@ impl Runtime {
             .into_iter()
             .filter(|b| !b.starts_with(&format!("{}:", dir.display())))
             .collect();
+        let image = c
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
         let state = c.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
         let healthy = state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY);
@@ -378,6 +385,7 @@ impl Runtime {
             running,
             healthy: running && healthy,
             mounts,
+            image,
         }))
     }
 

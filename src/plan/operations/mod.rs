@@ -15,6 +15,7 @@
 //! Kinds this cluster cannot carry out yet are recorded `unsupported` and
 //! noted on their database, never silently ignored.
 
+mod backup;
 mod restart;
 mod switchover;
 
@@ -89,11 +90,26 @@ pub enum Transition {
     },
 }
 
+/// What a request for phases comes to.
+pub(super) enum Outcome {
+    /// These phases.
+    Phases(Vec<PhaseRecord>),
+    /// Not yet (the operation stays pending): why.
+    Wait(String),
+    /// Refused (the operation fails, nothing was done): why.
+    Refuse(String),
+}
+
 /// The kinds this cluster carries out; the others are recorded unsupported.
 fn supported(op: &Op) -> bool {
     matches!(
         op,
-        Op::Restart { .. } | Op::Cancel { .. } | Op::Switchover { .. } | Op::Failover { .. }
+        Op::Restart { .. }
+            | Op::Cancel { .. }
+            | Op::Switchover { .. }
+            | Op::Failover { .. }
+            | Op::Backup { .. }
+            | Op::Restore { .. }
     )
 }
 
@@ -349,10 +365,15 @@ fn idle(
         );
         return p;
     };
-    let phases = match &op.action {
-        Op::Restart { node, host, .. } => {
-            restart::phases(&op.id, spec, actual, node.as_deref(), host.as_deref())
-        }
+    let index = super::Index::new(actual, now);
+    let outcome = match &op.action {
+        Op::Restart { node, host, .. } => Outcome::Phases(restart::phases(
+            &op.id,
+            spec,
+            actual,
+            node.as_deref(),
+            host.as_deref(),
+        )),
         Op::Switchover {
             node, candidate, ..
         }
@@ -365,21 +386,47 @@ fn idle(
                 },
                 _ => switchover::Kind::Switchover,
             };
-            let index = super::Index::new(actual, now);
-            match switchover::phases(&op.id, spec, &index, node, candidate.as_ref(), kind) {
-                switchover::Outcome::Phases(p) => p,
-                switchover::Outcome::Wait(why) => {
-                    starting.remove(&db);
-                    record(&mut p, OperationState::Pending, why);
-                    return p;
-                }
-                switchover::Outcome::Refuse(why) => {
-                    record(&mut p, OperationState::Failed, format!("refused: {why}"));
-                    return p;
-                }
-            }
+            switchover::phases(&op.id, spec, &index, node, candidate.as_ref(), kind)
         }
-        _ => Vec::new(),
+        Op::Backup {
+            node,
+            backup_type,
+            repository,
+            ..
+        } => backup::backup(
+            &op.id,
+            spec,
+            &index,
+            node,
+            *backup_type,
+            repository.as_deref(),
+        ),
+        Op::Restore {
+            target_nodes,
+            repository,
+            restore_options,
+            ..
+        } => backup::restore(
+            &op.id,
+            spec,
+            &index,
+            target_nodes,
+            repository.as_deref(),
+            restore_options.as_ref(),
+        ),
+        Op::Cancel { .. } => Outcome::Phases(Vec::new()),
+    };
+    let phases = match outcome {
+        Outcome::Phases(p) => p,
+        Outcome::Wait(why) => {
+            starting.remove(&db);
+            record(&mut p, OperationState::Pending, why);
+            return p;
+        }
+        Outcome::Refuse(why) => {
+            record(&mut p, OperationState::Failed, format!("refused: {why}"));
+            return p;
+        }
     };
     if phases.is_empty() {
         record(

@@ -22,15 +22,7 @@ use crate::state::actual::InstanceRole;
 use crate::state::names::standby_name;
 use crate::state::operation::PhaseRecord;
 
-/// What a request to move a primary comes to.
-pub(super) enum Outcome {
-    /// These phases.
-    Phases(Vec<PhaseRecord>),
-    /// Not yet (the operation stays pending): why.
-    Wait(String),
-    /// Refused (the operation fails, nothing was done): why.
-    Refuse(String),
-}
+use super::Outcome;
 
 /// Which kind of move.
 #[derive(Clone, Copy, PartialEq, Eq)]
