@@ -67,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/databases/{name}/plan", get(routes::database_plan::get))
         .route("/v1/operations", get(routes::operations::list))
         .route("/v1/operations/{id}", get(routes::operations::get_one))
+        .route("/v1/schedules", get(routes::operations::schedules))
         .route("/v1/databases/{name}/backups", get(routes::backups::get))
         .route("/v1/revisions", get(routes::revisions::list))
         .route("/v1/revisions/{sha}", get(routes::revisions::get_one))

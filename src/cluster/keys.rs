@@ -24,6 +24,7 @@
 //! status/reconciler                the reconciler's counters
 //! reconcile/applied/<db>           digest of a database's spec last carried out in full
 //! reconcile/operations/<id>        an operation's record (once per id)
+//! reconcile/schedules/<db>/<node>/<id>  a backup schedule's progress
 //! secrets/replication/<db>         a database's replication password
 //! primaries/<db>/<node>            the host whose instance may run as the node's primary
 //! backups/<db>/<node>              a node's backups (`pgbackrest info`), by its primary's agent
@@ -96,6 +97,8 @@ pub const APPLIED_SPECS: &str = "reconcile/applied/";
 pub const OPERATIONS: &str = "reconcile/operations/";
 /// Prefix of the primaries' records (see `state::primary`).
 pub const PRIMARIES: &str = "primaries/";
+/// Prefix of backup schedules' records (see `state::schedule`).
+pub const SCHEDULES: &str = "reconcile/schedules/";
 /// Prefix of replication passwords.
 pub const REPLICATION_SECRETS: &str = "secrets/replication/";
 
@@ -186,6 +189,11 @@ pub fn applied_spec(database: &str) -> String {
 /// The record of one operation.
 pub fn operation(id: &str) -> String {
     format!("{OPERATIONS}{id}")
+}
+
+/// The record of a backup schedule (`<db>/<node>/<id>`).
+pub fn schedule(key: &str) -> String {
+    format!("{SCHEDULES}{key}")
 }
 
 /// The primary's record of a node.

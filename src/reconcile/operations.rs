@@ -10,6 +10,7 @@ use crate::cluster::store::{full_key, to_json};
 use crate::cluster::{now_rfc3339, ClusterError};
 use crate::plan::operations::{OperationPlan, Transition};
 use crate::state::operation::{OperationRecord, OperationState, PhaseState};
+use crate::state::schedule::ScheduleRecord;
 use etcd_client::{Compare, CompareOp, TxnOp};
 
 /// Writes operation records as the leader.
@@ -125,6 +126,32 @@ impl Recorder {
                     tracing::info!(operation = %p.id, phases = phases.len(), "operation started");
                 }
             }
+            Transition::Schedule {
+                record,
+                phases,
+                refused,
+                prune,
+            } => {
+                let run = match (phases, refused) {
+                    (Some(phases), _) => Some(OperationRecord {
+                        state: OperationState::Running,
+                        reason: p.reason.clone(),
+                        phases: phases.clone(),
+                        leaders: vec![self.me()],
+                        started_at: Some(now.clone()),
+                        ..fresh()
+                    }),
+                    (None, Some(why)) => Some(OperationRecord {
+                        state: OperationState::Failed,
+                        reason: why.clone(),
+                        leaders: vec![self.me()],
+                        finished_at: Some(now.clone()),
+                        ..fresh()
+                    }),
+                    (None, None) => None,
+                };
+                self.schedule(record, run, prune).await?;
+            }
             Transition::Cancel { target } => {
                 let mut refused = None;
                 self.update(target, |r| {
@@ -172,6 +199,46 @@ impl Recorder {
                 })
                 .await?;
                 tracing::info!(operation = %p.id, %target, state = state.as_str(), "cancel recorded");
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances a schedule's record and makes its run's record, in one
+    /// transaction that holds only if neither changed meanwhile: a
+    /// scheduled time runs at most once. Older runs' records go with it.
+    async fn schedule(
+        &self,
+        record: &ScheduleRecord,
+        run: Option<OperationRecord>,
+        prune: &[String],
+    ) -> Result<(), ClusterError> {
+        let key = keys::schedule(&record.key());
+        let entry = self.guard.store().get(&key).await?;
+        let mut compares = vec![match &entry {
+            Some(e) => Compare::mod_revision(full_key(&key), CompareOp::Equal, e.mod_revision),
+            None => Compare::version(full_key(&key), CompareOp::Equal, 0),
+        }];
+        let mut ops = vec![TxnOp::put(full_key(&key), to_json(record)?, None)];
+        if let Some(run) = &run {
+            let op = keys::operation(&run.id);
+            compares.push(Compare::version(full_key(&op), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(full_key(&op), to_json(run)?, None));
+        }
+        for old in prune {
+            ops.push(TxnOp::delete(full_key(&keys::operation(old)), None));
+        }
+        let resp = self.guard.txn(compares, ops, vec![]).await?;
+        if resp.succeeded() {
+            match &run {
+                Some(r) => tracing::info!(
+                    schedule = %record.key(),
+                    operation = %r.id,
+                    state = r.state.as_str(),
+                    missed = record.missed,
+                    "scheduled backup started"
+                ),
+                None => tracing::info!(schedule = %record.key(), "schedule recorded"),
             }
         }
         Ok(())

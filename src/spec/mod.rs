@@ -7,6 +7,7 @@
 
 pub mod backup;
 mod backup_rules;
+pub use backup_rules::parse_cron;
 mod conf;
 pub mod config;
 pub mod database;

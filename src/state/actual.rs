@@ -24,6 +24,9 @@ pub struct Actual {
     /// The operations' records: what each one has done so far.
     #[serde(default)]
     pub operations: Vec<crate::state::operation::OperationRecord>,
+    /// The backup schedules' records.
+    #[serde(default)]
+    pub schedules: Vec<crate::state::schedule::ScheduleRecord>,
     /// Which host is each node's primary (nodes with standbys).
     #[serde(default)]
     pub primaries: Vec<crate::state::primary::PrimaryRecord>,
@@ -451,6 +454,7 @@ impl Actual {
             instances: Vec::new(),
             databases: Vec::new(),
             operations: Vec::new(),
+            schedules: Vec::new(),
             primaries: Vec::new(),
             down_since: BTreeMap::new(),
         }

@@ -9,6 +9,7 @@
 use super::observed::{parse_key, HostObservation, ObservedKey};
 use super::operation::OperationRecord;
 use super::primary::PrimaryRecord;
+use super::schedule::ScheduleRecord;
 use crate::cluster::keys;
 use crate::cluster::reflector::{Change, Update};
 use crate::cluster::registry::HostRecord;
@@ -21,13 +22,14 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// The prefixes an [`ActualCache`] is fed from, one reflector each.
-pub const PREFIXES: [&str; 6] = [
+pub const PREFIXES: [&str; 7] = [
     keys::KNOWN,
     keys::HOSTS,
     keys::OBSERVED,
     keys::APPLIED_SPECS,
     keys::OPERATIONS,
     keys::PRIMARIES,
+    keys::SCHEDULES,
 ];
 
 /// The observed state, kept current from reflector updates.
@@ -40,6 +42,7 @@ pub struct ActualCache {
     applied: BTreeMap<String, String>,
     operations: BTreeMap<String, OperationRecord>,
     primaries: BTreeMap<String, PrimaryRecord>,
+    schedules: BTreeMap<String, ScheduleRecord>,
     /// When a host's lease was seen gone, by host.
     host_down: BTreeMap<String, DateTime<Utc>>,
     /// When an instance was seen not answering, by its observation key.
@@ -60,6 +63,7 @@ impl Default for ActualCache {
             applied: BTreeMap::new(),
             operations: BTreeMap::new(),
             primaries: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             host_down: BTreeMap::new(),
             instance_down: BTreeMap::new(),
             version: 0,
@@ -108,6 +112,7 @@ impl ActualCache {
             keys::APPLIED_SPECS => self.applied.clear(),
             keys::OPERATIONS => self.operations.clear(),
             keys::PRIMARIES => self.primaries.clear(),
+            keys::SCHEDULES => self.schedules.clear(),
             _ => {}
         }
     }
@@ -166,6 +171,11 @@ impl ActualCache {
                 self.primaries.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
             });
         }
+        if let Some(id) = k.strip_prefix(keys::SCHEDULES) {
+            return e.json::<ScheduleRecord>().ok().is_some_and(|r| {
+                self.schedules.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
+            });
+        }
         false
     }
 
@@ -195,6 +205,9 @@ impl ActualCache {
         }
         if let Some(id) = k.strip_prefix(keys::PRIMARIES) {
             return self.primaries.remove(id).is_some();
+        }
+        if let Some(id) = k.strip_prefix(keys::SCHEDULES) {
+            return self.schedules.remove(id).is_some();
         }
         false
     }
@@ -247,6 +260,7 @@ impl ActualCache {
             .collect();
         out.operations = self.operations.values().cloned().collect();
         out.primaries = self.primaries.values().cloned().collect();
+        out.schedules = self.schedules.values().cloned().collect();
         // A host not live since this view began is down since then.
         let began = self.began;
         for (key, i) in &self.instances {

@@ -18,6 +18,16 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<OperationRec
     Ok(Json(entries.iter().filter_map(|e| e.json().ok()).collect()))
 }
 
+/// `GET /v1/schedules`: every backup schedule's record — when pgcd began
+/// following it, the latest time it ran for, how many runs and missed
+/// times, and the operation ids of its latest runs.
+pub async fn schedules(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<crate::state::schedule::ScheduleRecord>>, ApiError> {
+    let (entries, _) = state.store.get_prefix_paged(keys::SCHEDULES, 0).await?;
+    Ok(Json(entries.iter().filter_map(|e| e.json().ok()).collect()))
+}
+
 /// One operation with the tasks of its phases.
 #[derive(Debug, Serialize)]
 pub struct OperationView {

@@ -17,6 +17,7 @@
 
 mod backup;
 mod restart;
+mod schedule;
 mod switchover;
 
 use super::steps::{Note, NoteKind, Plan};
@@ -87,6 +88,24 @@ pub enum Transition {
     Cancel {
         /// The operation cancelled.
         target: String,
+    },
+    /// A backup schedule: its record as it should be now and, when a
+    /// scheduled time has come, the run's operation record (this plan's
+    /// id) made with these phases, or failed with this reason; written in
+    /// one transaction, so a time runs at most once. `prune` are the
+    /// records of older runs, deleted with it.
+    Schedule {
+        /// The schedule's record.
+        record: Box<crate::state::schedule::ScheduleRecord>,
+        /// The run's phases.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phases: Option<Vec<PhaseRecord>>,
+        /// The run was refused: why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+        /// Older runs' operation records to delete.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prune: Vec<String>,
     },
 }
 
@@ -175,16 +194,15 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
     let mut ops: Vec<&Operation> = desired.operations.iter().collect();
     ops.sort_by(|a, b| a.id.cmp(&b.id));
     let mut held: BTreeSet<DatabaseName> = BTreeSet::new();
-    // Running operations first: they hold their databases.
-    for op in &ops {
-        let Some(rec) = records.get(op.id.as_str()) else {
-            continue;
-        };
+    // Running operations first: they hold their databases. Their records
+    // carry them, also when their file is gone (editing or deleting it
+    // changes nothing) or they are a schedule's runs.
+    for rec in records.values() {
         if rec.state == OperationState::Running {
-            if let Some(db) = op.action.database() {
+            if let Some(db) = &rec.database {
                 held.insert(db.clone());
             }
-            let p = running(op, rec, out);
+            let p = running(rec, out);
             out.operations.push(p);
         }
     }
@@ -240,14 +258,17 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
         }
         out.operations.push(p);
     }
+    if let Some(now) = now {
+        schedule::plan(desired, actual, now, &busy, &mut starting, out);
+    }
 }
 
 /// A running operation: its current phase's steps, or its end.
-fn running(op: &Operation, rec: &OperationRecord, out: &mut Plan) -> OperationPlan {
+fn running(rec: &OperationRecord, out: &mut Plan) -> OperationPlan {
     let mut p = OperationPlan {
-        id: op.id.to_string(),
-        kind: kind(&op.action).into(),
-        database: op.action.database().cloned(),
+        id: rec.id.clone(),
+        kind: rec.kind.clone(),
+        database: rec.database.clone(),
         state: OperationState::Running,
         reason: rec.reason.clone(),
         phases: phases_of(&rec.phases),
