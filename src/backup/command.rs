@@ -6,12 +6,23 @@ use crate::plan::backup::{RestoreTarget, CONF_PATH};
 use crate::spec::backup::{BackupType, RestoreType};
 
 fn base(stanza: &str) -> Vec<String> {
+    base_at(CONF_PATH, stanza)
+}
+
+fn base_at(config: &str, stanza: &str) -> Vec<String> {
     vec![
         "pgbackrest".into(),
-        format!("--config={CONF_PATH}"),
+        format!("--config={config}"),
         format!("--stanza={stanza}"),
     ]
 }
+
+/// The configuration of the repository a new instance is restored from
+/// (`restore_config`), beside the instance's own.
+pub const SOURCE_CONF_PATH: &str = "/var/lib/pgcd/pgbackrest/source.conf";
+/// Where a new instance's data is restored before it becomes `data`: a
+/// restore that stops half way never leaves a data directory behind.
+pub const RESTORING_PATH: &str = "/var/lib/pgcd/data.restoring";
 
 fn with(mut argv: Vec<String>, more: &[String], command: &str) -> Vec<String> {
     argv.extend_from_slice(more);
@@ -78,8 +89,35 @@ pub fn restore(
     target: &RestoreTarget,
     path: Option<&(u32, String)>,
 ) -> Vec<String> {
+    let mut more = vec!["--delta".to_string()];
+    more.extend(target_options(repo, target, path));
+    more.push(format!(
+        "--recovery-option=restore_command={}",
+        restore_command(stanza, path)
+    ));
+    more.push("--log-level-console=info".into());
+    with(base(stanza), &more, "restore")
+}
+
+/// `restore` of another cluster's backup (`restore_config`) into
+/// [`RESTORING_PATH`], through [`SOURCE_CONF_PATH`] (whose `repo1-path`
+/// names the source's system identifier). Archiving is off in the copy:
+/// it must never push WAL into the source's archive; the new database's
+/// own `backup_config` turns it on for its own stanza.
+pub fn restore_new(stanza: &str, target: &RestoreTarget) -> Vec<String> {
+    let mut more = vec![format!("--pg1-path={RESTORING_PATH}")];
+    more.extend(target_options(1, target, None));
+    more.push("--archive-mode=off".into());
+    more.push(format!(
+        "--recovery-option=restore_command={} --config={SOURCE_CONF_PATH} --stanza={stanza} archive-get %f \"%p\"",
+        "pgbackrest"
+    ));
+    more.push("--log-level-console=info".into());
+    with(base_at(SOURCE_CONF_PATH, stanza), &more, "restore")
+}
+
+fn target_options(repo: u32, target: &RestoreTarget, path: Option<&(u32, String)>) -> Vec<String> {
     let mut more = vec![
-        "--delta".to_string(),
         format!("--repo={repo}"),
         format!("--type={}", target.restore_type.as_str()),
     ];
@@ -100,12 +138,7 @@ pub fn restore(
     if target.restore_type != RestoreType::Default {
         more.push("--target-action=promote".into());
     }
-    more.push(format!(
-        "--recovery-option=restore_command={}",
-        restore_command(stanza, path)
-    ));
-    more.push("--log-level-console=info".into());
-    with(base(stanza), &more, "restore")
+    more
 }
 
 #[cfg(test)]

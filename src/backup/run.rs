@@ -145,6 +145,22 @@ pub async fn one_off(
     timeout: Duration,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), BackupError> {
+    one_off_as(rt, id, image, mounts, argv, "postgres", timeout, log).await
+}
+
+/// [`one_off`] as another user of the image (`root`, to make directories
+/// before becoming `postgres`).
+#[allow(clippy::too_many_arguments)] // one container's whole description
+pub async fn one_off_as(
+    rt: &Runtime,
+    id: &InstanceId,
+    image: &str,
+    mounts: &[String],
+    argv: &[String],
+    user: &str,
+    timeout: Duration,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), BackupError> {
     let docker = rt.docker();
     let name = restore_container(id);
     let remove = || async {
@@ -173,7 +189,7 @@ pub async fn one_off(
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(argv.to_vec()),
-        user: Some("postgres".into()),
+        user: Some(user.into()),
         labels: Some(std::collections::HashMap::from([(
             "io.pgcd.restore-of".to_string(),
             id.container(),

@@ -430,3 +430,296 @@ async fn promoted(t: &Target<'_>) -> Result<tokio_postgres::Client, StepError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Creates an instance from another cluster's backup (`restore_config`):
+/// finds the source's repository path, restores into a directory of its
+/// own that becomes the data directory only once pgBackRest succeeded,
+/// starts the instance and waits until it is promoted at the target, then
+/// makes the copy this database's own: subscriptions of the source's
+/// replication dropped without touching the source's slots, the database
+/// renamed to the spec's name, the superuser's password this instance's,
+/// recovery settings reset. A retry after a restore that completed goes
+/// straight to the rest, each part idempotent.
+pub(super) async fn create_from_backup(
+    t: &Target<'_>,
+    spec: &crate::runtime::docker::CreateSpec,
+    src: &crate::plan::backup::CloneSource,
+) -> Result<(), StepError> {
+    let (rt, id) = (t.rt, &t.id);
+    let created = rt.create(id, spec).await?;
+    t.log(format!(
+        "container {} {} (image {}, port {}); its data comes from stanza {} in repository {}",
+        id.container(),
+        if created { "created" } else { "already exists" },
+        spec.image,
+        spec.port,
+        src.stanza,
+        src.repo.id
+    ));
+    if rt.has_data(id) {
+        t.log("the data directory is restored already (an earlier attempt)");
+    } else {
+        restore_new(t, spec, src).await?;
+    }
+    rt.start(id).await?;
+    t.log(format!(
+        "{} started; recovery replays WAL to the target and promotes",
+        id.container()
+    ));
+    let pg = promoted(t).await?;
+    make_own(t, &pg, src).await?;
+    drop(pg);
+    rt.restart(id).await?;
+    rt.wait_healthy(id, super::READY_TIMEOUT).await?;
+    let pg = t.admin().await?;
+    let row = pg
+        .query_one(
+            "SELECT system_identifier::text, \
+             ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+             FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(super::query_error)?;
+    let (sysid, timeline): (String, i32) = (row.get(0), row.get(1));
+    t.log(format!(
+        "created from a backup of {}: timeline {timeline}, system identifier {sysid} (the source's; its own stanza keeps its backups apart)",
+        src.stanza
+    ));
+    Ok(())
+}
+
+/// The source's system identifier whose backups are restored: from the
+/// source node's backup listing in etcd (the cluster holding the named
+/// set, else its current one), else, for a posix repository, the one
+/// system identifier under the stanza's directory.
+async fn source_cluster(
+    t: &Target<'_>,
+    src: &crate::plan::backup::CloneSource,
+) -> Result<String, StepError> {
+    let key = crate::cluster::keys::backups(&src.source_database, &src.source_node);
+    if let Ok(Some(listed)) = t.ctx.store.get_json::<poll::NodeBackups>(&key).await {
+        let by_set = src.target.set.as_ref().and_then(|set| {
+            listed
+                .backups
+                .iter()
+                .find(|b| &b.label == set)
+                .and_then(|b| b.system_identifier.clone())
+        });
+        let current = listed.system_identifier.clone().or_else(|| {
+            listed
+                .clusters
+                .iter()
+                .find(|c| c.current)
+                .map(|c| c.system_identifier.clone())
+        });
+        if let Some(s) = by_set.or(current).filter(|s| !s.is_empty()) {
+            t.log(format!(
+                "the backups of {}/{} are listed in this cluster: system identifier {s}",
+                src.source_database, src.source_node
+            ));
+            return Ok(s);
+        }
+    }
+    let refused = |why: String| {
+        StepError::Refused(format!(
+            "restore_config: cannot find the backups of stanza {} in repository {}: {why}",
+            src.stanza, src.repo.id
+        ))
+    };
+    let (RepoType::Posix, Some(base)) = (src.repo.repo_type, src.repo.base_path.as_deref()) else {
+        return Err(refused(format!(
+            "{}/{} has no backup listing in this cluster, and only a posix repository can be searched",
+            src.source_database, src.source_node
+        )));
+    };
+    let dir = Path::new(base).join(&src.stanza);
+    let d = dir.clone();
+    // Off the runtime's threads: inside spawn_blocking.
+    #[allow(clippy::disallowed_methods)]
+    let list = move || -> Result<Vec<String>, std::io::Error> {
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(&d)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    };
+    let ids = tokio::task::spawn_blocking(list)
+        .await
+        .map_err(|e| StepError::Arguments(format!("listing {}: {e}", dir.display())))?
+        .map_err(|e| refused(format!("{}: {e}", dir.display())))?;
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(refused(format!("{} holds no cluster's backups", dir.display()))),
+        many => Err(refused(format!(
+            "{} holds the backups of several clusters ({}); name the backup with restore_options.set",
+            dir.display(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Restores the source's backup into [`command::RESTORING_PATH`] and makes
+/// it the data directory.
+async fn restore_new(
+    t: &Target<'_>,
+    spec: &crate::runtime::docker::CreateSpec,
+    src: &crate::plan::backup::CloneSource,
+) -> Result<(), StepError> {
+    let (rt, id) = (t.rt, &t.id);
+    let sysid = source_cluster(t, src).await?;
+    let source = BackupConf {
+        stanza: src.stanza.clone(),
+        port: spec.port,
+        repos: vec![src.repo.clone()],
+    };
+    let rendered = conf::render(&source, &sysid, &mut |s| {
+        crate::secrets::resolve(s).map_err(|e| e.to_string())
+    })
+    .map_err(BackupError::from)?;
+    t.log(format!(
+        "pgbackrest configuration of the source, stanza {} (secrets masked):",
+        src.stanza
+    ));
+    for line in rendered.masked.lines().filter(|l| !l.starts_with('#')) {
+        t.log(format!("  {line}"));
+    }
+    let dir = host_dir(rt, id);
+    let files = rendered.clone();
+    // Off the runtime's threads: inside spawn_blocking. The one-off
+    // container below gives them to postgres.
+    #[allow(clippy::disallowed_methods)]
+    let write = move || -> Result<(), BackupError> {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut all = vec![("source.conf".to_string(), files.text.clone())];
+        all.extend(files.files.iter().cloned());
+        for (name, content) in all {
+            let path = dir.join(&name);
+            let _ = std::fs::remove_file(&path);
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
+                .map_err(io(&path))?;
+        }
+        Ok(())
+    };
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| StepError::Arguments(format!("writing source.conf: {e}")))??;
+    let argv = command::restore_new(&src.stanza, &src.target);
+    t.log(format!("running {}", argv.join(" ")));
+    // As root: make the directories postgres restores into, then become it.
+    let mut script = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(
+            "set -eu; D={restoring}; rm -rf \"$D\"; mkdir -p \"$D\" {dir}/log {dir}/lock {dir}/spool; \
+             chown postgres:postgres /var/lib/pgcd \"$D\"; chown -R postgres:postgres {dir}; chmod 700 \"$D\"; \
+             exec setpriv --reuid=postgres --regid=postgres --init-groups \"$@\"",
+            restoring = command::RESTORING_PATH,
+            dir = crate::plan::backup::CONTAINER_DIR,
+        ),
+        "sh".into(),
+    ];
+    script.extend(argv);
+    let mut mounts = spec.mounts.clone();
+    mounts.extend(src.mounts.iter().cloned());
+    mounts.sort();
+    mounts.dedup();
+    let log = logger(t);
+    run::one_off_as(rt, id, &spec.image, &mounts, &script, "root", LONG, &log).await?;
+    // No logical replication worker may start before the source's
+    // subscriptions are dropped: they would consume the source's slots.
+    let instance = rt.instance_dir(id);
+    #[allow(clippy::disallowed_methods)] // inside spawn_blocking
+    let promote = move || -> Result<(), BackupError> {
+        let restoring = instance.join("data.restoring");
+        let auto = restoring.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&auto)
+            .map_err(io(&auto))?;
+        std::io::Write::write_all(
+            &mut f,
+            b"# pgcd: until the copy is this database's own (no worker on the source's slots,\n# no commit waiting for the source's synchronous standbys)\nmax_logical_replication_workers = 0\nsynchronous_standby_names = ''\n",
+        )
+        .map_err(io(&auto))?;
+        let data = instance.join("data");
+        std::fs::rename(&restoring, &data).map_err(io(&data))
+    };
+    tokio::task::spawn_blocking(promote)
+        .await
+        .map_err(|e| StepError::Arguments(format!("moving the restored data in place: {e}")))??;
+    t.log("restored; the data directory is in place");
+    Ok(())
+}
+
+/// Makes a restored copy this database's own (see [`create_from_backup`]).
+async fn make_own(
+    t: &Target<'_>,
+    pg: &tokio_postgres::Client,
+    src: &crate::plan::backup::CloneSource,
+) -> Result<(), StepError> {
+    use crate::postgres::sql;
+    let ctx = t.ctx;
+    let want = t.step.database.as_str();
+    // The source's subscriptions, in every database they live in.
+    let subs = pg
+        .query(
+            "SELECT s.subname::text, d.datname::text FROM pg_subscription s \
+             JOIN pg_database d ON d.oid = s.subdbid ORDER BY 2, 1",
+            &[],
+        )
+        .await
+        .map_err(super::query_error)?;
+    for row in subs {
+        let (name, dbname): (String, String) = (row.get(0), row.get(1));
+        let c = t.connect(&dbname).await?;
+        let mut stmts = sql::detach_subscription(&name)?;
+        stmts.push(sql::drop_subscription(&name)?);
+        super::support::run_sql(&c, ctx, &stmts).await?;
+    }
+    let has = |n: &str| {
+        let n = n.to_string();
+        async move {
+            super::support::exists(pg, "SELECT 1 FROM pg_database WHERE datname = $1", &n).await
+        }
+    };
+    if src.database != want && !has(want).await? {
+        if !has(&src.database).await? {
+            return Err(StepError::Refused(format!(
+                "the backup of stanza {} holds no database {:?}: set restore_config.source_database_name",
+                src.stanza, src.database
+            )));
+        }
+        super::support::run_sql(pg, ctx, &[sql::rename_database(&src.database, want)?]).await?;
+    }
+    let password = t.rt.superuser_password(&t.id).await?;
+    super::support::run_sql(pg, ctx, &[sql::set_password("postgres", &password)?]).await?;
+    // One statement each: ALTER SYSTEM refuses a transaction block.
+    for name in [
+        "recovery_target",
+        "recovery_target_time",
+        "recovery_target_xid",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_inclusive",
+        "recovery_target_action",
+        "restore_command",
+        "max_logical_replication_workers",
+        "synchronous_standby_names",
+    ] {
+        pg.batch_execute(&format!("ALTER SYSTEM RESET {name}"))
+            .await
+            .map_err(super::query_error)?;
+    }
+    t.log("the copy is this database's own: the source's subscriptions dropped (their slots untouched), superuser password set, recovery settings reset; restarting");
+    Ok(())
+}

@@ -18,6 +18,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             memory,
             reuse_data,
             mounts,
+            restore_from,
         } => {
             let conf_lines = settings
                 .iter()
@@ -32,6 +33,9 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 standby: None,
                 mounts: mounts.clone(),
             };
+            if let Some(src) = restore_from {
+                return super::backup::create_from_backup(t, &spec, src).await;
+            }
             let created = rt.create(id, &spec).await?;
             t.log(format!(
                 "container {} {} (image {}, PostgreSQL {version}, port {port}{})",

@@ -16,7 +16,7 @@
 use super::instance::{primary_host, step};
 use super::steps::{Action, Note, NoteKind, Plan};
 use super::Index;
-use crate::spec::backup::{BackupConfig, RepoType, RetentionType};
+use crate::spec::backup::{BackupConfig, RepoType, Repository, RetentionType};
 use crate::spec::database::{NodeSpec, NodeState};
 use crate::spec::names::{HostId, NodeName};
 use crate::spec::secret::SecretRef;
@@ -117,6 +117,31 @@ pub fn stanza(db: &str, node: &str) -> String {
     format!("{db}-{node}")
 }
 
+/// One spec repository as `repo<index>` renders it.
+pub fn repo_conf(r: &Repository, index: u32) -> RepoConf {
+    RepoConf {
+        index,
+        id: r.id.to_string(),
+        repo_type: r.repo_type,
+        base_path: r.base_path.clone(),
+        s3_bucket: r.s3_bucket.clone(),
+        s3_region: r.s3_region.clone(),
+        s3_endpoint: r.s3_endpoint.clone(),
+        s3_key: r.s3_key.clone(),
+        s3_key_secret: r.s3_key_secret.clone(),
+        gcs_bucket: r.gcs_bucket.clone(),
+        gcs_key: r.gcs_key.clone(),
+        azure_account: r.azure_account.clone(),
+        azure_container: r.azure_container.clone(),
+        azure_key: r.azure_key.clone(),
+        retention_full: r
+            .retention_full
+            .unwrap_or(crate::spec::defaults::DEFAULT_RETENTION_FULL),
+        retention_full_type: r.retention_full_type.unwrap_or(RetentionType::Count),
+        custom_options: r.custom_options.clone(),
+    }
+}
+
 /// The configuration of a node's instances, when it has backups.
 pub fn conf(db: &Database, node: &NodeSpec) -> Option<BackupConf> {
     let cfg = config(db, node)?;
@@ -124,27 +149,7 @@ pub fn conf(db: &Database, node: &NodeSpec) -> Option<BackupConf> {
         .repositories
         .iter()
         .zip(1u32..)
-        .map(|(r, index)| RepoConf {
-            index,
-            id: r.id.to_string(),
-            repo_type: r.repo_type,
-            base_path: r.base_path.clone(),
-            s3_bucket: r.s3_bucket.clone(),
-            s3_region: r.s3_region.clone(),
-            s3_endpoint: r.s3_endpoint.clone(),
-            s3_key: r.s3_key.clone(),
-            s3_key_secret: r.s3_key_secret.clone(),
-            gcs_bucket: r.gcs_bucket.clone(),
-            gcs_key: r.gcs_key.clone(),
-            azure_account: r.azure_account.clone(),
-            azure_container: r.azure_container.clone(),
-            azure_key: r.azure_key.clone(),
-            retention_full: r
-                .retention_full
-                .unwrap_or(crate::spec::defaults::DEFAULT_RETENTION_FULL),
-            retention_full_type: r.retention_full_type.unwrap_or(RetentionType::Count),
-            custom_options: r.custom_options.clone(),
-        })
+        .map(|(r, index)| repo_conf(r, index))
         .collect();
     Some(BackupConf {
         stanza: stanza(&db.database_name, &node.name),
@@ -427,3 +432,108 @@ pub use ops::{backup_step, restore_step, RestoreTarget};
 #[cfg(test)]
 #[path = "backup_tests.rs"]
 mod tests;
+
+/// Where a new instance takes its data from: a backup in a repository
+/// (`restore_config`), restored and promoted before it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSource {
+    /// The source's stanza (`<source database>-<source node>`).
+    pub stanza: String,
+    /// The source database and node, whose backup listing in etcd names
+    /// the repository path (system identifier) of their backups.
+    pub source_database: String,
+    /// The source node.
+    pub source_node: String,
+    /// The database inside the backup, renamed to the spec's
+    /// `database_name` when they differ.
+    pub database: String,
+    /// The repository, rendered as `repo1` of a configuration of its own.
+    pub repo: RepoConf,
+    /// Where recovery stops.
+    pub target: RestoreTarget,
+    /// Host paths the one-off restore container mounts (the repository's
+    /// base path, CA files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+}
+
+/// The backup a node's new primary is created from, if any: the node's own
+/// `restore_config` while no other node of the database holds data (a node
+/// added to running nodes joins by copying one of them: noted), else the
+/// database's for its first node. `restore_config` counts at creation
+/// only: an instance with data is never restored by it. An error is the
+/// reason the spec cannot be carried out.
+pub(super) fn clone_source(
+    db: &Database,
+    node: &NodeSpec,
+    index: &Index,
+    out: &mut Plan,
+) -> Option<Result<CloneSource, String>> {
+    let name = &db.database_name;
+    let others_hold_data = index
+        .of_database(name)
+        .iter()
+        .any(|i| i.node != node.name && i.data_dir_exists);
+    let first = db.nodes.first().is_some_and(|n| n.name == node.name);
+    let rc = match (&node.restore_config, &db.restore_config) {
+        (Some(_), _) if others_hold_data => {
+            out.notes.push(Note {
+                kind: NoteKind::Backup,
+                database: name.clone(),
+                message: format!(
+                    "{name}/{}: restore_config of a node added to nodes that hold data is not carried out yet; the node joins by copying a member (zero-downtime node addition)",
+                    node.name
+                ),
+            });
+            return None;
+        }
+        (Some(rc), _) => rc,
+        (None, Some(rc)) if first => rc,
+        _ => return None,
+    };
+    let source_database = rc
+        .source_database_id
+        .as_ref()
+        .map(|s| s.to_string())
+        .or_else(|| rc.source_database_name.as_ref().map(|s| s.to_string()));
+    let Some(source_database) = source_database else {
+        return Some(Err(
+            "restore_config names neither source_database_id nor source_database_name".into(),
+        ));
+    };
+    let source_node = rc
+        .source_node_name
+        .as_ref()
+        .map_or_else(|| node.name.to_string(), |n| n.to_string());
+    let target = match RestoreTarget::from_options(rc.restore_options.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(format!("restore_config.restore_options: {e}"))),
+    };
+    if !matches!(rc.repository.repo_type, RepoType::Posix | RepoType::S3) {
+        return Some(Err(format!(
+            "restore_config.repository: pgcd restores from posix and s3 repositories here ({} is written against pgBackRest's documentation and not run)",
+            rc.repository.repo_type
+        )));
+    }
+    let mut mounts = Vec::new();
+    if let (RepoType::Posix, Some(p)) = (rc.repository.repo_type, &rc.repository.base_path) {
+        mounts.push(format!("{p}:{p}"));
+    }
+    for key in ["storage-ca-file", "storage-ca-path"] {
+        if let Some(p) = rc.repository.custom_options.get(key) {
+            mounts.push(format!("{p}:{p}:ro"));
+        }
+    }
+    Some(Ok(CloneSource {
+        stanza: stanza(&source_database, &source_node),
+        database: rc
+            .source_database_name
+            .as_ref()
+            .map_or_else(|| source_database.clone(), |n| n.to_string()),
+        source_database,
+        source_node,
+        repo: repo_conf(&rc.repository, 1),
+        target,
+        mounts,
+    }))
+}

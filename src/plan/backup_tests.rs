@@ -172,3 +172,97 @@ fn operation_steps_are_built_for_the_operation_path() {
         .is_err()
     );
 }
+
+const CLONE: &str = r#"
+database_name: ledger2
+postgres_version: "17"
+port: 6440
+nodes:
+  - name: n1
+    host_ids: [h1, h2]
+  - name: n2
+    host_ids: [h3]
+restore_config:
+  source_database_id: ledger
+  source_node_name: n1
+  repository:
+    id: nfs
+    type: posix
+    base_path: /mnt/backups
+  restore_options:
+    type: time
+    target: "2026-12-02 10:00:00+00"
+"#;
+
+#[test]
+fn a_database_with_restore_config_creates_its_first_node_from_the_backup() {
+    let d = desired(&[("ledger2", CLONE)]);
+    let hosts = [
+        "h1".parse().unwrap(),
+        "h2".parse().unwrap(),
+        "h3".parse().unwrap(),
+    ];
+    let p = plan(&d, &Actual::empty(&hosts));
+    let created = of(&p, |a| matches!(a, Action::CreateInstance { .. }));
+    let from: Vec<(&str, bool)> = created
+        .iter()
+        .map(|s| {
+            let Action::CreateInstance { restore_from, .. } = &s.action else {
+                unreachable!()
+            };
+            (s.id.as_str(), restore_from.is_some())
+        })
+        .collect();
+    assert_eq!(
+        from,
+        [
+            ("ledger2/n1/h1/create-instance", true),
+            ("ledger2/n2/h3/create-instance", false)
+        ],
+        "the first node's primary is restored, n2 is made empty (it joins n1 once n1 runs)"
+    );
+    let Action::CreateInstance {
+        restore_from: Some(src),
+        ..
+    } = &created[0].action
+    else {
+        unreachable!()
+    };
+    assert_eq!(src.stanza, "ledger-n1");
+    assert_eq!(src.database, "ledger", "the database inside the backup");
+    assert_eq!(src.mounts, ["/mnt/backups:/mnt/backups".to_string()]);
+    assert_eq!(src.target.target.as_deref(), Some("2026-12-02 10:00:00+00"));
+    assert!(
+        !p.steps.iter().any(|s| s.id.starts_with("ledger2/n1/h1/")
+            && s.id != "ledger2/n1/h1/create-instance"
+            && !matches!(s.action, Action::RecordPrimary { .. })),
+        "the restored catalog is planned once the instance reports: {p}"
+    );
+    insta::assert_snapshot!(p.to_string());
+}
+
+#[test]
+fn restore_config_counts_at_creation_only() {
+    let d = desired(&[("ledger2", CLONE)]);
+    let a = converged_of(&d);
+    let p = plan(&d, &a);
+    assert!(p.is_empty(), "{p}");
+    // A node with a restore_config of its own added beside nodes that
+    // hold data joins by copying one of them, and says so.
+    let more = CLONE.replace(
+        "  - name: n2\n    host_ids: [h3]\n",
+        "  - name: n2\n    host_ids: [h3]\n  - name: n3\n    host_ids: [h1]\n    port: 6441\n    restore_config:\n      source_database_id: ledger\n      repository: {id: nfs, type: posix, base_path: /mnt/backups}\n",
+    );
+    let d2 = desired(&[("ledger2", &more)]);
+    let p2 = plan(&d2, &a);
+    let Action::CreateInstance { restore_from, .. } =
+        &of(&p2, |a| matches!(a, Action::CreateInstance { .. }))[0].action
+    else {
+        unreachable!()
+    };
+    assert!(restore_from.is_none());
+    assert!(p2
+        .notes
+        .iter()
+        .any(|n| n.kind == NoteKind::Backup && n.message.contains("not carried out yet")));
+}

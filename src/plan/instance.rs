@@ -527,6 +527,47 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
     }
     let stopped = node.state == Some(NodeState::Stopped);
     let new = !inst.is_some_and(|i| i.container_exists);
+    let mut restore_from = None;
+    if new && !inst.is_some_and(|i| i.data_dir_exists) {
+        match super::backup::clone_source(db, node, index, out) {
+            Some(Ok(src)) => restore_from = Some(Box::new(src)),
+            Some(Err(why)) => {
+                out.notes.push(Note {
+                    kind: NoteKind::Backup,
+                    database: name.clone(),
+                    message: format!("{at} is not created: {why}"),
+                });
+                return s.finish(out);
+            }
+            None => {}
+        }
+    }
+    if let Some(src) = &restore_from {
+        let what = match &src.target.target {
+            Some(t) => format!("{} {t}", src.target.restore_type),
+            None => src.target.restore_type.to_string(),
+        };
+        s.add(
+            CREATE,
+            "create-instance",
+            Action::CreateInstance {
+                version,
+                port,
+                settings: wanted.clone(),
+                cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+                memory: node.memory.as_ref().map(|m| m.0.clone()),
+                reuse_data: false,
+                mounts: super::backup::mounts(db, node),
+                restore_from: Some(src.clone()),
+            },
+            format!(
+                "{at} is in the spec and does not exist; restore_config: created from the backups of stanza {} in repository {} ({what}), database {} restored as {name}",
+                src.stanza, src.repo.id, src.database
+            ),
+        );
+        // The restored catalog is planned once the instance runs and reports.
+        return s.finish(out);
+    }
     if new {
         let reuse_data = inst.is_some_and(|i| i.data_dir_exists);
         let reason = match (reuse_data, stopped) {
@@ -549,6 +590,7 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
                 memory: node.memory.as_ref().map(|m| m.0.clone()),
                 reuse_data,
                 mounts: super::backup::mounts(db, node),
+                restore_from: None,
             },
             reason,
         );

@@ -88,10 +88,18 @@ fn lines(s: &Step) -> Vec<String> {
             version,
             port,
             reuse_data,
+            restore_from,
             ..
         } => vec![format!(
             "create instance {on} (PostgreSQL {version}, port {port}{})",
-            if *reuse_data { ", existing data" } else { "" }
+            match restore_from {
+                Some(src) => format!(
+                    ", from a backup of stanza {} in repository {}",
+                    src.stanza, src.repo.id
+                ),
+                None if *reuse_data => ", existing data".to_string(),
+                None => String::new(),
+            }
         )],
         Action::ConfigureBackup { conf, primary, .. } => vec![format!(
             "configure pgBackRest on {on}: stanza {}, {}{}",

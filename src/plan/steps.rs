@@ -115,6 +115,10 @@ pub enum Action {
         /// posix and cifs backup repositories, CA files of object stores.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mounts: Vec<String>,
+        /// The data comes from a backup (`restore_config`): restored,
+        /// started and promoted at the target by this step, not initdb.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_from: Option<Box<super::backup::CloneSource>>,
     },
     /// Create a standby's container; its first start copies the primary
     /// with `pg_basebackup` through the slot and follows it.

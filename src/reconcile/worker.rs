@@ -332,6 +332,11 @@ pub fn task_id(step: &Step) -> String {
 /// How long a step may take.
 pub fn budget(step: &Step) -> Duration {
     match step.action {
+        // Restored from a backup, or made by initdb.
+        Action::CreateInstance {
+            restore_from: Some(_),
+            ..
+        } => Duration::from_secs(3600),
         Action::CreateInstance { .. } => Duration::from_secs(300),
         // Copies a whole database, or backs it up, or restores it.
         Action::JoinMesh { .. } | Action::RunBackup { .. } | Action::RestoreInstance { .. } => {
