@@ -20,6 +20,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 mkdir -p target
 status=0
-cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=$?
+# Unit and doc tests, then the integration files two at a time (each has
+# its own addresses); per-file logs in target/test-logs/.
+scripts/run-tests.sh || status=$?
 df -h . /tmp | sed 's/^/== after the tests: /'
 exit "$status"
