@@ -92,6 +92,7 @@ fn orders() -> DatabaseStatus {
             drift: true,
             depends_on: vec![],
             operation: None,
+            impact: None,
         }],
         notes: vec![],
         operations: vec![],

@@ -134,4 +134,15 @@ fn scheduled_backups_run_once_per_time_across_a_change_of_leader() {
         listed == recent.len() || listed == runs,
         "{listed} backups for {runs} runs"
     );
+    // And /metrics counts them, none missed.
+    let metrics = get_text(&format!("{api}/metrics")).unwrap();
+    let missed = metrics
+        .lines()
+        .find(|l| l.starts_with("pgcd_backup_schedule_missed_total{database=\"ledger\""))
+        .unwrap_or_else(|| panic!("no missed counter in {metrics}"));
+    assert!(missed.ends_with(" 0"), "{missed}");
+    assert!(
+        metrics.contains("pgcd_backup_schedule_runs_total{database=\"ledger\""),
+        "{metrics}"
+    );
 }

@@ -319,6 +319,54 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
         .join("instances/books-n1/data/PG_VERSION")
         .exists());
     assert!(q("SELECT 1").is_some(), "shop is untouched");
+
+    // Maintenance mode: steps are planned and shown, none runs; drift is
+    // not corrected; resumed, everything is carried out.
+    let suspended = format!("{}suspend: true\n", shop(&h1, "40MB", "256MB"));
+    let held = commit(
+        &work,
+        &[("databases/shop.yaml", Some(&suspended))],
+        "suspend shop, work_mem 40MB",
+    );
+    let s = wait_for("shop suspended with its step held", READY, || {
+        status(&api, "shop").filter(|s| {
+            s["observed_revision"] == held.as_str()
+                && condition(s, "Suspended")
+                && s["conditions"].to_string().contains("held")
+        })
+    });
+    assert!(!condition(&s, "Ready"), "{s}");
+    assert!(
+        s["last_plan"]["text"].as_str().unwrap().contains("40MB"),
+        "{s}"
+    );
+    admin("ALTER DATABASE shop OWNER TO postgres").unwrap();
+    admin("DROP ROLE app").unwrap();
+    wait_for("the dropped role planned and held", READY, || {
+        status(&api, "shop").filter(|s| {
+            s["last_plan"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("role app"))
+        })
+    });
+    assert_eq!(
+        admin("SHOW work_mem").as_deref(),
+        Some("32MB"),
+        "nothing ran while suspended"
+    );
+    assert_eq!(
+        admin("SELECT count(*) FROM pg_roles WHERE rolname = 'app'").as_deref(),
+        Some("0"),
+        "no drift corrected while suspended"
+    );
+    let resumed = commit(
+        &work,
+        &[("databases/shop.yaml", Some(&shop(&h1, "40MB", "256MB")))],
+        "resume shop",
+    );
+    let s = wait_ready(&api, "shop", Some(&resumed), READY);
+    assert!(!condition(&s, "Suspended"), "{s}");
+    assert_eq!(q("SHOW work_mem").as_deref(), Some("40MB"));
 }
 
 #[test]

@@ -99,6 +99,9 @@ pub const OPERATIONS: &str = "reconcile/operations/";
 pub const PRIMARIES: &str = "primaries/";
 /// Prefix of backup schedules' records (see `state::schedule`).
 pub const SCHEDULES: &str = "reconcile/schedules/";
+/// How long the steps clients feel took on this cluster, by kind (one key,
+/// the leader's): the impact plan's estimates.
+pub const DURATIONS: &str = "reconcile/durations";
 /// Prefix of replication passwords.
 pub const REPLICATION_SECRETS: &str = "secrets/replication/";
 

@@ -62,6 +62,7 @@ pub(super) fn step(
         drift: false,
         depends_on,
         operation: None,
+        impact: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod catalog;
 mod converged;
 pub(crate) mod ha;
 pub mod hba;
+pub mod impact;
 mod instance;
 mod mesh;
 pub mod operations;
@@ -135,9 +136,29 @@ pub fn plan_at(
     actual: &Actual,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Plan {
+    // Cluster-wide maintenance mode is every database's.
+    let all_suspended;
+    let desired = if desired.config.suspend == Some(true) {
+        let mut d = desired.clone();
+        for db in &mut d.databases {
+            db.suspend = Some(true);
+        }
+        all_suspended = d;
+        &all_suspended
+    } else {
+        desired
+    };
     let mut out = databases(desired, actual, now);
     operations::plan(desired, actual, now, &mut out);
+    impact::annotate(&mut out, actual);
     out
+}
+
+/// Whether a database is in maintenance mode (its own `suspend`, or
+/// `pgcd.yaml`'s): its steps are planned and shown, and only those of the
+/// operations committed for it are carried out.
+pub fn suspended(db: &Database, config: &crate::spec::ClusterConfig) -> bool {
+    db.suspend == Some(true) || config.suspend == Some(true)
 }
 
 /// The steps and notes of every database, operations aside.

@@ -274,6 +274,9 @@ impl fmt::Display for Plan {
                 writeln!(f, "{} {line}", sign(effect))?;
             }
             writeln!(f, "    # {}", s.reason)?;
+            if let Some(i) = &s.impact {
+                writeln!(f, "    ! clients: {i}")?;
+            }
         }
         if !self.notes.is_empty() {
             if !self.steps.is_empty() {
@@ -306,6 +309,9 @@ impl fmt::Display for Plan {
                         if p.disruptive { ", disruptive" } else { "" },
                         p.description
                     )?;
+                    if let Some(i) = &p.impact {
+                        writeln!(f, "       ! clients: {i}")?;
+                    }
                 }
             }
         }

@@ -64,6 +64,10 @@ pub struct Step {
     /// The operation phase this step carries out, when it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<StepOperation>,
+    /// What clients will feel of it (a disruptive step), with the time
+    /// estimated from this cluster's own recorded durations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<String>,
 }
 
 /// The operation phase a step belongs to.

@@ -60,6 +60,9 @@ pub struct Inputs<'a> {
     pub ended: Option<&'a BatchOutcome>,
     /// The time now (RFC 3339), for transition times.
     pub now: &'a str,
+    /// Maintenance mode (`suspend`): steps that are not an operation's are
+    /// held.
+    pub suspended: bool,
 }
 
 /// The derived status.
@@ -137,6 +140,16 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
         .collect();
     let now = i.now;
     let mut applied = None;
+    // Steps held by maintenance mode: the plan has them, the worker runs none.
+    let held = if i.suspended {
+        i.plan
+            .steps
+            .iter()
+            .filter(|s| s.operation.is_none())
+            .count()
+    } else {
+        0
+    };
     if let Some(last) = i.ended {
         st.tasks = last.outcomes.iter().flat_map(|o| o.tasks.clone()).collect();
         let drift: Vec<String> = last
@@ -163,6 +176,13 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
     } else {
         st.set(C::Orphaned, false, "InSpec", String::new(), now);
         match i.activity {
+            Activity::Idle { failed: None, .. } if held > 0 => {
+                let msg = format!(
+                    "suspended: {held} step(s) planned and held (pgcd plan shows them); set suspend: false to carry them out"
+                );
+                st.set(C::Ready, false, "Suspended", msg, now);
+                st.set(C::Reconciling, false, "Suspended", String::new(), now);
+            }
             Activity::Applying => {
                 let n = i.plan.steps.len();
                 st.set(
@@ -234,6 +254,17 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
                 }
             }
         }
+    }
+    if i.suspended {
+        st.set(
+            C::Suspended,
+            true,
+            "SuspendSet",
+            "maintenance mode (suspend: true): no steps but committed operations', no drift correction, no automatic failover or scheduled backup; observation and status go on".into(),
+            now,
+        );
+    } else if st.conditions.iter().any(|c| c.kind == C::Suspended) {
+        st.set(C::Suspended, false, "Resumed", String::new(), now);
     }
     let unsupported: Vec<String> = st
         .operations

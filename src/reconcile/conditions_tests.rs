@@ -60,6 +60,11 @@ fn derive_for(
             activity,
             ended,
             now: NOW,
+            suspended: d
+                .databases
+                .iter()
+                .find(|x| x.database_name == name)
+                .is_some_and(|db| crate::plan::suspended(db, &d.config)),
         },
     )
 }
@@ -179,4 +184,26 @@ fn a_deleted_database_without_instances_leaves_no_status() {
     let a = Actual::empty(&["h1".parse().unwrap()]);
     let got = derive_for(&gone, &a, "orders", IDLE, None, None);
     assert_eq!(got.status, None);
+}
+
+#[test]
+fn a_suspended_database_holds_its_steps_and_says_since_when() {
+    let text = format!("{}suspend: true\n", example::ORDERS);
+    let d = example::desired(&[("orders", &text)]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let got = derive_for(&d, &a, "orders", IDLE, None, None);
+    let st = got.status.unwrap();
+    insta::assert_snapshot!(lines(&st));
+    assert!(got.applied.is_none(), "nothing is recorded as carried out");
+    assert!(
+        !st.last_plan.as_ref().unwrap().steps.is_empty(),
+        "the plan is shown"
+    );
+    // Resumed: the condition turns false (kept, with its time), steps run.
+    let d2 = example::desired(&[("orders", example::ORDERS)]);
+    let resumed = derive_for(&d2, &a, "orders", Activity::Applying, None, Some(&st));
+    let st2 = resumed.status.unwrap();
+    let c = st2.condition(C::Suspended).unwrap();
+    assert!(!c.status);
+    assert_eq!(c.reason, "Resumed");
 }

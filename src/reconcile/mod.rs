@@ -163,6 +163,9 @@ struct Supervisor {
     events: mpsc::Receiver<Event>,
     /// The etcd reflector has listed everything at least once.
     listed: bool,
+    /// How long the steps clients feel took (`reconcile/durations`): the
+    /// leader's own, read once when it takes over.
+    durations: crate::state::durations::StepDurations,
 }
 
 impl Supervisor {
@@ -176,6 +179,13 @@ impl Supervisor {
         let stats: ReconcilerStats = guard
             .store()
             .get_json(keys::RECONCILER_STATS)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let durations = guard
+            .store()
+            .get_json(keys::DURATIONS)
             .await
             .ok()
             .flatten()
@@ -201,6 +211,7 @@ impl Supervisor {
             events_tx,
             events,
             listed: false,
+            durations,
             guard,
         }
     }
@@ -279,8 +290,12 @@ impl Supervisor {
     async fn handle(&mut self, e: Event) {
         match e {
             Event::Etcd(u) => self.apply(u).await,
-            Event::Done(outcome) => self.batch_ended(outcome),
+            Event::Done(outcome) => {
+                self.record_durations(&outcome).await;
+                self.batch_ended(outcome);
+            }
             Event::UrgentDone(outcome) => {
+                self.record_durations(&outcome).await;
                 let st = self.dbs.entry(outcome.database.to_string()).or_default();
                 st.urgent = false;
                 self.count_steps(&outcome);
@@ -293,6 +308,26 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// Records how long each step clients feel took, for the impact plan's
+    /// estimates; written only when such a step ran (an idle leader writes
+    /// nothing). A failed write is logged: the estimates are advice.
+    async fn record_durations(&mut self, outcome: &BatchOutcome) {
+        let mut any = false;
+        for o in outcome.outcomes.iter().filter(|o| o.error.is_none()) {
+            if let Some(kind) = crate::plan::impact::kind(&o.step.action) {
+                self.durations.record(kind, o.seconds);
+                any = true;
+            }
+        }
+        if !any || outcome.deposed {
+            return;
+        }
+        let json = serde_json::to_vec(&self.durations).unwrap_or_default();
+        if let Err(e) = self.guard.put(keys::DURATIONS, json).await {
+            tracing::warn!(error = %e, "cannot record step durations; the impact plan keeps older estimates");
         }
     }
 
@@ -514,7 +549,8 @@ impl Supervisor {
         let started = Instant::now();
         let cpu = process_cpu_seconds();
         let now = chrono::Utc::now();
-        let actual = self.actual.actual();
+        let mut actual = self.actual.actual();
+        actual.durations = self.durations.clone();
         let plan = crate::plan::plan_at(&snap.desired, &actual, Some(now));
         for op in plan.operations.iter().filter(|o| o.transition.is_some()) {
             let span = tracing::info_span!("operation", operation = %op.id, database = op.database.as_deref().unwrap_or(""));
@@ -585,14 +621,28 @@ impl Supervisor {
                     continue;
                 }
             }
-            let ids: BTreeSet<String> = slice
-                .steps
+            // Maintenance mode: only the steps of operations committed for
+            // the database run; the rest are planned, shown and held.
+            let suspended = specs
+                .get(name)
+                .is_some_and(|d| crate::plan::suspended(d, &snap.desired.config));
+            let runnable: Vec<crate::plan::Step> = if suspended {
+                slice
+                    .steps
+                    .iter()
+                    .filter(|s| s.operation.is_some())
+                    .cloned()
+                    .collect()
+            } else {
+                slice.steps.clone()
+            };
+            let ids: BTreeSet<String> = runnable
                 .iter()
                 .filter(|s| s.operation.is_none())
                 .map(same_step)
                 .collect();
             let repeating = !ids.is_empty() && ids == st.last_ok && st.repeats >= 1;
-            let start = !slice.steps.is_empty() && !repeating && !waiting && !st.urgent;
+            let start = !runnable.is_empty() && !repeating && !waiting && !st.urgent;
             let activity = if start {
                 Activity::Applying
             } else {
@@ -613,6 +663,7 @@ impl Supervisor {
                 activity,
                 ended: st.last.as_ref(),
                 now: &stamp,
+                suspended,
             };
             let derived = conditions::derive(self.statuses.get(name), &inputs);
             st.last = None;
@@ -630,7 +681,7 @@ impl Supervisor {
                 let batch = Batch {
                     database,
                     revision: snap.revision.clone(),
-                    steps: slice.steps.clone(),
+                    steps: runnable,
                     config: Arc::new(snap.desired.config.clone()),
                     replication: spec.and_then(|d| d.replication),
                 };

@@ -23,6 +23,9 @@ pub enum ConditionType {
     Degraded,
     /// The database's file was removed; its instances are kept running.
     Orphaned,
+    /// Maintenance mode (`suspend: true`, in its file or `pgcd.yaml`): its
+    /// steps are planned and held; the condition's time says since when.
+    Suspended,
 }
 
 impl ConditionType {
@@ -34,6 +37,7 @@ impl ConditionType {
             Self::Stalled => "Stalled",
             Self::Degraded => "Degraded",
             Self::Orphaned => "Orphaned",
+            Self::Suspended => "Suspended",
         }
     }
 }

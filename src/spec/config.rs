@@ -28,6 +28,12 @@ pub struct ClusterConfig {
     /// Changing it changes those databases' desired version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_version: Option<PgVersion>,
+    /// Maintenance mode for every database: as `suspend: true` in each
+    /// database's file (no steps but the operations committed, no drift
+    /// correction, no automatic failover or schedule; observation and
+    /// status go on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
 }
 
 impl Decode for ClusterConfig {
@@ -38,6 +44,7 @@ impl Decode for ClusterConfig {
             m.opt(cx, "reporters"),
             m.map(cx, "images"),
             m.opt(cx, "postgres_version"),
+            m.opt(cx, "suspend"),
         );
         m.finish(cx);
         Some(Self {
@@ -45,6 +52,7 @@ impl Decode for ClusterConfig {
             reporters: r.1.unwrap_or_default(),
             images: r.2,
             postgres_version: r.3,
+            suspend: r.4,
         })
     }
 }

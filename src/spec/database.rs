@@ -116,9 +116,10 @@ pub struct Database {
     /// Automatic failover of each node's primary to one of its standbys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverPolicy>,
-    /// Maintenance mode: no automatic action on this database (no steps,
-    /// no drift correction, no automatic failover) while observation and
-    /// status go on. Like Patroni's `pause`.
+    /// Maintenance mode: no automatic action on this database (no steps
+    /// but those of operations committed for it, no drift correction, no
+    /// automatic failover, no scheduled backup) while observation and
+    /// status go on. Like Patroni's `pause` and Flux's `suspend`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 }

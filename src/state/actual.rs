@@ -35,6 +35,10 @@ pub struct Actual {
     /// clock of failover's grace time.
     #[serde(default)]
     pub down_since: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
+    /// How long the steps clients feel took on this cluster (the impact
+    /// plan's estimates).
+    #[serde(default)]
+    pub durations: crate::state::durations::StepDurations,
 }
 
 /// The spec of a database as last carried out in full: when it equals the
@@ -457,6 +461,7 @@ impl Actual {
             schedules: Vec::new(),
             primaries: Vec::new(),
             down_since: BTreeMap::new(),
+            durations: Default::default(),
         }
     }
 }

@@ -295,5 +295,10 @@ pub async fn actual(store: &Store) -> Result<Actual, ClusterError> {
         let (entries, revision) = store.get_prefix_paged(prefix, 0).await?;
         cache.apply(prefix, Update::Reset { entries, revision });
     }
-    Ok(cache.actual())
+    let mut out = cache.actual();
+    // The impact plan's estimates (the leader's key; absent on a new cluster).
+    if let Ok(Some(d)) = store.get_json(keys::DURATIONS).await {
+        out.durations = d;
+    }
+    Ok(out)
 }

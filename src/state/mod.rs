@@ -10,6 +10,7 @@ pub mod actual;
 pub mod assemble;
 pub mod audit;
 pub mod desired;
+pub mod durations;
 pub mod names;
 pub mod observed;
 pub mod operation;

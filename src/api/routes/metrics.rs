@@ -45,10 +45,69 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
     let mut text = state.metrics.render(hosts_up, &tasks);
     text.push_str(&render_reconciler(&stats, &dbs));
     text.push_str(&super::backups::metrics(&state.store).await);
+    if let Ok((entries, _)) = state
+        .store
+        .get_prefix_paged(crate::cluster::keys::SCHEDULES, 0)
+        .await
+    {
+        let records: Vec<crate::state::schedule::ScheduleRecord> =
+            entries.iter().filter_map(|e| e.json().ok()).collect();
+        text.push_str(&render_schedules(&records));
+    }
     if let Ok(certs) = super::certificates::read_all(&state).await {
         text.push_str(&render_certificates(&certs));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Renders each backup schedule's runs, missed times (a time that passed
+/// while no leader ran: alert on its increase) and latest time run.
+pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> String {
+    let mut out = String::new();
+    let labels = |r: &crate::state::schedule::ScheduleRecord| {
+        format!(
+            "database=\"{}\",node=\"{}\",schedule=\"{}\"",
+            escape_label(r.database.as_str()),
+            escape_label(&r.node),
+            escape_label(&r.schedule)
+        )
+    };
+    let _ = writeln!(out, "# HELP pgcd_backup_schedule_runs_total Scheduled backups started by the leader, per schedule.");
+    let _ = writeln!(out, "# TYPE pgcd_backup_schedule_runs_total counter");
+    for r in records {
+        let _ = writeln!(
+            out,
+            "pgcd_backup_schedule_runs_total{{{}}} {}",
+            labels(r),
+            r.runs
+        );
+    }
+    let _ = writeln!(out, "# HELP pgcd_backup_schedule_missed_total Scheduled times that passed without a run (no leader then); the latest one runs late.");
+    let _ = writeln!(out, "# TYPE pgcd_backup_schedule_missed_total counter");
+    for r in records {
+        let _ = writeln!(
+            out,
+            "pgcd_backup_schedule_missed_total{{{}}} {}",
+            labels(r),
+            r.missed
+        );
+    }
+    let _ = writeln!(out, "# HELP pgcd_backup_schedule_last_run_timestamp_seconds The latest scheduled time run (Unix time).");
+    let _ = writeln!(
+        out,
+        "# TYPE pgcd_backup_schedule_last_run_timestamp_seconds gauge"
+    );
+    for r in records {
+        if let Some(t) = r.last_due {
+            let _ = writeln!(
+                out,
+                "pgcd_backup_schedule_last_run_timestamp_seconds{{{}}} {}",
+                labels(r),
+                t.timestamp()
+            );
+        }
+    }
+    out
 }
 
 /// Renders `pgcd_certificate_expiry_seconds{host,kind}`: each
@@ -262,6 +321,25 @@ mod tests {
             "pgcd_apply_steps_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn schedules_render_runs_missed_and_the_latest_time_run() {
+        let r: crate::state::schedule::ScheduleRecord = serde_json::from_value(serde_json::json!({
+            "database": "orders", "node": "n1", "schedule": "nightly",
+            "cron_expression": "0 0 1 * * *", "since": "2026-01-01T00:00:00Z",
+            "last_due": "2026-01-03T01:00:00Z", "runs": 2, "missed": 1
+        }))
+        .unwrap();
+        let text = render_schedules(&[r]);
+        let l = "database=\"orders\",node=\"n1\",schedule=\"nightly\"";
+        for line in [
+            format!("pgcd_backup_schedule_runs_total{{{l}}} 2\n"),
+            format!("pgcd_backup_schedule_missed_total{{{l}}} 1\n"),
+            format!("pgcd_backup_schedule_last_run_timestamp_seconds{{{l}}} 1767402000\n"),
+        ] {
+            assert!(text.contains(&line), "{line} in {text}");
         }
     }
 

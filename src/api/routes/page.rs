@@ -32,7 +32,7 @@ th{background:#f0f0f0}pre{background:#fff;border:1px solid #ddd;padding:.6em;ove
 .muted{color:#777}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3b}\
 .badge{display:inline-block;border-radius:.8em;padding:0 .6em;color:#fff;font-size:.85em;margin-right:.3em}\
 .Ready{background:#1b7f3b}.Reconciling{background:#1f5fbf}.Stalled{background:#b00020}\
-.Degraded{background:#c76b00}.Orphaned{background:#6b4fa0}.NotReady{background:#888}\
+.Degraded{background:#c76b00}.Orphaned{background:#6b4fa0}.NotReady{background:#888}.Suspended{background:#555}\
 .problem{background:#fff3f3;border:1px solid #e0b4b4;padding:.4em .6em}";
 
 /// Everything the page shows, read from etcd.
@@ -224,9 +224,14 @@ fn render_databases(o: &mut String, dbs: &[DatabaseStatus]) {
         );
         o.push_str("<ul>\n");
         for c in db.conditions.iter().filter(|c| c.status) {
+            let since = if c.kind == ConditionType::Suspended {
+                format!(" (since {})", e(&c.last_transition_time))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "<li><span class=\"badge {0}\">{0}</span>{1}: {2}</li>",
+                "<li><span class=\"badge {0}\">{0}</span>{1}: {2}{since}</li>",
                 c.kind.as_str(),
                 e(&c.reason),
                 e(&c.message)

@@ -179,3 +179,53 @@ fn no_failover_is_planned_while_a_restore_holds_the_primary_down() {
     let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["ledger/n1/h1/restore:op1"], "{p}");
 }
+
+#[test]
+fn a_switchover_says_how_long_writes_pause_from_this_clusters_own_switchovers() {
+    let d = with_op(
+        LEDGER,
+        "kind: Switchover\ndatabase: ledger\nnode: n1\ncandidate: h2\n",
+    );
+    let mut a = crate::plan::converged(&d);
+    let primary = crate::plan::example::instance(&mut a, "ledger", "n1", "h1");
+    primary.replicas = vec![crate::state::ReplicaActual {
+        name: "pgcd_n1_h2".into(),
+        state: "streaming".into(),
+        lag_bytes: Some(128),
+        lag_seconds: None,
+        sync_state: None,
+        flush_lsn: None,
+    }];
+    for (kind, s) in [
+        ("switchover-stop", 0.5),
+        ("promote", 0.25),
+        ("switchover-stop", 0.7),
+    ] {
+        a.durations.record(kind, s);
+    }
+    let p = plan_at(&d, &a, Some(chrono::Utc::now()));
+    let op = &p.operations[0];
+    let stop = op
+        .phases
+        .iter()
+        .find(|ph| {
+            ph.step
+                .as_ref()
+                .is_some_and(|s| matches!(s.action, Action::StopForSwitchover { .. }))
+        })
+        .unwrap_or_else(|| panic!("{p}"));
+    let impact = stop.impact.as_deref().unwrap_or_default();
+    assert!(
+        impact.starts_with("writes to ledger/n1 pause from this step until the candidate is promoted: about 0.8 s (median of the last 1 switchovers timed on this cluster)"),
+        "{impact}"
+    );
+    assert!(
+        impact.ends_with("; the candidate (pgcd_n1_h2) is 128 bytes behind now"),
+        "{impact}"
+    );
+    assert!(
+        p.to_string()
+            .contains("       ! clients: writes to ledger/n1 pause"),
+        "{p}"
+    );
+}

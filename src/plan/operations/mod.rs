@@ -65,6 +65,12 @@ pub struct PhasePlan {
     pub disruptive: bool,
     /// Where it stands.
     pub state: PhaseState,
+    /// What clients will feel of it (see [`crate::plan::impact`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<String>,
+    /// Its first step, for the impact (not shown).
+    #[serde(skip)]
+    pub step: Option<super::steps::Step>,
 }
 
 /// A change to an operation's record that the planner asks for.
@@ -522,6 +528,8 @@ fn phases_of(phases: &[PhaseRecord]) -> Vec<PhasePlan> {
             description: p.description.clone(),
             disruptive: p.disruptive,
             state: p.state,
+            impact: None,
+            step: p.steps.first().cloned(),
         })
         .collect()
 }

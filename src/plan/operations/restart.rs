@@ -44,6 +44,7 @@ pub(super) fn phases(
                 drift: false,
                 depends_on: vec![],
                 operation: None,
+                impact: None,
             };
             let description = format!("restart {}/{} on {}", i.database, i.node, i.host);
             super::one_step_phase(id, name, description, step)

@@ -235,6 +235,7 @@ fn phase(
         drift: false,
         depends_on: vec![],
         operation: None,
+        impact: None,
     };
     super::one_step_phase(id, name, description, step)
 }
