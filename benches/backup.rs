@@ -166,17 +166,21 @@ fn main() {
         commit.push(c);
         phase.push(p);
     }
+    let min = |xs: &[f64]| xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let (hm, cm, pm) = (min(&hand), min(&commit), min(&phase));
     let (h, c, p) = (median(hand), median(commit), median(phase));
-    println!("| full backup of {size} bytes | median of {runs} |");
-    println!("|---|---|");
-    println!("| `pgbackrest backup` by hand | {h:.2} s |");
+    println!("| full backup of {size} bytes, {runs} rounds | median | ratio | fastest | ratio |");
+    println!("|---|---|---|---|---|");
+    println!("| `pgbackrest backup` by hand | {h:.2} s | | {hm:.2} s | |");
     println!(
-        "| through pgcd, phase (task) | {p:.2} s (ratio {:.3}) |",
-        p / h
+        "| through pgcd, phase (task) | {p:.2} s | {:.3} | {pm:.2} s | {:.3} |",
+        p / h,
+        pm / hm
     );
     println!(
-        "| through pgcd, commit → succeeded | {c:.2} s (ratio {:.3}) |",
-        c / h
+        "| through pgcd, commit → succeeded | {c:.2} s | {:.3} | {cm:.2} s | {:.3} |",
+        c / h,
+        cm / hm
     );
 
     // In-place restore to the end of the WAL, through pgcd.
