@@ -182,6 +182,29 @@ impl ImageCatalog {
         out
     }
 
+    /// What an instance running `running` (a server version such as
+    /// `17.10`) can be upgraded to with the builds here: the newer minors of
+    /// its major (in place), and each newer major's newest build (by node
+    /// addition). Both oldest first; nothing for an unparsable version.
+    pub fn upgrades_from(&self, running: &str) -> (Vec<PgVersion>, Vec<PgVersion>) {
+        let Some(v) = parse_server_version(running) else {
+            return (Vec::new(), Vec::new());
+        };
+        let minors = self
+            .minors_of(v.major)
+            .into_iter()
+            .filter(|m| m.minor > v.minor)
+            .collect();
+        let mut majors: Vec<PgVersion> = self
+            .images
+            .values()
+            .filter(|m| m.major > v.major)
+            .filter_map(Manifest::pg_version)
+            .collect();
+        majors.sort_by_key(|m| (m.major, m.minor));
+        (minors, majors)
+    }
+
     /// Every build, oldest version first.
     pub fn builds(&self) -> Vec<&Manifest> {
         let mut out: Vec<&Manifest> = self.versions.values().collect();
@@ -239,6 +262,28 @@ mod tests {
         );
         assert!(c.resolve(v("17.11")).is_none());
         assert_eq!(c.minors_of(17), [v("17.10"), v("17.12")]);
+    }
+
+    #[test]
+    fn upgrades_are_the_newer_minors_and_the_newer_majors_newest_builds() {
+        let c = ImageCatalog::from_texts_and_versions(
+            [
+                r#"{"major":17,"version":"17.12","extensions":[]}"#,
+                r#"{"major":18,"version":"18.6","extensions":[]}"#,
+                r#"{"major":16,"version":"16.2","extensions":[]}"#,
+            ],
+            [r#"{"major":17,"version":"17.10","extensions":[]}"#],
+        );
+        let v = |s: &str| PgVersion::parse(s).unwrap();
+        assert_eq!(
+            c.upgrades_from("17.10"),
+            (vec![v("17.12")], vec![v("18.6")])
+        );
+        assert_eq!(
+            c.upgrades_from("17.12 (Debian 17.12-1)"),
+            (vec![], vec![v("18.6")])
+        );
+        assert_eq!(c.upgrades_from("unknown"), (vec![], vec![]));
     }
 
     #[test]
