@@ -39,6 +39,28 @@ fn a_minor_upgrade_rolls_standbys_first_then_switches_over_under_writes() {
         let v = version(&ha, i).unwrap();
         assert!(v.starts_with("PostgreSQL 17.10"), "{v}");
     }
+    // What the images offer: 17.12 in place, the newer majors by node addition.
+    let db = get_json(&format!(
+        "{api}/v1/databases/ledger?include=available_upgrades"
+    ))
+    .unwrap();
+    let n1 = &db["available_upgrades"][0];
+    assert_eq!(n1["node"], "n1", "{db}");
+    assert_eq!(n1["running"], serde_json::json!(["17.10"]), "{db}");
+    assert!(
+        n1["minors"].as_array().unwrap().contains(&"17.12".into()),
+        "{db}"
+    );
+    let out = common::tls::pgcd_client()
+        .args(["status", "ledger", "--api", &api])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("runs 17.10; minor (in place): 17.12"),
+        "{text}"
+    );
+
     let client = ha.client();
     ha.writes_go_on(&client, 50);
 
@@ -61,6 +83,15 @@ fn a_minor_upgrade_rolls_standbys_first_then_switches_over_under_writes() {
             (upgraded && ha.writable(0)).then_some(())
         },
     );
+    wait_for("the status shows the mixed versions", WAIT, || {
+        let s = get_json(&format!("{api}/v1/databases/ledger"))?;
+        let versions: Vec<&str> = s["instances"]
+            .as_array()?
+            .iter()
+            .filter_map(|i| i["version"].as_str())
+            .collect();
+        (versions.contains(&"17.10") && versions.contains(&"17.12")).then_some(())
+    });
     let op = wait_for("the upgrade's switchover succeeded", 2 * WAIT, || {
         get_json(&format!("{api}/v1/operations/upgrade-ledger-n1-17.12"))
             .filter(|op| op["state"] == "succeeded")
