@@ -12,6 +12,10 @@
 //! 3. the old primary rejoins as a standby (the ordinary plan) and is
 //!    recreated like the others.
 //!
+//! An active-active database goes one node at a time, in spec order, and a
+//! node goes on only while every link of the database's nodes streams
+//! (each primary's subscriptions enabled and applying).
+//!
 //! A node without standbys is recreated on the new image in place, and the
 //! plan says its clients are disconnected for the restart. A failed step
 //! stops the rollout where it is (the next standby waits for the last to
@@ -93,6 +97,35 @@ fn assess<'a>(db: &Database, node: &'a NodeSpec, index: &Index) -> Option<Assess
     })
 }
 
+/// Why `node` waits before its next upgrade step: an earlier node of the
+/// database is still upgrading, or a link between nodes does not stream.
+fn held(db: &Database, node: &NodeSpec, index: &Index) -> Option<String> {
+    if db.nodes.len() < 2 {
+        return None;
+    }
+    let name = &db.database_name;
+    for other in db.nodes.iter().take_while(|n| n.name != node.name) {
+        if assess(db, other, index).is_some_and(|a| a.any_old()) {
+            return Some(format!("the upgrade of node {} comes first", other.name));
+        }
+    }
+    for n in &db.nodes {
+        let Some(p) = primary_host(name, n, index)
+            .and_then(|h| index.instance(name, &n.name, h))
+            .filter(|p| p.running)
+        else {
+            return Some(format!("node {}'s primary does not answer", n.name));
+        };
+        if let Some(sub) = p.subscriptions.iter().find(|s| !(s.enabled && s.running)) {
+            return Some(format!(
+                "the link {} into node {} does not stream",
+                sub.name, n.name
+            ));
+        }
+    }
+    None
+}
+
 /// The id of the switchover a node's upgrade to `want` makes.
 pub(super) fn operation_id(db: &str, node: &str, want: PgVersion) -> String {
     format!("upgrade-{db}-{node}-{want}")
@@ -136,6 +169,17 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         return false;
     }
     let mixed = a.versions(db, node, index);
+    if let Some(why) = held(db, node, index) {
+        out.notes.push(Note {
+            kind: NoteKind::Upgrade,
+            database: name.clone(),
+            message: format!(
+                "{name}/{node_name}: the minor upgrade to {} waits: {why} ({mixed})",
+                a.want
+            ),
+        });
+        return false;
+    }
     let primary_inst = index.instance(name, node_name, a.primary);
     let standbys: Vec<&HostId> = node.host_ids.iter().filter(|h| *h != a.primary).collect();
     let answers_standby = |h: &HostId| {
@@ -333,7 +377,10 @@ pub(super) fn operations(desired: &Desired, index: &Index) -> Vec<Operation> {
             let Some(a) = assess(db, node, index) else {
                 continue;
             };
-            if a.minors.iter().any(|(_, m)| *m > a.target) || !a.old(a.primary) {
+            if a.minors.iter().any(|(_, m)| *m > a.target)
+                || !a.old(a.primary)
+                || held(db, node, index).is_some()
+            {
                 continue;
             }
             let primary_inst = index.instance(name, &node.name, a.primary);

@@ -247,3 +247,54 @@ fn an_extension_in_use_is_updated_when_the_image_carries_a_newer_version() {
         "{p}"
     );
 }
+
+#[test]
+fn an_active_active_database_upgrades_one_node_at_a_time_while_its_links_stream() {
+    let text = |v: &str| {
+        super::example::ORDERS
+            .replace(
+                "    host_ids: [h1]\n",
+                "    host_ids: [h1]\n  - name: n2\n    host_ids: [h2]\n",
+            )
+            .replace(
+                "postgres_version: \"17\"",
+                &format!("postgres_version: \"{v}\""),
+            )
+    };
+    let from = super::example::desired(&[("orders", &text("17.10"))]);
+    let to = super::example::desired(&[("orders", &text("17.12"))]);
+    let mut a = super::converged(&from);
+    let p = plan(&to, &a);
+    let hosts: Vec<&str> = p.steps.iter().map(|s| s.host.as_str()).collect();
+    assert!(
+        hosts.iter().all(|h| *h == "h1") && !hosts.is_empty(),
+        "n1 first:\n{p}"
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.message.contains("the upgrade of node n1 comes first")),
+        "{p}"
+    );
+    // n1 upgraded; a link does not stream: n2 waits for it.
+    instance(&mut a, "orders", "n1", "h1").version = Some("17.12".into());
+    for s in instance(&mut a, "orders", "n1", "h1")
+        .subscriptions
+        .iter_mut()
+    {
+        s.running = false;
+    }
+    let p = plan(&to, &a);
+    assert!(
+        p.steps
+            .iter()
+            .all(|s| s.host.as_str() != "h2" || !s.id.contains("upgrade")),
+        "{p}"
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.message.contains("does not stream")),
+        "{p}"
+    );
+}
