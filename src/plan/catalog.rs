@@ -339,6 +339,28 @@ pub(super) fn steps(
                     format!("extension {} is not installed", e.name)
                 },
             ),
+            Some(x) if e.version.is_none() => {
+                // The image (a new minor, say) carries another version of
+                // an extension in use: it is updated to it.
+                if let Some(v) = i
+                    .and_then(|i| i.available_versions.get(&e.name))
+                    .filter(|v| **v != x.version)
+                {
+                    s.add(
+                        EXTENSIONS,
+                        &format!("extension/{}/update", e.name),
+                        Action::UpdateExtension {
+                            name: e.name.clone(),
+                            from: x.version.clone(),
+                            to: v.clone(),
+                        },
+                        format!(
+                            "the image of {name}/{} on {} carries extension {} {v}; it is at {}",
+                            s.node, s.host, e.name, x.version
+                        ),
+                    );
+                }
+            }
             Some(x) => {
                 if let Some(v) = e.version.as_ref().filter(|v| **v != x.version) {
                     s.add(

@@ -122,6 +122,7 @@ pub fn converged_at(desired: &Desired, addresses: &BTreeMap<HostId, String>) -> 
                     roles: roles.clone(),
                     extensions: extensions.clone(),
                     available_extensions: available.clone(),
+                    available_versions: Default::default(),
                     data_dir_exists: true,
                     slots: if i == 0 {
                         node.host_ids[1..]

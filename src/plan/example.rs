@@ -128,6 +128,7 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
             .chain(crate::spec::extensions::CONTRIB)
             .map(|e| e.to_string())
             .collect(),
+        available_versions: BTreeMap::new(),
         data_dir_exists: false,
         slots: Vec::new(),
         replicas: Vec::new(),
@@ -191,7 +192,10 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.container_exists = true;
                 i.data_dir_exists = true;
                 i.port = *port;
-                i.settings = settings.clone();
+                if !reuse_data {
+                    // Written after initdb only: data kept keeps its own.
+                    i.settings = settings.clone();
+                }
                 i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
             }
             Action::CreateStandby {

@@ -190,6 +190,9 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     if promote_recorded(db, node, primary, index, out) {
         return;
     }
+    if super::upgrade::node(db, node, index, out) {
+        return;
+    }
     primary_steps(db, node, primary, index, out);
     for standby in standbys {
         standby_steps(db, node, primary, standby, index, out);
@@ -644,16 +647,14 @@ fn check_version(
     let Some(have) = i.version.as_deref() else {
         return;
     };
-    let mut parts = have.split('.');
-    let major = parts.next().and_then(|m| m.parse::<u16>().ok());
-    let minor = parts.next().and_then(|m| m.parse::<u16>().ok());
-    let ok = major == Some(want.major) && (want.minor.is_none() || want.minor == minor);
-    if !ok {
+    // Another minor of the same major is the upgrade's (`super::upgrade`).
+    let major = have.split('.').next().and_then(|m| m.parse::<u16>().ok());
+    if major != Some(want.major) {
         out.notes.push(Note {
             kind: NoteKind::Version,
             database: db.database_name.clone(),
             message: format!(
-                "{at} runs PostgreSQL {have}, the spec says {want}; upgrades are their own procedure and are not planned here"
+                "{at} runs PostgreSQL {have}, the spec says {want}; a major upgrade is its own procedure and is not planned here"
             ),
         });
     }

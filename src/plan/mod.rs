@@ -22,6 +22,7 @@ pub mod operations;
 mod render;
 pub mod settings;
 pub mod steps;
+mod upgrade;
 
 #[cfg(test)]
 pub(crate) mod example;
@@ -29,6 +30,8 @@ pub(crate) mod example;
 mod scripts_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub use converged::{converged, converged_at};
 pub use steps::{Action, Effect, Note, NoteKind, Plan, SettingChange, Step};

@@ -555,6 +555,12 @@ pub enum NoteKind {
     Failover,
     /// `scripts` that do not run (the database exists) or wait.
     Scripts,
+    /// A minor upgrade in place under way: what it waits for, what runs
+    /// which version, what clients feel.
+    Upgrade,
+    /// A change of the spec pgcd refuses to carry out (a minor downgrade):
+    /// the commit's `pgcd/plan` status fails with it.
+    Refused,
 }
 
 impl NoteKind {
@@ -572,6 +578,8 @@ impl NoteKind {
             NoteKind::Backup => "backup",
             NoteKind::Failover => "failover",
             NoteKind::Scripts => "scripts",
+            NoteKind::Upgrade => "upgrade",
+            NoteKind::Refused => "refused",
         }
     }
 }

@@ -22,8 +22,6 @@ mod report;
 pub mod status;
 mod worker;
 
-pub use worker::image;
-
 use crate::backoff::Backoff;
 use crate::cluster::election::{LeaderGuard, LeaderService};
 use crate::cluster::keys;

@@ -87,15 +87,6 @@ impl BatchOutcome {
     }
 }
 
-/// The image of a PostgreSQL major: `pgcd.yaml`'s, else pgcd's own.
-pub fn image(config: &ClusterConfig, major: u16) -> String {
-    config
-        .images
-        .get(&major.to_string())
-        .cloned()
-        .unwrap_or_else(|| format!("pgcd/postgres:{major}"))
-}
-
 /// Carries out a batch.
 pub async fn run(shared: Arc<Shared>, batch: Batch) -> BatchOutcome {
     let span = tracing::info_span!(
@@ -228,7 +219,7 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
             step: step.clone(),
             image: match &step.action {
                 Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
-                    image(&batch.config, version.major)
+                    batch.config.image_for(*version)
                 }
                 _ => String::new(),
             },

@@ -376,6 +376,7 @@ impl Loop {
             errors: Vec::new(),
             reported: false,
             plan: None,
+            refused: Vec::new(),
         };
         let mut desired = None;
         match (&rev.files, &rev.signature) {
@@ -400,7 +401,14 @@ impl Loop {
                     // The plan against the cluster as observed now: what a
                     // merge would do (the pgcd/plan status).
                     if let Ok(actual) = crate::state::assemble::actual(self.guard.store()).await {
-                        record.plan = Some(crate::plan::plan(&d, &actual).summary());
+                        let p = crate::plan::plan(&d, &actual);
+                        record.refused = p
+                            .notes
+                            .iter()
+                            .filter(|n| n.kind == crate::plan::NoteKind::Refused)
+                            .map(|n| n.message.clone())
+                            .collect();
+                        record.plan = Some(p.summary());
                     }
                     desired = Some(d);
                 }
@@ -655,12 +663,20 @@ impl Loop {
         if record.state == RevisionState::PlannedOnly
             || (tracked && record.state == RevisionState::Applied)
         {
-            statuses.push(CommitStatus::new(
-                "pgcd/plan",
-                State::Success,
-                record.plan.as_deref().unwrap_or(&record.summary),
-                url.clone(),
-            ));
+            statuses.push(match record.refused.first() {
+                Some(why) => CommitStatus::new(
+                    "pgcd/plan",
+                    State::Failure,
+                    &format!("refused: {why}"),
+                    url.clone(),
+                ),
+                None => CommitStatus::new(
+                    "pgcd/plan",
+                    State::Success,
+                    record.plan.as_deref().unwrap_or(&record.summary),
+                    url.clone(),
+                ),
+            });
         }
         if tracked && record.state == RevisionState::Applied {
             statuses.push(CommitStatus::new(

@@ -52,6 +52,11 @@ pub struct RevisionRecord {
     /// recorded (valid revisions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// What its plan refuses to carry out (a minor downgrade): the
+    /// `pgcd/plan` status fails with it. The validator cannot see what
+    /// runs, so this is where such a change is caught.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// `source/settings`.

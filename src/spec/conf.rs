@@ -48,11 +48,11 @@ pub fn check(
         .collect();
     declared.insert("plpgsql"); // in every database from initdb on
     for (i, node) in db.nodes.iter().enumerate() {
-        let major = node.postgres_version.unwrap_or(db.postgres_version).major;
-        if config.images.contains_key(&major.to_string()) {
+        let version = node.postgres_version.unwrap_or(db.postgres_version);
+        if config.pins_image(version) {
             continue; // another image: its catalog is not known here
         }
-        let Some(m) = images.images.get(&major).filter(|m| !m.settings.is_empty()) else {
+        let Some(m) = images.resolve(version).filter(|m| !m.settings.is_empty()) else {
             continue;
         };
         let merged: BTreeMap<&String, &ConfValue> = db

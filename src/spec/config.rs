@@ -20,7 +20,9 @@ pub struct ClusterConfig {
     /// Where commit statuses go.
     #[serde(default)]
     pub reporters: Reporters,
-    /// PostgreSQL image per major (`"17": pgcd/postgres:17`); pgcd's own images when absent.
+    /// PostgreSQL image per major (`"17": pgcd/postgres:17`) or per exact
+    /// version (`"17.10": registry/postgres:17.10`); pgcd's own images
+    /// (`pgcd/postgres:17`, `pgcd/postgres:17.10`) when absent.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
     /// The `postgres_version` of every database that names none (a major such
@@ -54,6 +56,28 @@ impl Decode for ClusterConfig {
             postgres_version: r.3,
             suspend: r.4,
         })
+    }
+}
+
+impl ClusterConfig {
+    /// The image a `postgres_version` runs: `images:`'s entry for exactly
+    /// that version (`"17.10"`), else for its major (`"17"`: an image pinned
+    /// for the major serves its minors too, pgcd cannot know its minor),
+    /// else pgcd's own, tagged by the version (`pgcd/postgres:17` is the
+    /// major's newest build, `pgcd/postgres:17.10` exactly that one).
+    pub fn image_for(&self, version: PgVersion) -> String {
+        self.images
+            .get(&version.to_string())
+            .or_else(|| self.images.get(&version.major.to_string()))
+            .cloned()
+            .unwrap_or_else(|| format!("pgcd/postgres:{version}"))
+    }
+
+    /// `images:` names an image of this version (exactly, or by its major):
+    /// what it contains is not known here.
+    pub fn pins_image(&self, version: PgVersion) -> bool {
+        self.images.contains_key(&version.to_string())
+            || self.images.contains_key(&version.major.to_string())
     }
 }
 
@@ -101,5 +125,24 @@ impl Decode for SourceSettings {
             allowed_signers: r.4,
             webhook_secret: r.5,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_for_prefers_the_exact_version_then_the_major_then_pgcds_own() {
+        let v = |s: &str| PgVersion::parse(s).unwrap();
+        let mut c = ClusterConfig::default();
+        assert_eq!(c.image_for(v("17")), "pgcd/postgres:17");
+        assert_eq!(c.image_for(v("17.10")), "pgcd/postgres:17.10");
+        c.images.insert("18".into(), "mine:18".into());
+        c.images.insert("17.10".into(), "mine:17.10".into());
+        assert_eq!(c.image_for(v("17.10")), "mine:17.10");
+        assert_eq!(c.image_for(v("17.12")), "pgcd/postgres:17.12");
+        assert_eq!(c.image_for(v("18.3")), "mine:18");
+        assert!(c.pins_image(v("18.6")) && !c.pins_image(v("17.12")));
     }
 }

@@ -149,7 +149,9 @@ pub fn load_checked(
     Ok(desired)
 }
 
-/// Each extension must be in the image of every major the database's nodes run.
+/// Each `postgres_version` must be built (when the catalog knows builds of
+/// its major and `pgcd.yaml` names no image for it), and each extension
+/// must be in the image of every version the database's nodes run.
 fn check_images(
     db: &Database,
     spans: &SpanMap,
@@ -157,29 +159,45 @@ fn check_images(
     images: &ImageCatalog,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut majors: Vec<u16> = db
-        .nodes
-        .iter()
-        .map(|n| n.postgres_version.unwrap_or(db.postgres_version).major)
-        .collect();
-    majors.push(db.postgres_version.major);
-    majors.sort_unstable();
-    majors.dedup();
-    for major in majors {
-        if config.images.contains_key(&major.to_string()) {
+    let mut versions: Vec<(String, PgVersion)> =
+        vec![("postgres_version".into(), db.postgres_version)];
+    for (i, n) in db.nodes.iter().enumerate() {
+        if let Some(v) = n.postgres_version {
+            versions.push((format!("nodes[{i}].postgres_version"), v));
+        }
+    }
+    let mut checked: Vec<PgVersion> = Vec::new();
+    for (field, v) in versions {
+        if config.pins_image(v) {
             continue; // another image: its contents are not known here
         }
-        let Some(m) = images.images.get(&major) else {
+        let Some(m) = images.resolve(v) else {
+            let built = images.minors_of(v.major);
+            if !built.is_empty() {
+                let list: Vec<String> = built.iter().map(ToString::to_string).collect();
+                diags.push(spans.error(
+                    &field,
+                    format!(
+                        "PostgreSQL {v} is not built here (built: {}); choose a built one (`pgcd images` lists them), build it (scripts/build-images.sh builds 17.10 besides each major's newest), or name an image for \"{v}\" under images: in pgcd.yaml",
+                        list.join(", ")
+                    ),
+                ));
+            }
             continue;
         };
+        if checked.contains(&v) {
+            continue;
+        }
+        checked.push(v);
         for (i, ext) in db.extensions.iter().enumerate() {
             if ext.present() && !m.extensions.contains(&ext.name) {
                 diags.push(spans.error(
                     &format!("extensions[{i}]"),
                     format!(
-                        "extension \"{}\" is not in the PostgreSQL {} image (pgcd/postgres:{major}, {} extensions); remove it, or name an image that has it under images: in pgcd.yaml",
+                        "extension \"{}\" is not in the PostgreSQL {} image ({}, {} extensions); remove it, or name an image that has it under images: in pgcd.yaml",
                         ext.name,
                         m.version,
+                        config.image_for(v),
                         m.extensions.len()
                     ),
                 ));
@@ -244,13 +262,10 @@ impl Default0 for Operation {}
 
 fn check_config(c: &ClusterConfig, spans: &SpanMap, diags: &mut Vec<Diagnostic>) {
     for key in c.images.keys() {
-        if !key
-            .parse::<u16>()
-            .is_ok_and(|m| super::values::SUPPORTED_MAJORS.contains(&m))
-        {
+        if PgVersion::parse(key).is_err() {
             diags.push(spans.error(
                 &format!("images.{key}"),
-                format!("\"{key}\" is not a supported PostgreSQL major (16, 17, 18)"),
+                format!("\"{key}\" is not a supported PostgreSQL major (16, 17, 18) or exact version (\"17.10\")"),
             ));
         }
     }

@@ -114,6 +114,11 @@ pub struct InstanceActual {
     pub extensions: Vec<ExtActual>,
     /// Extensions the image offers (`pg_available_extensions`).
     pub available_extensions: Vec<String>,
+    /// The version each offered extension installs by default
+    /// (`pg_available_extensions.default_version`): a newer image's newer
+    /// version is what `ALTER EXTENSION ... UPDATE` moves to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub available_versions: BTreeMap<String, String>,
     /// The instance's host data directory exists.
     pub data_dir_exists: bool,
     /// Its data directory holds `standby.signal`: it starts as a standby

@@ -20,6 +20,7 @@ pub const WAIT: Duration = Duration::from_secs(180);
 pub struct Client {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(i32, Instant)>>>,
+    errors: Arc<Mutex<Vec<std::time::SystemTime>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -28,12 +29,13 @@ impl Client {
     pub fn start(addrs: &[String], port: u16, password: &str, db: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let conninfo = format!(
             "host={} port={port} user=postgres password={password} dbname={db} \
              target_session_attrs=read-write connect_timeout=2",
             addrs.join(",")
         );
-        let (flag, log) = (stop.clone(), acked.clone());
+        let (flag, log, failed) = (stop.clone(), acked.clone(), errors.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -45,6 +47,7 @@ impl Client {
                     let Ok((client, conn)) =
                         tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await
                     else {
+                        failed.lock().unwrap().push(std::time::SystemTime::now());
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
@@ -56,7 +59,10 @@ impl Client {
                         // A commit that waits longer than this is not acknowledged.
                         match tokio::time::timeout(Duration::from_secs(10), insert).await {
                             Ok(Ok(_)) => log.lock().unwrap().push((n, Instant::now())),
-                            _ => break,
+                            _ => {
+                                failed.lock().unwrap().push(std::time::SystemTime::now());
+                                break;
+                            }
                         }
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
@@ -66,8 +72,15 @@ impl Client {
         Self {
             stop,
             acked,
+            errors,
             thread: Some(thread),
         }
+    }
+
+    /// When each failed connection attempt or insert happened (wall clock,
+    /// to compare with the times an operation's record gives).
+    pub fn errors(&self) -> Vec<std::time::SystemTime> {
+        self.errors.lock().unwrap().clone()
     }
 
     /// How many commits it was told of.
@@ -121,13 +134,18 @@ impl Ha {
     /// Three agents (with `args`) in `block`; `ledger/n1` on `port` with
     /// `extra` node fields, Ready; table `items`.
     pub fn start(block: u8, port: u16, extra: &str, args: &[&str]) -> Self {
-        require_image(17);
+        Self::start_on(block, port, "17", extra, args)
+    }
+
+    /// Like [`Ha::start`], on PostgreSQL `version` (`"17"`, `"17.10"`).
+    pub fn start_on(block: u8, port: u16, version: &str, extra: &str, args: &[&str]) -> Self {
+        require_tag(version);
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<String> = (0..3).map(|i| host_id(block, i)).collect();
         let containers = Containers::new(ids.clone());
         let (agents, work) = pg_cluster_with(block, 3, dir.path(), WAIT, args);
         let spec = format!(
-            "database_name: ledger\npostgres_version: \"17\"\nport: {port}\nnodes:\n  - name: n1\n    host_ids: [{}, {}, {}]\n{extra}",
+            "database_name: ledger\npostgres_version: \"{version}\"\nport: {port}\nnodes:\n  - name: n1\n    host_ids: [{}, {}, {}]\n{extra}",
             ids[0], ids[1], ids[2]
         );
         std::fs::write(work.join("databases/ledger.yaml"), spec).unwrap();

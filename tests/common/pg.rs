@@ -8,13 +8,18 @@ use std::process::Command;
 
 /// The PostgreSQL image of a major must be built (scripts/build-images.sh).
 pub fn require_image(major: u16) {
+    require_tag(&major.to_string());
+}
+
+/// Like [`require_image`], for a major or an exact version (`17.10`).
+pub fn require_tag(version: &str) {
     let ok = Command::new("docker")
-        .args(["image", "inspect", &format!("pgcd/postgres:{major}")])
+        .args(["image", "inspect", &format!("pgcd/postgres:{version}")])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "image pgcd/postgres:{major} is missing: run scripts/build-images.sh (scripts/test.sh does)"
+        "image pgcd/postgres:{version} is missing: run scripts/build-images.sh {version} (scripts/test.sh does)"
     );
 }
 

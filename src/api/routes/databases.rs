@@ -2,6 +2,8 @@
 //! without their steps) and `GET /v1/databases/{name}` (one status in full),
 //! as the reconciler last wrote them under `status/databases/`, each at the
 //! revision its statuses were last derived at (`status/revision`).
+//! `?include=available_upgrades` adds, per node, what the images built on
+//! the answering host offer: newer minors (in place) and newer majors.
 
 use crate::api::{ApiError, ApiState};
 use crate::cluster::keys;
@@ -80,10 +82,103 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DatabaseStat
     Ok(Json(dbs))
 }
 
-/// One database's status, with its last plan in full.
+/// `?include=...` of `GET /v1/databases/{name}`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Include {
+    /// `available_upgrades`.
+    #[serde(default)]
+    include: Option<String>,
+}
+
+/// One database's status with what its nodes can be upgraded to.
+#[derive(Debug, serde::Serialize)]
+pub struct WithUpgrades {
+    /// The status.
+    #[serde(flatten)]
+    pub status: DatabaseStatus,
+    /// Per node, from the images built here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_upgrades: Option<Vec<NodeUpgrades>>,
+}
+
+/// What one node can be upgraded to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeUpgrades {
+    /// The node.
+    pub node: String,
+    /// The versions its instances run (several during a rollout).
+    pub running: Vec<String>,
+    /// Newer minors of its major, built here: an in-place minor upgrade.
+    pub minors: Vec<String>,
+    /// Newer majors' newest builds: an upgrade by node addition.
+    pub majors: Vec<String>,
+}
+
+/// Per node of `status`, from `catalog`: a node's upgrades are those
+/// offered to its oldest running version.
+pub fn available_upgrades(
+    status: &DatabaseStatus,
+    catalog: &crate::spec::images::ImageCatalog,
+) -> Vec<NodeUpgrades> {
+    let mut nodes: Vec<&str> = status.instances.iter().map(|i| i.node.as_str()).collect();
+    nodes.dedup();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+        .into_iter()
+        .map(|node| {
+            let mut running: Vec<String> = status
+                .instances
+                .iter()
+                .filter(|i| i.node == node)
+                .filter_map(|i| i.version.clone())
+                .collect();
+            running.sort();
+            running.dedup();
+            let oldest = running
+                .iter()
+                .min_by_key(|v| {
+                    crate::spec::images::parse_server_version(v).map(|p| (p.major, p.minor))
+                })
+                .cloned()
+                .unwrap_or_default();
+            let (minors, majors) = catalog.upgrades_from(&oldest);
+            NodeUpgrades {
+                node: node.to_string(),
+                running,
+                minors: minors.iter().map(ToString::to_string).collect(),
+                majors: majors.iter().map(ToString::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// One database's status, with its last plan in full
+/// (`?include=available_upgrades`: and its nodes' upgrades).
 pub async fn get_one(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<DatabaseStatus>, ApiError> {
-    one(&state.store, &name).await.map(Json)
+    axum::extract::Query(q): axum::extract::Query<Include>,
+) -> Result<Json<WithUpgrades>, ApiError> {
+    let status = one(&state.store, &name).await?;
+    let wanted = q
+        .include
+        .as_deref()
+        .is_some_and(|i| i.split(',').any(|x| x.trim() == "available_upgrades"));
+    let available_upgrades = if wanted {
+        let catalog = tokio::task::spawn_blocking(|| {
+            crate::spec::images::ImageCatalog::read_dir(
+                &crate::spec::images::ImageCatalog::default_dir(),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Some(available_upgrades(&status, &catalog))
+    } else {
+        None
+    };
+    Ok(Json(WithUpgrades {
+        status,
+        available_upgrades,
+    }))
 }

@@ -197,7 +197,9 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
         .iter()
         .map(|r| (r.id.as_str(), r))
         .collect();
-    let mut ops: Vec<&Operation> = desired.operations.iter().collect();
+    // Minor upgrades' switchovers, made by the planner, run like committed ones.
+    let made = super::upgrade::operations(desired, &super::Index::new(actual, now));
+    let mut ops: Vec<&Operation> = desired.operations.iter().chain(&made).collect();
     ops.sort_by(|a, b| a.id.cmp(&b.id));
     let mut held: BTreeSet<DatabaseName> = BTreeSet::new();
     // Running operations first: they hold their databases. Their records

@@ -96,6 +96,7 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         roles: Vec::new(),
         extensions: Vec::new(),
         available_extensions: Vec::new(),
+        available_versions: Default::default(),
         data_dir_exists: rt.has_data(&c.id),
         slots: Vec::new(),
         replicas: Vec::new(),
@@ -242,6 +243,16 @@ async fn catalog(rt: &Runtime, c: &ContainerInfo, out: &mut InstanceActual) -> R
         "SELECT name FROM pg_available_extensions ORDER BY name",
     )
     .await?;
+    out.available_versions = pg
+        .query(
+            "SELECT name::text, default_version FROM pg_available_extensions WHERE default_version IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let owner = pg
         .query_opt(
             "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
