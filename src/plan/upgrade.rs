@@ -343,6 +343,7 @@ fn recreate_primary(
             memory: node.memory.as_ref().map(|m| m.0.clone()),
             reuse_data: true,
             mounts: super::backup::mounts(db, node),
+            restore_from: None,
         },
         format!(
             "minor upgrade to {}: recreated on the {} image, on its data directory",
