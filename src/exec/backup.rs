@@ -250,8 +250,14 @@ async fn backup(
         "{backup_type} backup of stanza {stanza} to repo{repo} done in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
+    // The source's figures right away, before writers move on: what a
+    // restore rehearsal of this backup compares its copy with.
+    let figures = measure_source(t).await;
     match poll::refresh(t.rt, &t.ctx.store, &t.id).await {
         Ok(b) => {
+            if let (Some(last), Some(f)) = (b.last_good(), figures) {
+                record_figures(t, &last.label, f).await;
+            }
             if let Some(last) = b.last_good() {
                 t.log(format!(
                     "newest backup {} ({}, {} bytes, {} in the repository), WAL {} to {}",
@@ -428,5 +434,79 @@ async fn promoted(t: &Target<'_>) -> Result<tokio_postgres::Client, StepError> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What each database of the instance holds now: for a backup that just
+/// ended, what a restore of it must bring back (a database written in the
+/// second between the backup's end and this measure shows a difference).
+async fn measure_source(t: &Target<'_>) -> Option<crate::state::rehearsal::BackupFigures> {
+    use crate::backup::rehearse::{DATABASES_SQL, FIGURES_SQL};
+    let at = crate::cluster::now_rfc3339();
+    let measured = async {
+        let pg = t.admin().await?;
+        let lsn: String = pg
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(super::query_error)?
+            .get(0);
+        let names: Vec<String> = pg
+            .query(DATABASES_SQL, &[])
+            .await
+            .map_err(super::query_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut databases = Vec::new();
+        for name in names {
+            let c = t.connect(&name).await?;
+            let row = c.query_one(FIGURES_SQL, &[]).await.map_err(super::query_error)?;
+            databases.push(crate::state::rehearsal::DbFigures {
+                database: name,
+                tables: row.get(0),
+                rows: row.get(1),
+                size: row.get(2),
+            });
+        }
+        Ok::<_, StepError>(crate::state::rehearsal::BackupFigures {
+            label: String::new(),
+            at,
+            lsn,
+            databases,
+        })
+    };
+    match measured.await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            t.log(format!(
+                "measuring the databases for restore rehearsals failed (the backup stands): {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Stores a backup's source figures under its label.
+async fn record_figures(
+    t: &Target<'_>,
+    label: &str,
+    mut f: crate::state::rehearsal::BackupFigures,
+) {
+    let key = crate::cluster::keys::backup_figures(&t.id.database, &t.id.node);
+    f.label = label.to_string();
+    let summary: Vec<String> = f
+        .databases
+        .iter()
+        .map(|d| format!("{} {} row(s) {} bytes", d.database, d.rows, d.size))
+        .collect();
+    let mut all: crate::state::rehearsal::NodeFigures =
+        t.ctx.store.get_json(&key).await.ok().flatten().unwrap_or_default();
+    all.add(f);
+    match t.ctx.store.put_json(&key, &all).await {
+        Ok(()) => t.log(format!(
+            "source figures of backup {label} recorded for restore rehearsals: {}",
+            summary.join(", ")
+        )),
+        Err(e) => t.log(format!("recording the source figures failed: {e}")),
     }
 }

@@ -114,6 +114,10 @@ fn lines(s: &Step) -> Vec<String> {
         } => vec![format!(
             "{backup_type} backup of {on} (stanza {stanza}) to repo{repo}"
         )],
+        Action::RehearseRestore(r) => vec![format!(
+            "restore rehearsal of stanza {} from repo{} into a scratch instance on {} (the node is not touched)",
+            r.conf.stanza, r.repo, s.host
+        )],
         Action::RestoreInstance {
             stanza,
             repo,

@@ -230,6 +230,7 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
                 Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
                     image(&batch.config, version.major)
                 }
+                Action::RehearseRestore(r) => image(&batch.config, r.major),
                 _ => String::new(),
             },
             replication: batch.replication,
@@ -334,7 +335,10 @@ pub fn budget(step: &Step) -> Duration {
     match step.action {
         Action::CreateInstance { .. } => Duration::from_secs(300),
         // Copies a whole database, or backs it up, or restores it.
-        Action::JoinMesh { .. } | Action::RunBackup { .. } | Action::RestoreInstance { .. } => {
+        Action::JoinMesh { .. }
+        | Action::RunBackup { .. }
+        | Action::RestoreInstance { .. }
+        | Action::RehearseRestore(_) => {
             Duration::from_secs(3600)
         }
         // `pgbackrest check` waits for a WAL segment to be archived.
