@@ -66,7 +66,9 @@ impl Scratch {
     pub fn new(data_dir: &Path, database: &str, node: &str, port: u16) -> Self {
         Self {
             name: format!("pgcd-rehearsal-{database}-{node}"),
-            dir: data_dir.join("rehearsals").join(format!("{database}-{node}")),
+            dir: data_dir
+                .join("rehearsals")
+                .join(format!("{database}-{node}")),
             port,
         }
     }
@@ -117,7 +119,9 @@ async fn remove_container(rt: &Runtime, name: &str) -> Result<(), BackupError> {
 pub async fn remove(rt: &Runtime, s: &Scratch) -> Result<(), BackupError> {
     remove_container(rt, &s.name).await?;
     if tokio::fs::try_exists(&s.dir).await.unwrap_or(false) {
-        tokio::fs::remove_dir_all(&s.dir).await.map_err(io(&s.dir))?;
+        tokio::fs::remove_dir_all(&s.dir)
+            .await
+            .map_err(io(&s.dir))?;
     }
     Ok(())
 }
@@ -230,7 +234,12 @@ fn conninfo(dbname: &str, port: u16) -> String {
 }
 
 /// Runs `sql` with `psql -At` in the scratch copy's `dbname`; its output.
-pub async fn psql(rt: &Runtime, s: &Scratch, dbname: &str, sql: &str) -> Result<String, BackupError> {
+pub async fn psql(
+    rt: &Runtime,
+    s: &Scratch,
+    dbname: &str,
+    sql: &str,
+) -> Result<String, BackupError> {
     let argv: Vec<String> = vec![
         "psql".into(),
         "-X".into(),
@@ -316,7 +325,12 @@ mod tests {
     #[test]
     fn the_restore_stops_at_the_backups_end_and_names_the_set() {
         let argv = restore_argv("orders-n1", 1, "20260102-030000F");
-        for want in ["--set=20260102-030000F", "--type=immediate", "--target-action=promote", "--repo=1"] {
+        for want in [
+            "--set=20260102-030000F",
+            "--type=immediate",
+            "--target-action=promote",
+            "--repo=1",
+        ] {
             assert!(argv.iter().any(|a| a == want), "{want} missing in {argv:?}");
         }
         assert!(!argv.iter().any(|a| a == "--delta"));

@@ -460,7 +460,10 @@ async fn measure_source(t: &Target<'_>) -> Option<crate::state::rehearsal::Backu
         let mut databases = Vec::new();
         for name in names {
             let c = t.connect(&name).await?;
-            let row = c.query_one(FIGURES_SQL, &[]).await.map_err(super::query_error)?;
+            let row = c
+                .query_one(FIGURES_SQL, &[])
+                .await
+                .map_err(super::query_error)?;
             databases.push(crate::state::rehearsal::DbFigures {
                 database: name,
                 tables: row.get(0),
@@ -499,8 +502,14 @@ async fn record_figures(
         .iter()
         .map(|d| format!("{} {} row(s) {} bytes", d.database, d.rows, d.size))
         .collect();
-    let mut all: crate::state::rehearsal::NodeFigures =
-        t.ctx.store.get_json(&key).await.ok().flatten().unwrap_or_default();
+    let mut all: crate::state::rehearsal::NodeFigures = t
+        .ctx
+        .store
+        .get_json(&key)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     all.add(f);
     match t.ctx.store.put_json(&key, &all).await {
         Ok(()) => t.log(format!(

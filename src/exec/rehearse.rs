@@ -120,7 +120,8 @@ async fn rehearse(
     check.label = Some(newest.label.clone());
     check.backup_stop = Some(newest.stop.clone());
     if let Ok(stop) = DateTime::parse_from_rfc3339(&newest.stop) {
-        check.age_seconds = Some((started - stop.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0);
+        check.age_seconds =
+            Some((started - stop.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0);
     }
     let figures: Option<NodeFigures> = store
         .get_json(&keys::backup_figures(db, node))
@@ -154,7 +155,10 @@ async fn rehearse(
     )
     .await
     .map_err(|e| format!("starting the scratch instance: {e}"))?;
-    for line in masked.lines().filter(|l| l.contains("-path=") || l.contains("-type=")) {
+    for line in masked
+        .lines()
+        .filter(|l| l.contains("-path=") || l.contains("-type="))
+    {
         t.log(format!("  {line}"));
     }
     // Consistent: recovery reached the backup's end and promoted.
@@ -172,7 +176,8 @@ async fn rehearse(
                 last.join(" | ")
             ));
         }
-        if let Ok(v) = rehearse::psql(t.rt, scratch, "postgres", "SELECT pg_is_in_recovery()").await {
+        if let Ok(v) = rehearse::psql(t.rt, scratch, "postgres", "SELECT pg_is_in_recovery()").await
+        {
             if v == "f" {
                 break;
             }
@@ -188,7 +193,9 @@ async fn rehearse(
     }
     let rto = clock.elapsed().as_secs_f64();
     check.restore_seconds = Some(rto);
-    t.log(format!("the copy is consistent and promoted after {rto:.1}s (RTO)"));
+    t.log(format!(
+        "the copy is consistent and promoted after {rto:.1}s (RTO)"
+    ));
     let restored = rehearse::measure(t.rt, scratch)
         .await
         .map_err(|e| format!("measuring the restored copy: {e}"))?;

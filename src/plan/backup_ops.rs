@@ -114,9 +114,19 @@ pub fn restore_step(
 /// The step of a restore rehearsal of `node` on `host` (for the operation
 /// path): id `<db>/<node>/<host>/rehearse:<op>`. `host` need not run an
 /// instance of the node; nothing of the node is touched.
-pub fn rehearse_step(db: &Database, node: &NodeSpec, host: &HostId, op: &str, repo: u32) -> Option<Step> {
+pub fn rehearse_step(
+    db: &Database,
+    node: &NodeSpec,
+    host: &HostId,
+    op: &str,
+    repo: u32,
+) -> Option<Step> {
     let conf = super::conf(db, node)?;
-    let major = node.postgres_version.as_ref().unwrap_or(&db.postgres_version).major;
+    let major = node
+        .postgres_version
+        .as_ref()
+        .unwrap_or(&db.postgres_version)
+        .major;
     Some(step(
         (&db.database_name, &node.name, host),
         &format!("rehearse:{op}"),

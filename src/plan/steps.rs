@@ -440,7 +440,6 @@ pub enum Action {
     RehearseRestore(Box<Rehearsal>),
 }
 
-
 /// The rehearsal step's data, boxed in [`Action::RehearseRestore`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rehearsal {

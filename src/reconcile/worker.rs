@@ -338,9 +338,7 @@ pub fn budget(step: &Step) -> Duration {
         Action::JoinMesh { .. }
         | Action::RunBackup { .. }
         | Action::RestoreInstance { .. }
-        | Action::RehearseRestore(_) => {
-            Duration::from_secs(3600)
-        }
+        | Action::RehearseRestore(_) => Duration::from_secs(3600),
         // `pgbackrest check` waits for a WAL segment to be archived.
         Action::ConfigureBackup { .. } => Duration::from_secs(300),
         // A rejoin may copy the whole primary when it cannot rewind.

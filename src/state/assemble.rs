@@ -183,7 +183,10 @@ impl ActualCache {
         }
         if let Some(id) = k.strip_prefix(keys::RESTORE_CHECKS) {
             return e.json::<RestoreCheck>().ok().is_some_and(|r| {
-                self.restore_checks.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
+                self.restore_checks
+                    .insert(id.to_string(), r.clone())
+                    .as_ref()
+                    != Some(&r)
             });
         }
         false

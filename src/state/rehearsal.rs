@@ -135,9 +135,17 @@ pub fn sizes_agree(source: i64, restored: i64) -> bool {
 /// Compares what the restored copy holds with the source's figures; a
 /// database of the source missing from the copy is a mismatch, one the
 /// source did not have (made after the figures) is compared with nothing.
-pub fn compare(source: Option<&BackupFigures>, restored: &[DbFigures]) -> (Vec<DbCheck>, Vec<String>) {
+pub fn compare(
+    source: Option<&BackupFigures>,
+    restored: &[DbFigures],
+) -> (Vec<DbCheck>, Vec<String>) {
     let src: BTreeMap<&str, &DbFigures> = source
-        .map(|s| s.databases.iter().map(|d| (d.database.as_str(), d)).collect())
+        .map(|s| {
+            s.databases
+                .iter()
+                .map(|d| (d.database.as_str(), d))
+                .collect()
+        })
         .unwrap_or_default();
     let mut out = Vec::new();
     let mut wrong = Vec::new();
@@ -170,7 +178,9 @@ pub fn compare(source: Option<&BackupFigures>, restored: &[DbFigures]) -> (Vec<D
     }
     for name in src.keys() {
         if !restored.iter().any(|r| r.database == *name) {
-            wrong.push(format!("database {name} of the source is missing from the restored copy"));
+            wrong.push(format!(
+                "database {name} of the source is missing from the restored copy"
+            ));
         }
     }
     (out, wrong)
@@ -196,10 +206,16 @@ mod tests {
             databases: vec![fig("app", 100, 8_000_000), fig("other", 5, 7_000_000)],
             ..Default::default()
         };
-        let (checks, wrong) = compare(Some(&src), &[fig("app", 100, 8_100_000), fig("other", 4, 7_000_000)]);
+        let (checks, wrong) = compare(
+            Some(&src),
+            &[fig("app", 100, 8_100_000), fig("other", 4, 7_000_000)],
+        );
         assert!(checks[0].ok);
         assert!(!checks[1].ok);
-        assert_eq!(wrong, ["database other: 4 row(s) restored, the source had 5"]);
+        assert_eq!(
+            wrong,
+            ["database other: 4 row(s) restored, the source had 5"]
+        );
         let (_, wrong) = compare(Some(&src), &[fig("app", 100, 20_000_000)]);
         assert_eq!(wrong.len(), 2, "{wrong:?}");
         assert!(wrong[1].contains("other of the source is missing"));

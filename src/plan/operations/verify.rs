@@ -45,7 +45,9 @@ pub(super) fn rehearsal_host<'a>(
         return if usable(h) {
             Ok(h)
         } else {
-            Err(format!("waits until host {h} (backup_config.verify.host) is live with Docker"))
+            Err(format!(
+                "waits until host {h} (backup_config.verify.host) is live with Docker"
+            ))
         };
     }
     let primary = primary_host(&db.database_name, node, index);
@@ -189,7 +191,10 @@ fn node_plan(
     let phase = one_step_phase(
         &id,
         format!("rehearse-{}-{host}", node.name),
-        format!("restore the newest backup of {}/{} into a scratch instance on {host} and check it", name, node.name),
+        format!(
+            "restore the newest backup of {}/{} into a scratch instance on {host} and check it",
+            name, node.name
+        ),
         step,
     );
     let mut next = rec.clone();
