@@ -9,8 +9,8 @@
 //! only). The checks run through `docker exec psql`. The container and the
 //! directory are removed afterwards, also after a failure.
 //!
-//! The container is not labelled as an instance of pgcd's, so the observer
-//! ignores it.
+//! The container carries the host's label but is not labelled as an
+//! instance of pgcd's, so the observer ignores it.
 
 use super::{command, conf, io, BackupError};
 use crate::plan::backup::{BackupConf, CONF_PATH};
@@ -168,10 +168,15 @@ pub async fn start(
         cmd: Some(cmd),
         user: Some("root".into()),
         env: Some(vec![format!("PGCD_PORT={}", s.port)]),
-        labels: Some(std::collections::HashMap::from([(
-            "io.pgcd.rehearsal".to_string(),
-            backup.stanza.clone(),
-        )])),
+        // The host's label (what a test's or an operator's cleanup filters
+        // on), without `io.pgcd.managed`: the observer does not see it.
+        labels: Some(std::collections::HashMap::from([
+            ("io.pgcd.rehearsal".to_string(), backup.stanza.clone()),
+            (
+                crate::runtime::docker::LABEL_HOST.to_string(),
+                rt.host().to_string(),
+            ),
+        ])),
         host_config: Some(HostConfig {
             network_mode: Some("host".into()),
             binds: Some(binds),
