@@ -204,6 +204,7 @@ fn a_rehearsal_restores_the_last_backup_and_a_damaged_one_degrades_only_its_data
     let (c, s) = check_where(&api, "ledger", "a rehearsal passed", |c| c["ok"] == true);
     assert_eq!(c["label"], label.as_str(), "{c:#}");
     assert_eq!(c["host"], h2, "the standby's host rehearses: {c:#}");
+    eprintln!("passing rehearsal: {c:#}");
     let rto = c["restore_seconds"].as_f64().unwrap();
     let rpo = c["age_seconds"].as_f64().unwrap();
     assert!(rto > 0.0 && rpo > 0.0, "RTO {rto}, RPO {rpo}: {c:#}");
@@ -271,6 +272,7 @@ fn a_rehearsal_restores_the_last_backup_and_a_damaged_one_degrades_only_its_data
     let (c, s) = check_where(&api, "ledger", "a rehearsal failed", |c| {
         c["ok"] == false && c["failed"].as_u64() > Some(failed_before)
     });
+    eprintln!("failing rehearsal: {c:#}");
     let reason = c["reason"].as_str().unwrap();
     assert!(reason.contains(&label), "{c:#}");
     assert_eq!(c["label"], label.as_str());

@@ -168,12 +168,11 @@ async fn rehearse(
             .await
             .map_err(|e| e.to_string())?
         {
-            let out = rehearse::output(t.rt, scratch, 8).await;
-            let last: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+            let out = rehearse::output(t.rt, scratch, 12).await;
             return Err(format!(
                 "the restore of backup {} failed (exit {code}): {}",
                 newest.label,
-                last.join(" | ")
+                why(&out)
             ));
         }
         if let Ok(v) = rehearse::psql(t.rt, scratch, "postgres", "SELECT pg_is_in_recovery()").await
@@ -219,4 +218,41 @@ async fn rehearse(
         ));
     }
     Ok(())
+}
+
+/// What a failed scratch instance's output says went wrong: pgBackRest's
+/// and PostgreSQL's error lines (their log prefixes cut), else its last
+/// lines.
+fn why(out: &str) -> String {
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let errors: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            ["ERROR:", "FATAL:", "PANIC:"]
+                .iter()
+                .find_map(|k| l.find(k).map(|i| l[i..].to_string()))
+        })
+        .collect();
+    if errors.is_empty() {
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    } else {
+        errors.join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_restore_is_told_by_its_error_lines() {
+        let out = "pgcd: restoring into the scratch directory\n2026-12-02 16:14:21.716 P00   INFO: restore command begin 2.55.1: --config=...\n2026-12-02 16:14:40.192 P00  ERROR: [029]: raised from local-1 protocol: zst error: [-10] Unknown frame descriptor\n2026-12-02 16:14:40.192 P00   INFO: restore command end: aborted with exception [029]\n";
+        assert_eq!(
+            super::why(out),
+            "ERROR: [029]: raised from local-1 protocol: zst error: [-10] Unknown frame descriptor"
+        );
+        assert_eq!(super::why("a\nb\nc\nd\n"), "b | c | d");
+    }
 }
