@@ -35,7 +35,8 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             stanza,
             repo,
             backup_type,
-        } => backup(t, stanza, *repo, *backup_type).await,
+            measure,
+        } => backup(t, stanza, *repo, *backup_type, *measure).await,
         Action::RestoreInstance {
             stanza,
             repo,
@@ -235,6 +236,7 @@ async fn backup(
     stanza: &str,
     repo: u32,
     backup_type: BackupType,
+    measure: bool,
 ) -> Result<(), StepError> {
     let log = logger(t);
     let started = Instant::now();
@@ -251,13 +253,32 @@ async fn backup(
         started.elapsed().as_secs_f64()
     ));
     // The source's figures right away, before writers move on: what a
-    // restore rehearsal of this backup compares its copy with.
-    let figures = measure_source(t).await;
-    match poll::refresh(t.rt, &t.ctx.store, &t.id).await {
+    // restore rehearsal of this backup compares its copy with. Stored
+    // before the listing that names the backup, so a rehearsal that sees
+    // the backup finds its figures.
+    let figures = if measure {
+        measure_source(t).await
+    } else {
+        None
+    };
+    let listed = match poll::list(t.rt, &t.id).await {
         Ok(b) => {
             if let (Some(last), Some(f)) = (b.last_good(), figures) {
                 record_figures(t, &last.label, f).await;
             }
+            let key = crate::cluster::keys::backups(&t.id.database, &t.id.node);
+            t.ctx
+                .store
+                .put_json(&key, &b)
+                .await
+                .map(|()| b)
+                .map_err(|e| e.to_string())
+        }
+        // Stores the failure beside the last listing.
+        Err(_) => poll::refresh(t.rt, &t.ctx.store, &t.id).await,
+    };
+    match listed {
+        Ok(b) => {
             if let Some(last) = b.last_good() {
                 t.log(format!(
                     "newest backup {} ({}, {} bytes, {} in the repository), WAL {} to {}",

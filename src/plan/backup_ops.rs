@@ -69,6 +69,7 @@ pub fn backup_step(
             stanza: stanza(&db.database_name, &node.name),
             repo,
             backup_type,
+            measure: super::config(db, node).is_some_and(|c| c.verify.is_some()),
         },
         format!(
             "operation {op}: {backup_type} backup of {}/{} to repo{repo}",

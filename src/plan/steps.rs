@@ -417,6 +417,10 @@ pub enum Action {
         repo: u32,
         /// full, diff or incr.
         backup_type: crate::spec::backup::BackupType,
+        /// Measure the databases right after it (rows, sizes) for restore
+        /// rehearsals: the node has `backup_config.verify`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        measure: bool,
     },
     /// In-place restore of one instance: stop it, `pgbackrest restore
     /// --delta` on its data directory in a one-off container, start it and
