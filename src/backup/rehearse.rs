@@ -6,7 +6,11 @@
 //! listener at all (a Unix socket inside the scratch directory, on the
 //! node's port number), `archive_mode=off` (the copy must never push WAL
 //! into the node's repository) and a `pg_hba.conf` of its own (local trust
-//! only). The checks run through `docker exec psql`. The container and the
+//! only). Its `shared_buffers` is 128MB whatever the node's: the copy
+//! shares its host with a running instance and needs no cache to be
+//! counted (the settings recovery needs at least the source's, such as
+//! `max_connections`, stay the source's). The checks run through
+//! `docker exec psql`. The container and the
 //! directory are removed afterwards, also after a failure.
 //!
 //! The container carries the host's label but is not labelled as an
@@ -47,7 +51,8 @@ printf '%s\n' "local all all trust" > "$S/hba.conf"
 chown postgres:postgres "$S/hba.conf"
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$S/data" \
   -c "listen_addresses=" -c port="$PGCD_PORT" -c unix_socket_directories="$S/run" \
-  -c hba_file="$S/hba.conf" -c archive_mode=off -c ssl=off -c hot_standby=on
+  -c hba_file="$S/hba.conf" -c archive_mode=off -c ssl=off -c hot_standby=on \
+  -c shared_buffers=128MB
 "##;
 
 /// One rehearsal's scratch instance.
