@@ -17,6 +17,7 @@ pub mod conf;
 pub mod info;
 pub mod observe;
 pub mod poll;
+pub mod rehearse;
 pub mod run;
 
 pub use crate::plan::backup::{BackupConf, RestoreTarget};

@@ -28,6 +28,8 @@
 //! secrets/replication/<db>         a database's replication password
 //! primaries/<db>/<node>            the host whose instance may run as the node's primary
 //! backups/<db>/<node>              a node's backups (`pgbackrest info`), by its primary's agent
+//! restore-checks/<db>/<node>       a node's last restore rehearsal, by the host that ran it
+//! backup-figures/<db>/<node>       per backup label, its source's row counts and sizes
 //! ```
 
 use crate::spec::names::HostId;
@@ -107,6 +109,22 @@ pub const REPLICATION_SECRETS: &str = "secrets/replication/";
 
 /// Prefix of each node's backup listing.
 pub const BACKUPS: &str = "backups/";
+
+/// Prefix of the nodes' last restore rehearsals (see `state::rehearsal`).
+pub const RESTORE_CHECKS: &str = "restore-checks/";
+
+/// The last restore rehearsal of one node.
+pub fn restore_check(database: &str, node: &str) -> String {
+    format!("{RESTORE_CHECKS}{database}/{node}")
+}
+
+/// Prefix of the source figures of each node's backups.
+pub const BACKUP_FIGURES: &str = "backup-figures/";
+
+/// The source figures of one node's latest backups, by label.
+pub fn backup_figures(database: &str, node: &str) -> String {
+    format!("{BACKUP_FIGURES}{database}/{node}")
+}
 
 /// The backups of one node, as its primary's agent last listed them.
 pub fn backups(database: &str, node: &str) -> String {

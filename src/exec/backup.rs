@@ -35,7 +35,8 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             stanza,
             repo,
             backup_type,
-        } => backup(t, stanza, *repo, *backup_type).await,
+            measure,
+        } => backup(t, stanza, *repo, *backup_type, *measure).await,
         Action::RestoreInstance {
             stanza,
             repo,
@@ -235,6 +236,7 @@ async fn backup(
     stanza: &str,
     repo: u32,
     backup_type: BackupType,
+    measure: bool,
 ) -> Result<(), StepError> {
     let log = logger(t);
     let started = Instant::now();
@@ -250,7 +252,32 @@ async fn backup(
         "{backup_type} backup of stanza {stanza} to repo{repo} done in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    match poll::refresh(t.rt, &t.ctx.store, &t.id).await {
+    // The source's figures right away, before writers move on: what a
+    // restore rehearsal of this backup compares its copy with. Stored
+    // before the listing that names the backup, so a rehearsal that sees
+    // the backup finds its figures.
+    let figures = if measure {
+        measure_source(t).await
+    } else {
+        None
+    };
+    let listed = match poll::list(t.rt, &t.id).await {
+        Ok(b) => {
+            if let (Some(last), Some(f)) = (b.last_good(), figures) {
+                record_figures(t, &last.label, f).await;
+            }
+            let key = crate::cluster::keys::backups(&t.id.database, &t.id.node);
+            t.ctx
+                .store
+                .put_json(&key, &b)
+                .await
+                .map(|()| b)
+                .map_err(|e| e.to_string())
+        }
+        // Stores the failure beside the last listing.
+        Err(_) => poll::refresh(t.rt, &t.ctx.store, &t.id).await,
+    };
+    match listed {
         Ok(b) => {
             if let Some(last) = b.last_good() {
                 t.log(format!(
@@ -722,4 +749,87 @@ async fn make_own(
     }
     t.log("the copy is this database's own: the source's subscriptions dropped (their slots untouched), superuser password set, recovery settings reset; restarting");
     Ok(())
+}
+
+/// What each database of the instance holds now: for a backup that just
+/// ended, what a restore of it must bring back (a database written in the
+/// second between the backup's end and this measure shows a difference).
+async fn measure_source(t: &Target<'_>) -> Option<crate::state::rehearsal::BackupFigures> {
+    use crate::backup::rehearse::{DATABASES_SQL, FIGURES_SQL};
+    let at = crate::cluster::now_rfc3339();
+    let measured = async {
+        let pg = t.admin().await?;
+        let lsn: String = pg
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(super::query_error)?
+            .get(0);
+        let names: Vec<String> = pg
+            .query(DATABASES_SQL, &[])
+            .await
+            .map_err(super::query_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut databases = Vec::new();
+        for name in names {
+            let c = t.connect(&name).await?;
+            let row = c
+                .query_one(FIGURES_SQL, &[])
+                .await
+                .map_err(super::query_error)?;
+            databases.push(crate::state::rehearsal::DbFigures {
+                database: name,
+                tables: row.get(0),
+                rows: row.get(1),
+                size: row.get(2),
+            });
+        }
+        Ok::<_, StepError>(crate::state::rehearsal::BackupFigures {
+            label: String::new(),
+            at,
+            lsn,
+            databases,
+        })
+    };
+    match measured.await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            t.log(format!(
+                "measuring the databases for restore rehearsals failed (the backup stands): {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Stores a backup's source figures under its label.
+async fn record_figures(
+    t: &Target<'_>,
+    label: &str,
+    mut f: crate::state::rehearsal::BackupFigures,
+) {
+    let key = crate::cluster::keys::backup_figures(&t.id.database, &t.id.node);
+    f.label = label.to_string();
+    let summary: Vec<String> = f
+        .databases
+        .iter()
+        .map(|d| format!("{} {} row(s) {} bytes", d.database, d.rows, d.size))
+        .collect();
+    let mut all: crate::state::rehearsal::NodeFigures = t
+        .ctx
+        .store
+        .get_json(&key)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    all.add(f);
+    match t.ctx.store.put_json(&key, &all).await {
+        Ok(()) => t.log(format!(
+            "source figures of backup {label} recorded for restore rehearsals: {}",
+            summary.join(", ")
+        )),
+        Err(e) => t.log(format!("recording the source figures failed: {e}")),
+    }
 }

@@ -15,6 +15,7 @@ mod error;
 mod ha;
 mod instance;
 mod join;
+mod rehearse;
 mod replication;
 mod scripts;
 mod support;
@@ -252,6 +253,7 @@ async fn carry_out(
         Action::ConfigureBackup { .. }
         | Action::RunBackup { .. }
         | Action::RestoreInstance { .. } => backup::carry_out(&t).await,
+        Action::RehearseRestore(r) => rehearse::carry_out(&t, r).await,
         Action::PromoteStandby { .. }
         | Action::RepointStandby { .. }
         | Action::RejoinAsStandby { .. }

@@ -427,7 +427,7 @@ pub(crate) fn converged(db: &Database, node: &NodeSpec) -> crate::state::Instanc
 
 #[path = "backup_ops.rs"]
 mod ops;
-pub use ops::{backup_step, restore_step, RestoreTarget};
+pub use ops::{backup_step, rehearse_step, restore_step, RestoreTarget};
 
 #[cfg(test)]
 #[path = "backup_tests.rs"]

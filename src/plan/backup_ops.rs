@@ -4,7 +4,7 @@
 
 use super::stanza;
 use crate::plan::instance::step;
-use crate::plan::steps::{Action, Step};
+use crate::plan::steps::{Action, Rehearsal, Step};
 use crate::spec::backup::{BackupType, RestoreOptions, RestoreType};
 use crate::spec::database::NodeSpec;
 use crate::spec::names::HostId;
@@ -69,6 +69,7 @@ pub fn backup_step(
             stanza: stanza(&db.database_name, &node.name),
             repo,
             backup_type,
+            measure: super::config(db, node).is_some_and(|c| c.verify.is_some()),
         },
         format!(
             "operation {op}: {backup_type} backup of {}/{} to repo{repo}",
@@ -109,4 +110,37 @@ pub fn restore_step(
     );
     s.disruptive = true;
     s
+}
+
+/// The step of a restore rehearsal of `node` on `host` (for the operation
+/// path): id `<db>/<node>/<host>/rehearse:<op>`. `host` need not run an
+/// instance of the node; nothing of the node is touched.
+pub fn rehearse_step(
+    db: &Database,
+    node: &NodeSpec,
+    host: &HostId,
+    op: &str,
+    repo: u32,
+) -> Option<Step> {
+    let conf = super::conf(db, node)?;
+    let major = node
+        .postgres_version
+        .as_ref()
+        .unwrap_or(&db.postgres_version)
+        .major;
+    Some(step(
+        (&db.database_name, &node.name, host),
+        &format!("rehearse:{op}"),
+        Action::RehearseRestore(Box::new(Rehearsal {
+            conf,
+            repo,
+            mounts: super::mounts(db, node),
+            major,
+        })),
+        format!(
+            "operation {op}: restore rehearsal of {}/{} from repo{repo} on {host}",
+            db.database_name, node.name
+        ),
+        Vec::new(),
+    ))
 }

@@ -308,7 +308,9 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                     ..Default::default()
                 });
             }
-            Action::RunBackup { .. } | Action::RestoreInstance { .. } => {}
+            Action::RunBackup { .. }
+            | Action::RestoreInstance { .. }
+            | Action::RehearseRestore(_) => {}
             Action::RemoveInstance { keep_data } => {
                 i.container_exists = false;
                 i.backup.mounts.clear();

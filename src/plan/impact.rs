@@ -87,6 +87,9 @@ pub fn of(step: &Step, actual: &Actual) -> Option<String> {
             estimate(d, &["rejoin"], "rejoins", "seconds for a rewind, longer for a fresh copy")
         ),
         Action::StopInstance => format!("{at} stops: its clients lose it until it is started again"),
+        Action::RemoveInstance { keep_data: true } => format!(
+            "the container of {at} is removed, its data kept: its clients lose it until it runs again"
+        ),
         Action::RemoveInstance { .. } => format!("{at} is removed: its clients lose it"),
         _ if step.disruptive => format!("clients of {at} are disconnected"),
         _ => return None,

@@ -119,8 +119,18 @@ fn lines(s: &Step) -> Vec<String> {
             stanza,
             repo,
             backup_type,
+            measure,
         } => vec![format!(
-            "{backup_type} backup of {on} (stanza {stanza}) to repo{repo}"
+            "{backup_type} backup of {on} (stanza {stanza}) to repo{repo}{}",
+            if *measure {
+                ", then its databases measured for restore rehearsals"
+            } else {
+                ""
+            }
+        )],
+        Action::RehearseRestore(r) => vec![format!(
+            "restore rehearsal of stanza {} from repo{} into a scratch instance on {} (the node is not touched)",
+            r.conf.stanza, r.repo, s.host
         )],
         Action::RestoreInstance {
             stanza,

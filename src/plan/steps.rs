@@ -425,6 +425,10 @@ pub enum Action {
         repo: u32,
         /// full, diff or incr.
         backup_type: crate::spec::backup::BackupType,
+        /// Measure the databases right after it (rows, sizes) for restore
+        /// rehearsals: the node has `backup_config.verify`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        measure: bool,
     },
     /// In-place restore of one instance: stop it, `pgbackrest restore
     /// --delta` on its data directory in a one-off container, start it and
@@ -441,6 +445,25 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         system_identifier: Option<String>,
     },
+    /// A restore rehearsal (an operation's step): the node's newest backup
+    /// restored into a scratch directory on this host, started until
+    /// consistent, compared with its source's figures, then removed. The
+    /// node's instances are not touched.
+    RehearseRestore(Box<Rehearsal>),
+}
+
+/// The rehearsal step's data, boxed in [`Action::RehearseRestore`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rehearsal {
+    /// The node's backup configuration (secrets as references).
+    pub conf: super::backup::BackupConf,
+    /// The repository restored from (`repoN`).
+    pub repo: u32,
+    /// Host paths the scratch container mounts (local repositories, CA files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+    /// The node's PostgreSQL major (the scratch container's image).
+    pub major: u16,
 }
 
 /// Another node's primary as a step reaches it.
@@ -488,7 +511,8 @@ impl Action {
             | Action::CreateRole { .. }
             | Action::GrantRole { .. }
             | Action::CreateExtension { .. }
-            | Action::RunBackup { .. } => Effect::Add,
+            | Action::RunBackup { .. }
+            | Action::RehearseRestore(_) => Effect::Add,
             Action::StartInstance
             | Action::RecordPrimary { .. }
             | Action::RepointStandby { .. }

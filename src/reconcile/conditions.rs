@@ -105,6 +105,7 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
             reason: o.reason.clone(),
         })
         .collect();
+    st.restore_checks = restore_checks(i);
     let has_steps = !i.plan.steps.is_empty();
     if has_steps || !i.plan.notes.is_empty() || !i.plan.operations.is_empty() {
         let record = plan_record(i.revision, i.plan, i.now);
@@ -272,20 +273,69 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
         .filter(|o| o.state == OperationState::Unsupported)
         .map(|o| o.reason.clone())
         .collect();
-    if degraded.is_empty() {
+    let failed_checks: Vec<String> = st
+        .restore_checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "the restore rehearsal of {}/{} failed at {}{}: {}",
+                c.database,
+                c.node,
+                c.finished_at,
+                c.label
+                    .as_deref()
+                    .map(|l| format!(" (backup {l})"))
+                    .unwrap_or_default(),
+                c.reason.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+        .collect();
+    if degraded.is_empty() && failed_checks.is_empty() {
         st.set(C::Degraded, false, "Healthy", String::new(), now);
     } else {
-        let reason = if unsupported.len() == degraded.len() {
+        let reason = if degraded.is_empty() {
+            "RestoreCheckFailed"
+        } else if unsupported.len() == degraded.len() && failed_checks.is_empty() {
             "OperationUnsupported"
         } else {
             "SeeNotes"
         };
-        st.set(C::Degraded, true, reason, degraded.join("; "), now);
+        let messages: Vec<&str> = failed_checks
+            .iter()
+            .map(String::as_str)
+            .chain(degraded.iter().copied())
+            .collect();
+        st.set(C::Degraded, true, reason, messages.join("; "), now);
     }
     Derived {
         status: Some(st),
         applied,
     }
+}
+
+/// The last rehearsal of each node of the database that still has
+/// rehearsals in its spec (a check of a node whose `verify` is gone no
+/// longer speaks for its backups).
+fn restore_checks(i: &Inputs) -> Vec<crate::state::rehearsal::RestoreCheck> {
+    let Some(db) = i.spec else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = i
+        .actual
+        .restore_checks
+        .iter()
+        .filter(|c| c.database == i.name)
+        .filter(|c| {
+            db.nodes.iter().any(|n| {
+                n.name.as_str() == c.node
+                    && crate::plan::backup::config(db, n).is_some_and(|b| b.verify.is_some())
+            })
+        })
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
 }
 
 /// Whether a status differs from another in anything but its write time

@@ -207,3 +207,62 @@ fn a_suspended_database_holds_its_steps_and_says_since_when() {
     assert!(!c.status);
     assert_eq!(c.reason, "Resumed");
 }
+
+const VERIFIED: &str = "backup_config:\n  repositories:\n    - id: nfs\n      type: posix\n      base_path: /mnt/backups\n  verify:\n    cron_expression: \"0 4 * * *\"\n";
+
+fn check(db: &str, ok: bool) -> crate::state::rehearsal::RestoreCheck {
+    crate::state::rehearsal::RestoreCheck {
+        database: db.into(),
+        node: "n1".into(),
+        host: "h1".into(),
+        operation: format!("{db}.n1._verify.20261201t040000z"),
+        label: Some("20261201-035900F".into()),
+        backup_stop: Some("2026-12-01T03:59:30Z".into()),
+        started_at: "2026-12-01T04:00:00.000Z".into(),
+        finished_at: "2026-12-01T04:00:12.000Z".into(),
+        ok,
+        reason: (!ok).then(|| {
+            "the restore of backup 20261201-035900F failed (exit 1): ERROR: [039]: invalid data"
+                .into()
+        }),
+        restore_seconds: ok.then_some(11.5),
+        age_seconds: Some(30.0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_failed_restore_rehearsal_degrades_its_database_only_and_keeps_it_ready() {
+    let orders = format!("{}{VERIFIED}", example::ORDERS);
+    let inventory = format!("{}{VERIFIED}", example::INVENTORY);
+    let d = example::desired(&[("orders", &orders), ("inventory", &inventory)]);
+    let mut a = converged(&d);
+    a.restore_checks = vec![check("orders", false), check("inventory", true)];
+    let got = derive_for(&d, &a, "orders", IDLE, None, None)
+        .status
+        .unwrap();
+    insta::assert_snapshot!(lines(&got));
+    assert!(got.is(C::Ready) && got.is(C::Degraded));
+    assert_eq!(got.restore_checks.len(), 1);
+    let other = derive_for(&d, &a, "inventory", IDLE, None, None)
+        .status
+        .unwrap();
+    assert!(
+        other.is(C::Ready) && !other.is(C::Degraded),
+        "{}",
+        lines(&other)
+    );
+    assert_eq!(other.restore_checks[0].restore_seconds, Some(11.5));
+}
+
+#[test]
+fn a_failed_rehearsal_of_a_node_without_verify_any_more_is_not_reported() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let mut a = converged(&d);
+    a.restore_checks = vec![check("orders", false)];
+    let got = derive_for(&d, &a, "orders", IDLE, None, None)
+        .status
+        .unwrap();
+    assert!(!got.is(C::Degraded), "{}", lines(&got));
+    assert!(got.restore_checks.is_empty());
+}

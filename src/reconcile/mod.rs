@@ -139,6 +139,8 @@ enum Event {
     UrgentDone(BatchOutcome),
     /// A predecessor's step on the database ended.
     Inherited(String),
+    /// A restore rehearsal's step ended (its operation id).
+    Rehearsed(String),
 }
 
 struct Supervisor {
@@ -152,6 +154,9 @@ struct Supervisor {
     dbs: HashMap<String, DbState>,
     /// Databases whose predecessor's steps still run.
     inherited: BTreeMap<String, usize>,
+    /// The restore rehearsals running beside the databases' workers, by
+    /// operation id.
+    rehearsing: BTreeSet<String>,
     stats: ReconcilerStats,
     stats_written: ReconcilerStats,
     stats_flushed: Instant,
@@ -202,6 +207,7 @@ impl Supervisor {
             statuses: HashMap::new(),
             dbs: HashMap::new(),
             inherited: BTreeMap::new(),
+            rehearsing: BTreeSet::new(),
             stats_written: stats.clone(),
             stats,
             stats_flushed: Instant::now(),
@@ -297,6 +303,9 @@ impl Supervisor {
                 let st = self.dbs.entry(outcome.database.to_string()).or_default();
                 st.urgent = false;
                 self.count_steps(&outcome);
+            }
+            Event::Rehearsed(id) => {
+                self.rehearsing.remove(&id);
             }
             Event::Inherited(db) => {
                 if let Some(n) = self.inherited.get_mut(&db) {
@@ -445,6 +454,15 @@ impl Supervisor {
             else {
                 continue;
             };
+            // A rehearsal holds no database; the plan carries it on.
+            if spec
+                .args
+                .pointer("/step/action/kind")
+                .and_then(|k| k.as_str())
+                == Some("rehearse_restore")
+            {
+                continue;
+            }
             waits.push((db, spec.id));
         }
         for (db, id) in waits {
@@ -560,7 +578,8 @@ impl Supervisor {
                 op_wake = Some(op_wake.map_or(t, |w| w.min(t)));
             }
         }
-        let slices = slice(&plan);
+        let mut slices = slice(&plan);
+        self.rehearse(&snap, &mut slices);
         let mut of_db: BTreeMap<&str, Vec<&InstanceActual>> = BTreeMap::new();
         for i in &actual.instances {
             of_db.entry(i.database.as_str()).or_default().push(i);
@@ -732,6 +751,44 @@ impl Supervisor {
             });
         }
         Ok(())
+    }
+
+    /// Takes the restore rehearsals' steps out of the databases' slices and
+    /// runs each beside the database's worker: a rehearsal touches nothing
+    /// of its database, so its other steps do not wait for it, nor does its
+    /// status show it reconciling.
+    fn rehearse(&mut self, snap: &Snapshot, slices: &mut BTreeMap<String, Plan>) {
+        for (name, slice) in slices.iter_mut() {
+            let (side, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut slice.steps)
+                .into_iter()
+                .partition(|s| matches!(s.action, crate::plan::Action::RehearseRestore(_)));
+            slice.steps = rest;
+            for step in side {
+                let Some(op) = step.operation.as_ref().map(|o| o.id.clone()) else {
+                    continue;
+                };
+                if !self.rehearsing.insert(op.clone()) {
+                    continue;
+                }
+                let Ok(database) = DatabaseName::parse(name) else {
+                    continue;
+                };
+                tracing::info!(operation = %op, host = %step.host, "restore rehearsal starts beside the database's worker");
+                let batch = Batch {
+                    database,
+                    revision: snap.revision.clone(),
+                    steps: vec![step],
+                    config: Arc::new(snap.desired.config.clone()),
+                    replication: None,
+                };
+                let shared = self.shared.clone();
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let _ = worker::run(shared, batch).await;
+                    let _ = tx.send(Event::Rehearsed(op)).await;
+                });
+            }
+        }
     }
 
     async fn store_status(

@@ -170,6 +170,10 @@ pub struct DatabaseStatus {
     /// cluster cannot carry out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<OperationSummary>,
+    /// Each node's last restore rehearsal (`backup_config.verify`): when,
+    /// ok or not and why, the backup, RTO and RPO.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_checks: Vec<crate::state::rehearsal::RestoreCheck>,
     /// When this record was written (RFC 3339).
     pub updated_at: String,
 }
@@ -236,6 +240,7 @@ impl DatabaseStatus {
             ddl_log: Default::default(),
             tasks: Vec::new(),
             operations: Vec::new(),
+            restore_checks: Vec::new(),
             updated_at: now.to_string(),
         }
     }

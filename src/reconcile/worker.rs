@@ -221,6 +221,12 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
                 Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
                     batch.config.image_for(*version)
                 }
+                Action::RehearseRestore(r) => {
+                    batch.config.image_for(crate::spec::values::PgVersion {
+                        major: r.major,
+                        minor: None,
+                    })
+                }
                 _ => String::new(),
             },
             replication: batch.replication,
@@ -330,9 +336,10 @@ pub fn budget(step: &Step) -> Duration {
         } => Duration::from_secs(3600),
         Action::CreateInstance { .. } => Duration::from_secs(300),
         // Copies a whole database, or backs it up, or restores it.
-        Action::JoinMesh { .. } | Action::RunBackup { .. } | Action::RestoreInstance { .. } => {
-            Duration::from_secs(3600)
-        }
+        Action::JoinMesh { .. }
+        | Action::RunBackup { .. }
+        | Action::RestoreInstance { .. }
+        | Action::RehearseRestore(_) => Duration::from_secs(3600),
         // `pgbackrest check` waits for a WAL segment to be archived.
         Action::ConfigureBackup { .. } => Duration::from_secs(300),
         // A rejoin may copy the whole primary when it cannot rewind.

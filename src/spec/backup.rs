@@ -3,7 +3,7 @@
 
 use super::decode::{choice, Ctx, Decode, MapReader};
 use super::diag::FieldPath;
-use super::names::{DatabaseName, NodeName, ObjectId};
+use super::names::{DatabaseName, HostId, NodeName, ObjectId};
 use super::secret::SecretRef;
 use super::yaml::Node;
 use serde::Serialize;
@@ -202,6 +202,34 @@ pub struct BackupConfig {
     /// When backups run.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    /// Restore rehearsals: when the newest backup of each node is restored
+    /// into a scratch instance and checked against its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+/// Restore rehearsals of a node's newest backup.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// When, in UTC: five fields (`0 4 * * *`) or six with seconds.
+    pub cron_expression: String,
+    /// The host that restores the backup into a scratch instance. Default:
+    /// a host of the node that is not its primary, else the primary's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostId>,
+}
+
+impl Decode for Verify {
+    fn decode(node: &Node, path: &FieldPath, cx: &mut Ctx) -> Option<Self> {
+        let mut m = MapReader::new(node, path, cx, "a backup_config.verify")?;
+        let (cron_expression, host) = (m.req(cx, "cron_expression"), m.opt(cx, "host"));
+        m.finish(cx);
+        Some(Self {
+            cron_expression: cron_expression?,
+            host,
+        })
+    }
 }
 
 impl Decode for BackupConfig {
@@ -214,10 +242,12 @@ impl Decode for BackupConfig {
             "a backup_config has at least one repository",
         );
         let schedules = m.list(cx, "schedules");
+        let verify = m.opt(cx, "verify");
         m.finish(cx);
         Some(Self {
             repositories: repositories?,
             schedules,
+            verify,
         })
     }
 }

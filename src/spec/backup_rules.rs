@@ -101,6 +101,11 @@ pub(super) fn check_backup(
         }
         check_repository(repo, &p, err);
     }
+    if let Some(v) = &b.verify {
+        if let Err(msg) = parse_cron(&v.cron_expression) {
+            err(&format!("{path}.verify.cron_expression"), msg);
+        }
+    }
     let mut sched_ids = HashSet::new();
     for (i, s) in b.schedules.iter().enumerate() {
         let p = format!("{path}.schedules[{i}]");

@@ -27,6 +27,9 @@ pub struct Actual {
     /// The backup schedules' records.
     #[serde(default)]
     pub schedules: Vec<crate::state::schedule::ScheduleRecord>,
+    /// Each node's last restore rehearsal.
+    #[serde(default)]
+    pub restore_checks: Vec<crate::state::rehearsal::RestoreCheck>,
     /// Which host is each node's primary (nodes with standbys).
     #[serde(default)]
     pub primaries: Vec<crate::state::primary::PrimaryRecord>,
@@ -464,6 +467,7 @@ impl Actual {
             databases: Vec::new(),
             operations: Vec::new(),
             schedules: Vec::new(),
+            restore_checks: Vec::new(),
             primaries: Vec::new(),
             down_since: BTreeMap::new(),
             durations: Default::default(),

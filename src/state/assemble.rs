@@ -9,6 +9,7 @@
 use super::observed::{parse_key, HostObservation, ObservedKey};
 use super::operation::OperationRecord;
 use super::primary::PrimaryRecord;
+use super::rehearsal::RestoreCheck;
 use super::schedule::ScheduleRecord;
 use crate::cluster::keys;
 use crate::cluster::reflector::{Change, Update};
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// The prefixes an [`ActualCache`] is fed from, one reflector each.
-pub const PREFIXES: [&str; 7] = [
+pub const PREFIXES: [&str; 8] = [
     keys::KNOWN,
     keys::HOSTS,
     keys::OBSERVED,
@@ -30,6 +31,7 @@ pub const PREFIXES: [&str; 7] = [
     keys::OPERATIONS,
     keys::PRIMARIES,
     keys::SCHEDULES,
+    keys::RESTORE_CHECKS,
 ];
 
 /// The observed state, kept current from reflector updates.
@@ -43,6 +45,7 @@ pub struct ActualCache {
     operations: BTreeMap<String, OperationRecord>,
     primaries: BTreeMap<String, PrimaryRecord>,
     schedules: BTreeMap<String, ScheduleRecord>,
+    restore_checks: BTreeMap<String, RestoreCheck>,
     /// When a host's lease was seen gone, by host.
     host_down: BTreeMap<String, DateTime<Utc>>,
     /// When an instance was seen not answering, by its observation key.
@@ -64,6 +67,7 @@ impl Default for ActualCache {
             operations: BTreeMap::new(),
             primaries: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            restore_checks: BTreeMap::new(),
             host_down: BTreeMap::new(),
             instance_down: BTreeMap::new(),
             version: 0,
@@ -113,6 +117,7 @@ impl ActualCache {
             keys::OPERATIONS => self.operations.clear(),
             keys::PRIMARIES => self.primaries.clear(),
             keys::SCHEDULES => self.schedules.clear(),
+            keys::RESTORE_CHECKS => self.restore_checks.clear(),
             _ => {}
         }
     }
@@ -176,6 +181,14 @@ impl ActualCache {
                 self.schedules.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
             });
         }
+        if let Some(id) = k.strip_prefix(keys::RESTORE_CHECKS) {
+            return e.json::<RestoreCheck>().ok().is_some_and(|r| {
+                self.restore_checks
+                    .insert(id.to_string(), r.clone())
+                    .as_ref()
+                    != Some(&r)
+            });
+        }
         false
     }
 
@@ -208,6 +221,9 @@ impl ActualCache {
         }
         if let Some(id) = k.strip_prefix(keys::SCHEDULES) {
             return self.schedules.remove(id).is_some();
+        }
+        if let Some(id) = k.strip_prefix(keys::RESTORE_CHECKS) {
+            return self.restore_checks.remove(id).is_some();
         }
         false
     }
@@ -261,6 +277,7 @@ impl ActualCache {
         out.operations = self.operations.values().cloned().collect();
         out.primaries = self.primaries.values().cloned().collect();
         out.schedules = self.schedules.values().cloned().collect();
+        out.restore_checks = self.restore_checks.values().cloned().collect();
         // A host not live since this view began is down since then.
         let began = self.began;
         for (key, i) in &self.instances {

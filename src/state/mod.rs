@@ -15,6 +15,7 @@ pub mod names;
 pub mod observed;
 pub mod operation;
 pub mod primary;
+pub mod rehearsal;
 pub mod schedule;
 
 pub use actual::{native_mesh, spock_mesh, spock_wired};

@@ -54,6 +54,7 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
             entries.iter().filter_map(|e| e.json().ok()).collect();
         text.push_str(&render_schedules(&records));
     }
+    text.push_str(&render_restore_checks(&dbs));
     if let Ok(certs) = super::certificates::read_all(&state).await {
         text.push_str(&render_certificates(&certs));
     }
@@ -64,6 +65,12 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
 /// while no leader ran: alert on its increase) and latest time run.
 pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> String {
     let mut out = String::new();
+    // Restore rehearsals keep their times in the same records (`_verify`);
+    // their own metrics are `pgcd_restore_check_*`.
+    let records: Vec<&crate::state::schedule::ScheduleRecord> = records
+        .iter()
+        .filter(|r| !r.schedule.starts_with('_'))
+        .collect();
     let labels = |r: &crate::state::schedule::ScheduleRecord| {
         format!(
             "database=\"{}\",node=\"{}\",schedule=\"{}\"",
@@ -74,7 +81,7 @@ pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> S
     };
     let _ = writeln!(out, "# HELP pgcd_backup_schedule_runs_total Scheduled backups started by the leader, per schedule.");
     let _ = writeln!(out, "# TYPE pgcd_backup_schedule_runs_total counter");
-    for r in records {
+    for r in &records {
         let _ = writeln!(
             out,
             "pgcd_backup_schedule_runs_total{{{}}} {}",
@@ -84,7 +91,7 @@ pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> S
     }
     let _ = writeln!(out, "# HELP pgcd_backup_schedule_missed_total Scheduled times that passed without a run (no leader then); the latest one runs late.");
     let _ = writeln!(out, "# TYPE pgcd_backup_schedule_missed_total counter");
-    for r in records {
+    for r in &records {
         let _ = writeln!(
             out,
             "pgcd_backup_schedule_missed_total{{{}}} {}",
@@ -97,7 +104,7 @@ pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> S
         out,
         "# TYPE pgcd_backup_schedule_last_run_timestamp_seconds gauge"
     );
-    for r in records {
+    for r in &records {
         if let Some(t) = r.last_due {
             let _ = writeln!(
                 out,
@@ -105,6 +112,49 @@ pub fn render_schedules(records: &[crate::state::schedule::ScheduleRecord]) -> S
                 labels(r),
                 t.timestamp()
             );
+        }
+    }
+    out
+}
+
+/// Renders each node's last restore rehearsal (from the databases'
+/// statuses): `pgcd_restore_check_success` (1 passed, 0 failed), its
+/// restore time (`_duration_seconds`, the RTO), the age of the data it
+/// brought back (`_age_seconds`, the RPO), when it ended
+/// (`_timestamp_seconds`) and the failures so far (`_failures_total`).
+pub fn render_restore_checks(dbs: &[DatabaseStatus]) -> String {
+    let mut out = String::new();
+    let checks: Vec<(String, &crate::state::rehearsal::RestoreCheck)> = dbs
+        .iter()
+        .flat_map(|d| d.restore_checks.iter())
+        .map(|c| {
+            (
+                format!(
+                    "database=\"{}\",node=\"{}\"",
+                    escape_label(&c.database),
+                    escape_label(&c.node)
+                ),
+                c,
+            )
+        })
+        .collect();
+    type Value = fn(&crate::state::rehearsal::RestoreCheck) -> Option<f64>;
+    let families: [(&str, &str, &str, Value); 5] = [
+        ("pgcd_restore_check_success", "1 when the node's last restore rehearsal restored its newest backup and matched its source, else 0.", "gauge", |c| Some(if c.ok { 1.0 } else { 0.0 })),
+        ("pgcd_restore_check_duration_seconds", "Seconds the last restore rehearsal took from the start of the restore to a consistent copy (RTO).", "gauge", |c| c.restore_seconds),
+        ("pgcd_restore_check_age_seconds", "Age of the data the last restore rehearsal brought back: its start minus the backup's stop (RPO).", "gauge", |c| c.age_seconds),
+        ("pgcd_restore_check_timestamp_seconds", "When the last restore rehearsal ended (Unix time).", "gauge", |c| {
+            chrono::DateTime::parse_from_rfc3339(&c.finished_at).ok().map(|t| t.timestamp_millis() as f64 / 1000.0)
+        }),
+        ("pgcd_restore_check_failures_total", "Restore rehearsals of the node that failed.", "counter", |c| Some(c.failed as f64)),
+    ];
+    for (name, help, kind, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, c) in &checks {
+            if let Some(v) = value(c) {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
         }
     }
     out
@@ -299,6 +349,36 @@ fn render_links(out: &mut String, dbs: &[DatabaseStatus]) {
 mod tests {
     use super::*;
     use crate::reconcile::status::ConditionType;
+
+    #[test]
+    fn restore_checks_render_success_rto_and_rpo_per_node() {
+        let mut db = DatabaseStatus::new("orders", "2026-12-01T00:00:00Z");
+        db.restore_checks
+            .push(crate::state::rehearsal::RestoreCheck {
+                database: "orders".into(),
+                node: "n1".into(),
+                finished_at: "2026-12-01T04:00:12.000Z".into(),
+                ok: false,
+                restore_seconds: None,
+                age_seconds: Some(30.5),
+                failed: 2,
+                ..Default::default()
+            });
+        let text = render_restore_checks(&[db]);
+        for want in [
+            "pgcd_restore_check_success{database=\"orders\",node=\"n1\"} 0",
+            "pgcd_restore_check_age_seconds{database=\"orders\",node=\"n1\"} 30.5",
+            "pgcd_restore_check_timestamp_seconds{database=\"orders\",node=\"n1\"} 1796097612",
+            "pgcd_restore_check_failures_total{database=\"orders\",node=\"n1\"} 2",
+            "# TYPE pgcd_restore_check_duration_seconds gauge",
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+        assert!(
+            !text.contains("pgcd_restore_check_duration_seconds{"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn label_values_escape_backslash_quote_and_newline() {

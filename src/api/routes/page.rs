@@ -273,6 +273,7 @@ fn render_databases(o: &mut String, dbs: &[DatabaseStatus]) {
             o.push_str("</table>\n");
         }
         render_links(o, db);
+        render_restore_checks(o, db);
         if let Some(plan) = &db.last_plan {
             let _ = writeln!(
                 o,
@@ -326,6 +327,34 @@ fn render_links(o: &mut String, db: &DatabaseStatus) {
             positions.join(", ")
         );
     }
+}
+
+/// Each node's last restore rehearsal: when, the backup, RTO, RPO, why not.
+fn render_restore_checks(o: &mut String, db: &DatabaseStatus) {
+    let e = escape;
+    if db.restore_checks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "<table><tr><th>restore rehearsal</th><th>result</th><th>backup</th><th>RTO</th><th>RPO</th><th>ended</th><th>reason</th></tr>"
+    );
+    for c in &db.restore_checks {
+        let secs = |v: Option<f64>| v.map_or("-".into(), |s| format!("{s:.1} s"));
+        let _ = writeln!(
+            o,
+            "<tr><td>{} on {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&c.node),
+            e(&c.host),
+            if c.ok { "passed" } else { "failed" },
+            e(c.label.as_deref().unwrap_or("-")),
+            secs(c.restore_seconds),
+            secs(c.age_seconds),
+            e(&c.finished_at),
+            e(c.reason.as_deref().unwrap_or("-"))
+        );
+    }
+    o.push_str("</table>\n");
 }
 
 fn render_revisions(o: &mut String, revs: &[RevisionRecord]) {

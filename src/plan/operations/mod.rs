@@ -19,6 +19,7 @@ mod backup;
 mod restart;
 mod schedule;
 mod switchover;
+pub mod verify;
 
 use super::steps::{Note, NoteKind, Plan};
 use crate::spec::names::DatabaseName;
@@ -207,7 +208,8 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
     // changes nothing) or they are a schedule's runs.
     for rec in records.values() {
         if rec.state == OperationState::Running {
-            if let Some(db) = &rec.database {
+            // A rehearsal touches nothing of its database: it holds nothing.
+            if let Some(db) = rec.database.as_ref().filter(|_| rec.kind != verify::KIND) {
                 held.insert(db.clone());
             }
             let p = running(rec, out);
@@ -268,6 +270,7 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
     }
     if let Some(now) = now {
         schedule::plan(desired, actual, now, &busy, &mut starting, out);
+        verify::plan(desired, actual, now, out);
     }
 }
 
