@@ -60,7 +60,7 @@ if [ -z "$only" ]; then
 fi
 
 # The slowest files first (measured on CI), then the rest by name.
-slow=(ha mesh_join backup_schedule backup_ops mesh backup_clone backup_posix backup_s3 standby
+slow=(ha mesh_join backup_verify backup_ops backup_schedule upgrade_minor mesh backup_clone backup_posix backup_s3 standby
   security_pg cluster_failover source_failover reconcile scripts package)
 order=()
 [ -z "$only" ] || slow=($only)
