@@ -381,20 +381,7 @@ async fn restore(
     ));
     let pg = promoted(t).await?;
     // Recovery settings pgBackRest wrote must not reach a standby copied later.
-    // (One statement each: ALTER SYSTEM refuses a transaction block.)
-    for name in [
-        "recovery_target",
-        "recovery_target_time",
-        "recovery_target_xid",
-        "recovery_target_lsn",
-        "recovery_target_name",
-        "recovery_target_inclusive",
-        "recovery_target_action",
-    ] {
-        pg.batch_execute(&format!("ALTER SYSTEM RESET {name}"))
-            .await
-            .map_err(super::query_error)?;
-    }
+    reset_settings(&pg, RECOVERY_TARGETS).await?;
     pg.batch_execute("SELECT pg_reload_conf()")
         .await
         .map_err(super::query_error)?;
@@ -421,6 +408,28 @@ async fn restore(
     t.log(format!(
         "restored and promoted: timeline {timeline}, system identifier {sysid}"
     ));
+    Ok(())
+}
+
+/// The recovery target settings pgBackRest writes for a restore.
+const RECOVERY_TARGETS: &[&str] = &[
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_inclusive",
+    "recovery_target_action",
+];
+
+/// `ALTER SYSTEM RESET` of each of pgcd's own setting names (constants, not
+/// spec input), one statement each: ALTER SYSTEM refuses a transaction block.
+async fn reset_settings(pg: &tokio_postgres::Client, names: &[&str]) -> Result<(), StepError> {
+    for name in names {
+        pg.batch_execute(&format!("ALTER SYSTEM RESET {name}"))
+            .await
+            .map_err(super::query_error)?;
+    }
     Ok(())
 }
 
@@ -730,23 +739,16 @@ async fn make_own(
     }
     let password = t.rt.superuser_password(&t.id).await?;
     super::support::run_sql(pg, ctx, &[sql::set_password("postgres", &password)?]).await?;
-    // One statement each: ALTER SYSTEM refuses a transaction block.
-    for name in [
-        "recovery_target",
-        "recovery_target_time",
-        "recovery_target_xid",
-        "recovery_target_lsn",
-        "recovery_target_name",
-        "recovery_target_inclusive",
-        "recovery_target_action",
-        "restore_command",
-        "max_logical_replication_workers",
-        "synchronous_standby_names",
-    ] {
-        pg.batch_execute(&format!("ALTER SYSTEM RESET {name}"))
-            .await
-            .map_err(super::query_error)?;
-    }
+    reset_settings(pg, RECOVERY_TARGETS).await?;
+    reset_settings(
+        pg,
+        &[
+            "restore_command",
+            "max_logical_replication_workers",
+            "synchronous_standby_names",
+        ],
+    )
+    .await?;
     t.log("the copy is this database's own: the source's subscriptions dropped (their slots untouched), superuser password set, recovery settings reset; restarting");
     Ok(())
 }

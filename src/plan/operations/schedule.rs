@@ -159,30 +159,7 @@ pub(super) fn plan(
                         continue;
                     }
                 };
-                let mut next = rec.clone();
-                let missed = due.len() - 1;
-                next.last_due = Some(latest);
-                next.runs += 1;
-                next.missed += missed as u64;
-                if missed > 0 {
-                    next.last_missed = due.get(due.len() - 2).copied();
-                }
-                next.recent.push(id.clone());
-                let mut prune = Vec::new();
-                while next.recent.len() > KEEP_RUNS {
-                    let old = next.recent.remove(0);
-                    let done = actual
-                        .operations
-                        .iter()
-                        .find(|o| o.id == old)
-                        .is_none_or(|o| o.state.is_final());
-                    if done {
-                        prune.push(old);
-                    } else {
-                        next.recent.insert(0, old);
-                        break;
-                    }
-                }
+                let (next, missed, prune) = advance(rec, &due, &id, actual);
                 p.id = id;
                 p.state = if refused.is_some() {
                     OperationState::Failed
@@ -218,7 +195,45 @@ pub(super) fn plan(
     }
 }
 
-fn wake(out: &mut Plan, at: Option<DateTime<Utc>>) {
+/// A schedule's record once the run `id` for the latest of the `due`
+/// times starts (the earlier ones counted missed), with how many were
+/// missed and the old runs' records to delete: the latest [`KEEP_RUNS`]
+/// are kept, and any still running.
+pub(super) fn advance(
+    rec: &ScheduleRecord,
+    due: &[DateTime<Utc>],
+    id: &str,
+    actual: &Actual,
+) -> (ScheduleRecord, usize, Vec<String>) {
+    let mut next = rec.clone();
+    let missed = due.len().saturating_sub(1);
+    next.last_due = due.last().copied();
+    next.runs += 1;
+    next.missed += missed as u64;
+    if missed > 0 {
+        next.last_missed = due.get(due.len() - 2).copied();
+    }
+    next.recent.push(id.to_string());
+    let mut prune = Vec::new();
+    while next.recent.len() > KEEP_RUNS {
+        let old = next.recent.remove(0);
+        let done = actual
+            .operations
+            .iter()
+            .find(|o| o.id == old)
+            .is_none_or(|o| o.state.is_final());
+        if done {
+            prune.push(old);
+        } else {
+            next.recent.insert(0, old);
+            break;
+        }
+    }
+    (next, missed, prune)
+}
+
+/// Asks the reconciler to plan again at `at` (the earliest asked for wins).
+pub(super) fn wake(out: &mut Plan, at: Option<DateTime<Utc>>) {
     if let Some(at) = at {
         out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
     }

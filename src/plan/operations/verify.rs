@@ -12,6 +12,7 @@
 //! it neither waits for the database's other steps nor holds it while it
 //! runs. Pure.
 
+use super::schedule::wake;
 use super::{one_step_phase, OperationPlan, Transition};
 use crate::plan::instance::primary_host;
 use crate::plan::steps::Plan;
@@ -20,7 +21,7 @@ use crate::spec::database::{DatabaseState, NodeSpec};
 use crate::spec::names::HostId;
 use crate::spec::{Database, Desired};
 use crate::state::operation::OperationState;
-use crate::state::schedule::{run_id, ScheduleRecord, KEEP_RUNS};
+use crate::state::schedule::{run_id, ScheduleRecord};
 use crate::state::Actual;
 use chrono::{DateTime, Utc};
 
@@ -197,30 +198,7 @@ fn node_plan(
         ),
         step,
     );
-    let mut next = rec.clone();
-    let missed = due.len() - 1;
-    next.last_due = Some(latest);
-    next.runs += 1;
-    next.missed += missed as u64;
-    if missed > 0 {
-        next.last_missed = due.get(due.len() - 2).copied();
-    }
-    next.recent.push(id.clone());
-    let mut prune = Vec::new();
-    while next.recent.len() > KEEP_RUNS {
-        let old = next.recent.remove(0);
-        let done = actual
-            .operations
-            .iter()
-            .find(|o| o.id == old)
-            .is_none_or(|o| o.state.is_final());
-        if done {
-            prune.push(old);
-        } else {
-            next.recent.insert(0, old);
-            break;
-        }
-    }
+    let (next, missed, prune) = super::schedule::advance(rec, &due, &id, actual);
     p.id = id;
     p.state = OperationState::Running;
     p.reason = format!(
@@ -241,12 +219,6 @@ fn node_plan(
         prune,
     });
     out.operations.push(p);
-}
-
-fn wake(out: &mut Plan, at: Option<DateTime<Utc>>) {
-    if let Some(at) = at {
-        out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
-    }
 }
 
 #[cfg(test)]
