@@ -59,9 +59,9 @@ if [ -z "$only" ]; then
   fi
 fi
 
-# The slowest files first (measured on CI), then the rest by name.
-slow=(ha mesh_join backup_verify backup_ops backup_schedule upgrade_minor mesh backup_clone backup_posix backup_s3 standby
-  security_pg cluster_failover source_failover reconcile scripts package)
+# The slowest files first (measured here, 2026-12-02), then the rest by name.
+slow=(package backup_schedule mesh_join cold_restart ha scripts backup_ops reconcile backup_verify mesh backup_clone standby
+  reconcile_core backup_posix upgrade_minor security_pg source_https cluster_formation backup_s3)
 order=()
 [ -z "$only" ] || slow=($only)
 for n in "${slow[@]}"; do [ -n "${bin[$n]:-}" ] && order+=("$n"); done

@@ -216,15 +216,20 @@ fn a_rehearsal_restores_the_last_backup_and_a_damaged_one_degrades_only_its_data
     );
     assert!(!condition(&s, "Degraded"), "{s:#}");
     let op = c["operation"].as_str().unwrap().to_string();
-    let log = get_text(&format!(
-        "{api}/v1/tasks/{}/log",
-        get_json(&format!("{api}/v1/operations/{op}")).unwrap()["phases"][0]["tasks"][0]
-            .as_str()
-            .unwrap()
-    ))
-    .unwrap();
+    // The result is recorded before the scratch instance is removed: the
+    // log's last lines come a moment later.
+    let log = wait_for(
+        "the rehearsal's log ends with the scratch removed",
+        WAIT,
+        || {
+            let task = get_json(&format!("{api}/v1/operations/{op}"))?["phases"][0]["tasks"][0]
+                .as_str()?
+                .to_string();
+            get_text(&format!("{api}/v1/tasks/{task}/log")).filter(|l| l.contains("removed"))
+        },
+    );
     assert!(
-        log.contains("RTO") && log.contains("--type=immediate") && log.contains("removed"),
+        log.contains("RTO") && log.contains("--type=immediate"),
         "{log}"
     );
     let (sc, _) = check_where(&api, "stock", "a rehearsal of the backup passed", |c| {
