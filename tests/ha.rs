@@ -12,6 +12,11 @@
 //!   is lost, and the old primary's agent, restarted, makes it a standby
 //!   (never a second primary). The failover is counted in `/metrics`.
 //!
+//! - refusals: a `Failover` of a healthy primary without `force` is
+//!   refused; a primary whose standbys were cut off (iptables) while it
+//!   went on committing is lost, and neither standby, lagging more than
+//!   `failover.maximum_lag`, is promoted: the status says why.
+//!
 //! How fast is `bench/failover.md`'s to say, against Patroni.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
@@ -125,4 +130,120 @@ fn losing_the_leader_and_primary_host_fences_it_and_a_synchronous_standby_takes_
     ha.all_follow(new, -1);
     let s = wait_ready(&api, "ledger", None, WAIT);
     assert!(!condition(&s, "Degraded"), "{s}");
+}
+
+/// iptables rules dropping every TCP packet to and from a PostgreSQL
+/// server's address and port, for the test's life: its standbys stop
+/// receiving, while its agent still reaches it through its Unix socket.
+struct Cut(Vec<Vec<String>>);
+
+impl Cut {
+    fn new(primary: &str, port: u16) -> Self {
+        // The containers connect from 127.0.0.1 here (loopback's source
+        // address), so the primary's address and port are what is cut.
+        let p = port.to_string();
+        let rules = vec![
+            ["-d", primary, "-p", "tcp", "--dport", &p, "-j", "DROP"]
+                .map(String::from)
+                .to_vec(),
+            ["-s", primary, "-p", "tcp", "--sport", &p, "-j", "DROP"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for r in &rules {
+            let out = std::process::Command::new("iptables")
+                .args(["-I", "INPUT"])
+                .args(r)
+                .output()
+                .expect("iptables (installed with Docker)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Self(rules)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = std::process::Command::new("iptables")
+                .args(["-D", "INPUT"])
+                .args(r)
+                .output();
+        }
+    }
+}
+
+#[test]
+fn a_lagging_standby_is_never_promoted_and_a_failover_without_force_is_refused() {
+    let mut ha = Ha::start(73, 6563, "", &[]);
+    let api = ha.agents[1].api();
+    std::fs::create_dir_all(ha.work.join("operations")).unwrap();
+    std::fs::write(
+        ha.work.join("operations/f1.yaml"),
+        "id: f1\nkind: Failover\ndatabase: ledger\nnode: n1\n",
+    )
+    .unwrap();
+    git(&ha.work, &["add", "-A"]);
+    git(
+        &ha.work,
+        &["commit", "-q", "-m", "fail over a healthy primary"],
+    );
+    let op = wait_for("the failover refused", WAIT, || {
+        get_json(&format!("{api}/v1/operations/f1")).filter(|op| op["state"] == "failed")
+    });
+    assert!(op["reason"].as_str().unwrap().contains("force"), "{op:#}");
+    assert!(ha.writable(0), "the primary still serves");
+
+    // Cut both standbys off the primary, which goes on committing several
+    // MiB they never receive (written through its socket).
+    let _cut = Cut::new(&ha.addrs[0], ha.port);
+    let primary = format!("pgcd-ledger-n1-{}", ha.ids[0]);
+    docker(&[
+        "exec",
+        "-u",
+        "postgres",
+        &primary,
+        "psql",
+        "-X",
+        "-h",
+        "/var/lib/pgcd/run",
+        "-p",
+        "6563",
+        "-d",
+        "ledger",
+        "-c",
+        "INSERT INTO items SELECT generate_series(1, 60000); \
+         CREATE TABLE pad AS SELECT g, repeat('x', 200) AS t FROM generate_series(1, 20000) g",
+    ]);
+    let lsn = |a: &serde_json::Value, host: &str| -> Option<i64> {
+        a["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["database"] == "ledger" && i["host"] == host)?["wal"]["lsn"]
+            .as_i64()
+    };
+    wait_for("the leader sees the standbys 2 MiB behind", WAIT, || {
+        let a = get_json(&format!("{api}/v1/actual"))?;
+        let p = lsn(&a, &ha.ids[0])?;
+        let best = lsn(&a, &ha.ids[1])?.max(lsn(&a, &ha.ids[2])?);
+        (p - best > 2 << 20).then_some(())
+    });
+
+    // The primary's host is lost (agent and server): its standbys lag it by
+    // more than failover.maximum_lag, so none is promoted, and status says so.
+    ha.agents[0].kill9();
+    docker(&["kill", &primary]);
+    let s = wait_for("the refusal in status", WAIT, || {
+        status(&api, "ledger").filter(|s| s.to_string().contains("failover.maximum_lag"))
+    });
+    assert!(s.to_string().contains("it is not promoted"), "{s:#}");
+    assert!(
+        !ha.writable(1) && !ha.writable(2),
+        "no lagging standby promoted"
+    );
+    assert!(ha.standby(1) && ha.standby(2), "both still standbys");
 }
