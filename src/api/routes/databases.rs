@@ -17,6 +17,11 @@ use axum::Json;
 /// Reads every database status, sorted by name. A record that does not
 /// decode is skipped with a warning: one bad record must not hide the rest.
 pub async fn all(store: &Store) -> Result<Vec<DatabaseStatus>, ClusterError> {
+    // The revision first: the leader writes it after the statuses derived
+    // at it, so statuses read afterwards are at least that new. Read the
+    // other way round, an old status could be shown at a new revision (a
+    // database Ready at a commit whose steps had not run).
+    let revision = status_revision(store).await?;
     let (entries, _) = store.get_prefix(keys::DATABASE_STATUS).await?;
     let mut dbs: Vec<DatabaseStatus> = entries
         .iter()
@@ -29,7 +34,6 @@ pub async fn all(store: &Store) -> Result<Vec<DatabaseStatus>, ClusterError> {
         })
         .collect();
     dbs.sort_by(|a, b| a.name.cmp(&b.name));
-    let revision = status_revision(store).await?;
     for db in &mut dbs {
         at_revision(db, revision.as_deref());
     }
@@ -61,11 +65,13 @@ pub async fn one(store: &Store, name: &str) -> Result<DatabaseStatus, ApiError> 
             "invalid database name",
         ));
     }
+    // The revision before the status (see `all`).
+    let revision = status_revision(store).await?;
     let mut db: DatabaseStatus = store
         .get_json(&keys::database_status(name))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no database {name}")))?;
-    at_revision(&mut db, status_revision(store).await?.as_deref());
+    at_revision(&mut db, revision.as_deref());
     Ok(db)
 }
 
