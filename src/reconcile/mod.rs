@@ -606,6 +606,19 @@ impl Supervisor {
             if self.inherited.contains_key(name) {
                 continue;
             }
+            // A failure stands while its work is left to do. With nothing
+            // left (the failed step's task succeeded after its batch gave
+            // up on an etcd error, or the instance got there by itself),
+            // it no longer does: the database is not Stalled on it forever.
+            if !st.running && st.failed.is_some() && slice.steps.is_empty() {
+                tracing::info!(
+                    database = name,
+                    "nothing is left to do: the last failure no longer stands"
+                );
+                st.failed = None;
+                st.not_before = None;
+                st.backoff.reset();
+            }
             let waiting = st.not_before.is_some_and(|t| Instant::now() < t);
             if st.running || waiting {
                 // A failover does not wait for the database's other batch
