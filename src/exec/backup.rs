@@ -391,6 +391,18 @@ async fn restore(
     rt.restart(id).await?;
     rt.wait_healthy(id, super::READY_TIMEOUT).await?;
     t.log("recovery_target settings reset and the server restarted (restore_command stays for standbys)");
+    let (sysid, timeline) = identity(t).await?;
+    tokio::task::spawn_blocking(move || std::fs::remove_file(&mark).map_err(io(&mark)))
+        .await
+        .map_err(|e| StepError::Arguments(format!("removing {RESTORE_FILE}: {e}")))??;
+    t.log(format!(
+        "restored and promoted: timeline {timeline}, system identifier {sysid}"
+    ));
+    Ok(())
+}
+
+/// The instance's system identifier and timeline, as a restore logs them.
+async fn identity(t: &Target<'_>) -> Result<(String, i32), StepError> {
     let pg = t.admin().await?;
     let row = pg
         .query_one(
@@ -401,14 +413,7 @@ async fn restore(
         )
         .await
         .map_err(super::query_error)?;
-    let (sysid, timeline): (String, i32) = (row.get(0), row.get(1));
-    tokio::task::spawn_blocking(move || std::fs::remove_file(&mark).map_err(io(&mark)))
-        .await
-        .map_err(|e| StepError::Arguments(format!("removing {RESTORE_FILE}: {e}")))??;
-    t.log(format!(
-        "restored and promoted: timeline {timeline}, system identifier {sysid}"
-    ));
-    Ok(())
+    Ok((row.get(0), row.get(1)))
 }
 
 /// The recovery target settings pgBackRest writes for a restore.
@@ -507,17 +512,7 @@ pub(super) async fn create_from_backup(
     drop(pg);
     rt.restart(id).await?;
     rt.wait_healthy(id, super::READY_TIMEOUT).await?;
-    let pg = t.admin().await?;
-    let row = pg
-        .query_one(
-            "SELECT system_identifier::text, \
-             ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
-             FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .map_err(super::query_error)?;
-    let (sysid, timeline): (String, i32) = (row.get(0), row.get(1));
+    let (sysid, timeline) = identity(t).await?;
     t.log(format!(
         "created from a backup of {}: timeline {timeline}, system identifier {sysid} (the source's; its own stanza keeps its backups apart)",
         src.stanza

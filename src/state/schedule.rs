@@ -43,6 +43,34 @@ pub struct ScheduleRecord {
 }
 
 impl ScheduleRecord {
+    /// `rec` (or a new record) followed from `now` on under
+    /// `cron_expression`: a new schedule, or one whose expression changed.
+    pub fn restarted(
+        rec: Option<&ScheduleRecord>,
+        database: &DatabaseName,
+        node: &str,
+        schedule: &str,
+        cron_expression: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut r = rec.cloned().unwrap_or_else(|| ScheduleRecord {
+            database: database.clone(),
+            node: node.to_string(),
+            schedule: schedule.to_string(),
+            cron_expression: String::new(),
+            since: now,
+            last_due: None,
+            runs: 0,
+            missed: 0,
+            last_missed: None,
+            recent: Vec::new(),
+        });
+        r.cron_expression = cron_expression.to_string();
+        r.since = now;
+        r.last_due = None;
+        r
+    }
+
     /// Its key's tail: `<db>/<node>/<id>`.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.database, self.node, self.schedule)

@@ -65,21 +65,14 @@ pub(super) fn plan(
                     Some(r) if r.cron_expression == sched.cron_expression => r,
                     _ => {
                         // New, or its expression changed: counted from now.
-                        let mut r = rec.cloned().unwrap_or_else(|| ScheduleRecord {
-                            database: name.clone(),
-                            node: node.name.to_string(),
-                            schedule: sched.id.to_string(),
-                            cron_expression: String::new(),
-                            since: now,
-                            last_due: None,
-                            runs: 0,
-                            missed: 0,
-                            last_missed: None,
-                            recent: Vec::new(),
-                        });
-                        r.cron_expression.clone_from(&sched.cron_expression);
-                        r.since = now;
-                        r.last_due = None;
+                        let r = ScheduleRecord::restarted(
+                            rec,
+                            name,
+                            node.name.as_str(),
+                            sched.id.as_str(),
+                            &sched.cron_expression,
+                            now,
+                        );
                         let next = cron.after(&now).next();
                         p.not_before = next;
                         p.reason = format!(

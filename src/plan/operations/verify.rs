@@ -116,21 +116,14 @@ fn node_plan(
     let rec = match rec {
         Some(r) if r.cron_expression == verify.cron_expression => r,
         _ => {
-            let mut r = rec.cloned().unwrap_or_else(|| ScheduleRecord {
-                database: name.clone(),
-                node: node.name.to_string(),
-                schedule: VERIFY.into(),
-                cron_expression: String::new(),
-                since: now,
-                last_due: None,
-                runs: 0,
-                missed: 0,
-                last_missed: None,
-                recent: Vec::new(),
-            });
-            r.cron_expression.clone_from(&verify.cron_expression);
-            r.since = now;
-            r.last_due = None;
+            let r = ScheduleRecord::restarted(
+                rec,
+                name,
+                node.name.as_str(),
+                VERIFY,
+                &verify.cron_expression,
+                now,
+            );
             let next = cron.after(&now).next();
             p.not_before = next;
             p.reason = format!(
