@@ -16,8 +16,21 @@ pub use tls::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// When set (by a test binary that partitions hosts with iptables), every
+/// agent runs with a group id of its own, [`agent_gid`], which its etcd
+/// inherits: iptables' `owner` match then tells one host's traffic from
+/// another's, although all of it leaves from 127.0.0.1 on loopback.
+pub static AGENT_GIDS: AtomicBool = AtomicBool::new(false);
+
+/// The group id an agent on `addr` runs with when [`AGENT_GIDS`] is set.
+pub fn agent_gid(addr: &str) -> u32 {
+    let octets: Vec<u32> = addr.split('.').filter_map(|o| o.parse().ok()).collect();
+    40_000 + octets[2] * 256 + octets[3]
+}
 
 /// The pgcd binary, hard-linked away from the shared target dir so another
 /// build replacing `target/debug/pgcd` cannot change it under a running test.
@@ -165,7 +178,11 @@ impl Agent {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .expect("agent log file");
-        let child = Command::new(pgcd_bin())
+        let mut command = Command::new(pgcd_bin());
+        if AGENT_GIDS.load(Ordering::Relaxed) {
+            std::os::unix::process::CommandExt::gid(&mut command, agent_gid(&self.addr));
+        }
+        let child = command
             .args([
                 "agent",
                 "--host-id",
