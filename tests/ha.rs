@@ -135,45 +135,21 @@ fn losing_the_leader_and_primary_host_fences_it_and_a_synchronous_standby_takes_
 /// iptables rules dropping every TCP packet to and from a PostgreSQL
 /// server's address and port, for the test's life: its standbys stop
 /// receiving, while its agent still reaches it through its Unix socket.
-struct Cut(Vec<Vec<String>>);
+struct Cut(#[allow(dead_code)] common::firewall::Chain);
 
 impl Cut {
     fn new(primary: &str, port: u16) -> Self {
         // The containers connect from 127.0.0.1 here (loopback's source
         // address), so the primary's address and port are what is cut.
         let p = port.to_string();
-        let rules = vec![
-            ["-d", primary, "-p", "tcp", "--dport", &p, "-j", "DROP"]
-                .map(String::from)
-                .to_vec(),
-            ["-s", primary, "-p", "tcp", "--sport", &p, "-j", "DROP"]
-                .map(String::from)
-                .to_vec(),
-        ];
-        for r in &rules {
-            let out = std::process::Command::new("iptables")
-                .args(["-I", "INPUT"])
-                .args(r)
-                .output()
-                .expect("iptables (installed with Docker)");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Self(rules)
-    }
-}
-
-impl Drop for Cut {
-    fn drop(&mut self) {
-        for r in &self.0 {
-            let _ = std::process::Command::new("iptables")
-                .args(["-D", "INPUT"])
-                .args(r)
-                .output();
-        }
+        Self(common::firewall::Chain::new(
+            &format!("pgcd-pg-{}-{p}", primary.replace('.', "-")),
+            "INPUT",
+            &[
+                vec!["-d", primary, "-p", "tcp", "--dport", &p, "-j", "DROP"],
+                vec!["-s", primary, "-p", "tcp", "--sport", &p, "-j", "DROP"],
+            ],
+        ))
     }
 }
 

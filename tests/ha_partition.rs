@@ -212,26 +212,10 @@ async fn write_to(
 /// 3. nothing else reaches the cut address or leaves from it;
 /// 4. no connection of the cut host's agent or etcd to anywhere else
 ///    passes, in either direction (marked on its first packet).
-struct Partition {
-    chain: String,
-}
+struct Partition(#[allow(dead_code)] common::firewall::Chain);
 
 impl Partition {
     fn new(addr: &str, gid: &str, checker: &str) -> Self {
-        let chain = format!("pgcd-cut-{}", addr.replace('.', "-"));
-        let ipt = |args: &[&str]| {
-            let out = std::process::Command::new("iptables")
-                .args(args)
-                .output()
-                .expect("iptables (installed with Docker)");
-            assert!(
-                out.status.success(),
-                "iptables {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let c = chain.as_str();
-        ipt(&["-N", c]);
         let own = ["-m", "owner", "--gid-owner", gid];
         let rules: Vec<Vec<&str>> = vec![
             vec!["-m", "connmark", "--mark", "7", "-j", "ACCEPT"],
@@ -249,21 +233,7 @@ impl Partition {
             [&own[..], &["-j", "CONNMARK", "--set-mark", "8"]].concat(),
             vec!["-m", "connmark", "--mark", "8", "-j", "DROP"],
         ];
-        for r in rules {
-            ipt(&[&["-A", c][..], &r].concat());
-        }
-        ipt(&["-I", "OUTPUT", "-j", c]);
-        Self { chain }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        let ipt = |args: &[&str]| {
-            let _ = std::process::Command::new("iptables").args(args).output();
-        };
-        ipt(&["-D", "OUTPUT", "-j", &self.chain]);
-        ipt(&["-F", &self.chain]);
-        ipt(&["-X", &self.chain]);
+        let chain = format!("pgcd-cut-{}", addr.replace('.', "-"));
+        Self(common::firewall::Chain::new(&chain, "OUTPUT", &rules))
     }
 }

@@ -2,7 +2,9 @@
 //! - a database whose step runs for a minute never delays another;
 //! - a multi-phase operation survives the death of the leader that started
 //!   it: the new leader resumes at the recorded phase and no phase runs
-//!   twice.
+//!   twice;
+//! - a scheduled operation whose leader dies before its time runs once, at
+//!   its time, under the next leader.
 //!
 //! Slow steps come from the test executors (`PGCD_TEST_SLOW_STEPS`, set for
 //! every agent of this binary): steps of `slow` wait 60 s, operation steps 8 s.
@@ -127,7 +129,8 @@ fn a_database_whose_step_runs_a_minute_never_delays_another() {
 }
 
 #[test]
-fn a_new_leader_resumes_an_operation_at_its_recorded_phase_and_runs_no_phase_twice() {
+fn a_new_leader_resumes_an_operation_at_its_recorded_phase_runs_no_phase_twice_and_keeps_a_schedule(
+) {
     require_image(17);
     slow_steps();
     let block = 82;
@@ -216,6 +219,58 @@ fn a_new_leader_resumes_an_operation_at_its_recorded_phase_and_runs_no_phase_twi
             .filter(|l| l.contains("/operation:restart-ops"))
             .collect();
         assert_eq!(restarts.len(), 1, "{}: {runs}", agents[*i].id);
+    }
+    wait_ready(&api, "ops", None, READY);
+
+    // A scheduled Restart across a change of leader: the leader that
+    // recorded it dies before its time, and the next one runs it once, at
+    // its time, not before.
+    agents[li].spawn();
+    wait_for("three healthy hosts again", READY, || {
+        (healthy_hosts(&api).len() == 3).then_some(())
+    });
+    let at_text = (chrono::Utc::now() + chrono::Duration::seconds(45))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at = chrono::DateTime::parse_from_rfc3339(&at_text).unwrap();
+    commit(
+        &work,
+        "operations/restart-later.yaml",
+        &format!("id: restart-later\nkind: Restart\ndatabase: ops\nscheduled_at: \"{at_text}\"\n"),
+        "restart ops later",
+    );
+    wait_for("the restart scheduled", READY, || {
+        get_json(&format!("{api}/v1/operations/restart-later"))
+            .filter(|op| op["state"] == "scheduled")
+    });
+    let term = newest_term(&api).expect("a leader");
+    let who = agents.iter().position(|a| a.id == term.0).unwrap();
+    agents[who].kill9();
+    agents[who].spawn();
+    let next = wait_new_term(&api, &term, READY);
+    assert!(
+        chrono::Utc::now() < at,
+        "the new leader ({next:?}) came after the restart's time: nothing is shown"
+    );
+    let done = wait_for("the scheduled restart succeeded", READY, || {
+        get_json(&format!("{api}/v1/operations/restart-later"))
+            .filter(|op| op["state"] == "succeeded")
+    });
+    let started = chrono::DateTime::parse_from_rfc3339(done["started_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(
+        started >= at,
+        "started {started} before its time {at}: {done}"
+    );
+    let leaders = done["leaders"].as_array().unwrap();
+    assert!(leaders.iter().any(|l| l == next.0.as_str()), "{done}");
+    for i in &others {
+        let runs = std::fs::read_to_string(agents[*i].data_dir.join("step-runs.log")).unwrap();
+        let restarts = runs
+            .lines()
+            .filter(|l| l.contains("/operation:restart-later"))
+            .count();
+        assert_eq!(restarts, 1, "{}: {runs}", agents[*i].id);
     }
     wait_ready(&api, "ops", None, READY);
 }

@@ -1,9 +1,11 @@
 //! `scripts` and `state: absent`, for real: agents with the Docker runtime
 //! run a database's `post_init` and `post_database_create` exactly once
-//! (an agent restart, re-plans and a changed script run nothing again; a
+//! (a new leader, re-plans and a changed script run nothing again; a
 //! node added later copies the first node's result instead of running
-//! them), a failing script leaves nothing half applied and its error is in
-//! the database's status, and an absent user and extension are dropped
+//! them), a failing script leaves nothing half applied, its error is in
+//! the database's status and it is tried once, and again only when the
+//! spec changes (not at a later revision, nor under a new leader), and an
+//! absent user and extension are dropped
 //! while the user's objects survive, owned by the database's owner.
 //! Needs the images (scripts/build-images.sh).
 
@@ -149,10 +151,18 @@ fn scripts_run_once_and_absent_users_and_extensions_are_dropped() {
         "{log}"
     );
 
-    // The agent of the database's host restarts; a re-plan (a changed
-    // setting) and changed scripts run nothing again, and the plan says why.
+    // The leader and the agent of the database's host restart: a new
+    // leader term. A re-plan (a changed setting) and changed scripts run
+    // nothing again, and the plan says why.
+    let term = newest_term(&api).expect("a leader");
+    let leader = ids.iter().position(|h| *h == term.0).expect("a host leads");
     agents[0].kill9();
     agents[0].spawn();
+    if leader != 0 {
+        agents[leader].kill9();
+        agents[leader].spawn();
+    }
+    wait_new_term(&api, &term, WAIT);
     let changed = shop(&[h1], LEGACY, EXTS, "16MB", "")
         .replace("INSERT INTO seed VALUES (1,", "INSERT INTO seed VALUES (2,");
     let sha = commit(&work, file, &changed, "work_mem 16MB, scripts changed");
@@ -274,7 +284,7 @@ fn a_failing_script_is_reported_and_leaves_nothing_half_applied() {
     let dir = tempfile::tempdir().unwrap();
     let h1 = host_id(block, 0);
     let _containers = Containers::new(vec![h1.clone()]);
-    let (agents, work) = pg_cluster(block, 1, dir.path(), WAIT);
+    let (mut agents, work) = pg_cluster(block, 1, dir.path(), WAIT);
     let api = agents[0].api();
     let file = "databases/shop.yaml";
     let broken = shop(&[&h1], "", "  - vector\n", "8MB", "")
@@ -290,6 +300,39 @@ fn a_failing_script_is_reported_and_leaves_nothing_half_applied() {
     let why = s["conditions"].to_string();
     assert!(why.contains("scripts.post_database_create[2]"), "{s}");
     assert!(why.contains("no_such_function"), "{s}");
+    // Tried once, and held until the spec changes: a later revision that
+    // leaves shop's spec as it is, under a new leader, tries nothing again.
+    let held = s["held"]["failure"].as_str().unwrap_or_default();
+    assert!(
+        held.contains("not tried again until the spec of shop changes"),
+        "{s}"
+    );
+    let creates = || {
+        get_json(&format!("{api}/v1/tasks"))
+            .and_then(|t| t.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_owned))
+            .filter(|id| id.starts_with("s-shop.n1.") && id.contains("database"))
+            .count()
+    };
+    assert_eq!(creates(), 1, "the failing script ran once");
+    let term = newest_term(&api).expect("a leader");
+    agents[0].kill9();
+    agents[0].spawn();
+    wait_new_term(&api, &term, WAIT);
+    let later = commit(
+        &work,
+        "notes.txt",
+        "not a spec\n",
+        "a revision shop's spec is not in",
+    );
+    let s = wait_for("shop still Stalled at the later revision", WAIT, || {
+        status(&api, "shop")
+            .filter(|s| s["observed_revision"] == later.as_str() && condition(s, "Stalled"))
+    });
+    assert_eq!(s["held"]["failure"].as_str(), Some(held), "{s}");
+    assert_eq!(creates(), 1, "nothing tried the script again");
     let su = std::fs::read_to_string(dir.path().join(&h1).join("instances/shop-n1/superuser.pw"))
         .unwrap();
     let c = format!("pgcd-shop-n1-{h1}");

@@ -6,7 +6,9 @@
 //! - on any change, and every resync interval, it plans the whole cluster
 //!   (a pure function, cheap) and hands each database its slice;
 //! - each database has its own worker, requeue and backoff: a database
-//!   whose step runs for minutes never delays another;
+//!   whose step runs for minutes never delays another; a `scripts` list
+//!   that failed is held, not retried, until the database's spec changes
+//!   (its status keeps the hold, for the next leader too);
 //! - every status is derived by a pure function (`conditions`) and written
 //!   only when it changed, so an idle cluster writes nothing.
 //!
@@ -112,6 +114,10 @@ struct DbState {
     backoff: Backoff,
     /// Not before this time (backoff).
     not_before: Option<Instant>,
+    /// A failure not retried until the spec changes (a `scripts` list).
+    held: Option<status::Held>,
+    /// The digest of the spec the running batch was planned from.
+    planned_spec: Option<String>,
 }
 
 impl Default for DbState {
@@ -125,6 +131,8 @@ impl Default for DbState {
             repeats: 0,
             backoff: Backoff::step(),
             not_before: None,
+            held: None,
+            planned_spec: None,
         }
     }
 }
@@ -230,6 +238,13 @@ impl Supervisor {
         {
             for e in entries {
                 if let Ok(s) = e.json::<DatabaseStatus>() {
+                    // A predecessor's hold stands: its scripts do not run
+                    // again because the leader changed.
+                    if let Some(h) = &s.held {
+                        let st = self.dbs.entry(s.name.clone()).or_default();
+                        st.failed = Some(h.failure.clone());
+                        st.held = Some(h.clone());
+                    }
                     self.statuses.insert(s.name.clone(), s);
                 }
             }
@@ -488,16 +503,36 @@ impl Supervisor {
         if outcome.deposed {
             return;
         }
+        let planned_spec = st.planned_spec.take();
         match outcome.failed() {
             Some(f) => {
-                st.failed = Some(format!(
-                    "step {} failed after {} attempt(s): {}",
+                let error = f.error.as_deref().unwrap_or("");
+                let failure = format!(
+                    "step {} failed after {} attempt(s): {error}",
                     f.step.id,
                     f.tasks.len(),
-                    f.error.as_deref().unwrap_or("")
-                ));
+                );
                 st.repeats = 0;
-                st.not_before = st.backoff.next_delay().map(|d| Instant::now() + d);
+                match planned_spec.filter(|_| worker::script_failed(&f.step, error)) {
+                    Some(spec) => {
+                        let failure = format!(
+                            "{failure}; not tried again until the spec of {} changes",
+                            outcome.database
+                        );
+                        tracing::warn!(database = %outcome.database, step = %f.step.id, "a script failed: the database is held until its spec changes");
+                        st.failed = Some(failure.clone());
+                        st.held = Some(status::Held {
+                            spec,
+                            failure,
+                            since: now_rfc3339(),
+                        });
+                        st.not_before = None;
+                    }
+                    None => {
+                        st.failed = Some(failure);
+                        st.not_before = st.backoff.next_delay().map(|d| Instant::now() + d);
+                    }
+                }
             }
             None => {
                 let ids: BTreeSet<String> = outcome
@@ -616,8 +651,26 @@ impl Supervisor {
                     "nothing is left to do: the last failure no longer stands"
                 );
                 st.failed = None;
+                st.held = None;
                 st.not_before = None;
                 st.backoff.reset();
+            }
+            // A held failure stands until the spec it failed with changes.
+            let digest = st
+                .held
+                .as_ref()
+                .map(|_| specs.get(name).map(|d| crate::state::spec_digest(d)));
+            if let (Some(h), Some(now_spec)) = (&st.held, digest) {
+                if now_spec.as_deref() != Some(h.spec.as_str()) {
+                    tracing::info!(
+                        database = name,
+                        "the spec changed: the held failure is tried again"
+                    );
+                    st.held = None;
+                    st.failed = None;
+                    st.not_before = None;
+                    st.backoff.reset();
+                }
             }
             let waiting = st.not_before.is_some_and(|t| Instant::now() < t);
             if st.running || waiting {
@@ -651,12 +704,13 @@ impl Supervisor {
                     continue;
                 }
             }
-            // Maintenance mode: only the steps of operations committed for
-            // the database run; the rest are planned, shown and held.
+            // Maintenance mode, or a held failure: only the steps of
+            // operations committed for the database run; the rest are
+            // planned, shown and held.
             let suspended = specs
                 .get(name)
                 .is_some_and(|d| crate::plan::suspended(d, &snap.desired.config));
-            let runnable: Vec<crate::plan::Step> = if suspended {
+            let runnable: Vec<crate::plan::Step> = if suspended || st.held.is_some() {
                 slice
                     .steps
                     .iter()
@@ -695,7 +749,10 @@ impl Supervisor {
                 now: &stamp,
                 suspended,
             };
-            let derived = conditions::derive(self.statuses.get(name), &inputs);
+            let mut derived = conditions::derive(self.statuses.get(name), &inputs);
+            if let Some(s) = derived.status.as_mut() {
+                s.held = st.held.clone();
+            }
             st.last = None;
             if repeating && st.not_before.is_none() {
                 st.not_before = st.backoff.next_delay().map(|d| Instant::now() + d);
@@ -703,6 +760,7 @@ impl Supervisor {
             if start {
                 st.running = true;
                 st.not_before = None;
+                st.planned_spec = specs.get(name).map(|d| crate::state::spec_digest(d));
                 started_batches += 1;
                 let Ok(database) = DatabaseName::parse(name) else {
                     continue;

@@ -174,8 +174,24 @@ pub struct DatabaseStatus {
     /// ok or not and why, the backup, RTO and RPO.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore_checks: Vec<crate::state::rehearsal::RestoreCheck>,
+    /// A failure that is not retried until the database's spec changes
+    /// (a `scripts` list that failed): kept here so a new leader holds it
+    /// too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
     /// When this record was written (RFC 3339).
     pub updated_at: String,
+}
+
+/// A failure held until the spec changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The digest of the spec it failed with ([`crate::state::spec_digest`]).
+    pub spec: String,
+    /// The failure, as the `Stalled` condition says it.
+    pub failure: String,
+    /// Since when (RFC 3339).
+    pub since: String,
 }
 
 /// An operation as a database's status shows it.
@@ -241,6 +257,7 @@ impl DatabaseStatus {
             tasks: Vec::new(),
             operations: Vec::new(),
             restore_checks: Vec::new(),
+            held: None,
             updated_at: now.to_string(),
         }
     }

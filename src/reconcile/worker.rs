@@ -6,8 +6,9 @@
 //! Steps start as soon as the steps they depend on succeeded; steps of one
 //! node run in plan order (the planner orders a node's phases: instance,
 //! start, catalog, settings, restart, extensions). A step that fails is
-//! tried again ([`Backoff::step`], three attempts); the first step that
-//! keeps failing stops the batch: nothing new starts, what runs ends.
+//! tried again ([`Backoff::step`], three attempts), unless its `scripts`
+//! failed ([`script_failed`]); the first step that keeps failing stops the
+//! batch: nothing new starts, what runs ends.
 
 use super::dispatch::Dispatcher;
 use super::operations::Recorder;
@@ -282,8 +283,9 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
                     }
                     Err(e) => {
                         tracing::warn!(task = %id, attempt = out.tasks.len(), error = %e, "step failed");
+                        let again = !script_failed(step, &e);
                         out.error = Some(e);
-                        if !backoff.wait(shared.guard.token()).await {
+                        if !again || !backoff.wait(shared.guard.token()).await {
                             break;
                         }
                     }
@@ -295,6 +297,25 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
     }
     .instrument(span)
     .await
+}
+
+/// Whether `error` of `step` is its `scripts` list failing (a statement of
+/// it, or its commit): the user's SQL, which fails again as it is. Such a
+/// step is tried once, and its database is held until its spec changes;
+/// any other failure of the step (a connection lost) is retried as usual.
+pub fn script_failed(step: &Step, error: &str) -> bool {
+    let runs_scripts = match &step.action {
+        Action::RunPostInit { .. } => true,
+        Action::CreateDatabase {
+            post_database_create,
+            ..
+        } => !post_database_create.is_empty(),
+        _ => false,
+    };
+    runs_scripts
+        && ["scripts.post_init", "scripts.post_database_create"]
+            .iter()
+            .any(|f| error.contains(f))
 }
 
 fn spec(id: &str, args: serde_json::Value, budget: Duration) -> TaskSpec {

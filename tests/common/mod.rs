@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod firewall;
 pub mod gitrepo;
 pub mod ha;
 pub mod pg;
@@ -415,6 +416,23 @@ impl Cluster {
             .position(|a| a.id == id)
             .expect("known host id")
     }
+}
+
+/// The newest leader term the cluster records (`leader_history` of
+/// `GET /v1/cluster` from `api`): its host and election revision, which
+/// grows with every new term.
+pub fn newest_term(api: &str) -> Option<(String, i64)> {
+    let v = get_json(&format!("{api}/v1/cluster"))?;
+    v["leader"].as_str()?;
+    let t = v["leader_history"].as_array()?.last()?.clone();
+    Some((t["host"].as_str()?.to_string(), t["revision"].as_i64()?))
+}
+
+/// Waits until `api` reports a leader term newer than `after`'s.
+pub fn wait_new_term(api: &str, after: &(String, i64), deadline: Duration) -> (String, i64) {
+    wait_for("a new leader term", deadline, || {
+        newest_term(api).filter(|t| t.1 > after.1)
+    })
 }
 
 /// The ids of healthy hosts per the API at `api`.
