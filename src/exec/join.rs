@@ -378,7 +378,18 @@ PGCD_EOF
         let script = format!(
             r#"set -euo pipefail
 pg_restore -l {DUMP_DIR} | grep -v ' EVENT TRIGGER ' > {DUMP_DIR}/list
-{{ pg_restore -f - -L {DUMP_DIR}/list {DUMP_DIR}; printf '%s\n' "$PGCD_TAIL"; }} \
+# A column option of the source's build that this server does not know is
+# left out of the copy: Debian's 17.12 stamps every column with
+# `pg_attver`, which pg_dump 18 dumps and PostgreSQL 18.6 refuses (a major
+# upgrade by node addition). Any other option is kept, and only the
+# definitions (pre-data) are filtered, never the rows.
+options() {{ cat; }}
+if ! psql -X -q -h /var/lib/pgcd/run -p "$PGCD_PORT" -U postgres -d "$PGCD_DB" \
+  -c 'CREATE TEMP TABLE pgcd_probe (a int); ALTER TABLE pgcd_probe ALTER COLUMN a SET (pg_attver = 1)' >/dev/null 2>&1; then
+  options() {{ sed -E -e '/^ALTER TABLE ONLY .* ALTER COLUMN .* SET \(/{{ s/pg_attver=[0-9]+, //; s/, pg_attver=[0-9]+\)/)/; /SET \(pg_attver=[0-9]+\);$/d; }}'; }}
+fi
+restore() {{ pg_restore -f - -L {DUMP_DIR}/list --section="$1" {DUMP_DIR}; }}
+{{ restore pre-data | options; restore data; restore post-data; printf '%s\n' "$PGCD_TAIL"; }} \
   | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h /var/lib/pgcd/run -p "$PGCD_PORT" -U postgres -d "$PGCD_DB" >/dev/null
 echo PGCD_RESTORE_OK
 "#

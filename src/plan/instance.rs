@@ -654,7 +654,7 @@ fn check_version(
             kind: NoteKind::Version,
             database: db.database_name.clone(),
             message: format!(
-                "{at} runs PostgreSQL {have}, the spec says {want}; a major upgrade is its own procedure and is not planned here"
+                "{at} runs PostgreSQL {have}, the spec says {want}; nothing is changed in place: to upgrade, add a node with postgres_version \"{want}\" (it joins by copying a member, across the majors), then remove this one"
             ),
         });
     }
