@@ -1,8 +1,12 @@
 //! PostgreSQL with the cluster's certificates, for real: every instance
 //! serves TLS with its host's certificate; a client checking it against
 //! the cluster CA (`sslmode=verify-full`) connects; the standby's stream
-//! and the other node's subscription both run over TLS; a rotated
-//! certificate is served after a reload, with no restart.
+//! and the other node's subscription both run over TLS; the replication
+//! role is admitted over TLS only (`hostssl`), and a node still joins by
+//! copying the first one (the agents' own connections and `pg_dump` use
+//! TLS); every instance starts with pgcd's pg_hba.conf, none needs it
+//! rewritten; a rotated certificate is served after a reload, with no
+//! restart.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)] // tests may panic and block
 
@@ -15,6 +19,14 @@ use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(180);
+
+/// n1 holds a table from its first pass: n2 joins by copying it
+/// (`JoinMesh`: slots and `pg_dump` as the replication role).
+const SEED: &str = "scripts:\n  post_database_create:\n    - CREATE TABLE secrets (id int PRIMARY KEY, what text)\n    - INSERT INTO secrets VALUES (1, 'copied over TLS')\n";
+
+/// The first line of every file pgcd writes (`plan::hba`).
+const MANAGED: &str =
+    "# Managed by pgcd from the spec (pg_hba_conf, pg_ident_conf): edits here are undone.";
 
 /// The certificate a PostgreSQL server presents (STARTTLS), PEM.
 fn served_pg_cert(addr: &str, port: u16) -> String {
@@ -43,7 +55,7 @@ fn instances_serve_tls_and_replicate_over_verified_tls() {
     let api = agents[0].api();
     let port = 6561;
     let spec = format!(
-        "database_name: vault\npostgres_version: \"17\"\nport: {port}\nnodes:\n  - name: n1\n    host_ids: [{}, {}]\n  - name: n2\n    host_ids: [{}]\n",
+        "database_name: vault\npostgres_version: \"17\"\nport: {port}\nnodes:\n  - name: n1\n    host_ids: [{}, {}]\n  - name: n2\n    host_ids: [{}]\n{SEED}",
         ids[0], ids[1], ids[2]
     );
     std::fs::write(work.join("databases/vault.yaml"), spec).unwrap();
@@ -106,6 +118,93 @@ fn instances_serve_tls_and_replicate_over_verified_tls() {
         senders.contains("pgcd_sub_"),
         "no subscription among {senders}"
     );
+    // The replication role is admitted over TLS only, from the database's
+    // hosts; so n2's join, whose copy is there, connected over TLS.
+    let hba = on_primary("SELECT pg_read_file(current_setting('hba_file'))").unwrap();
+    assert!(
+        hba.lines()
+            .any(|l| l.starts_with("hostssl all pgcd_replication ")),
+        "{hba}"
+    );
+    let plain: Vec<&str> = hba
+        .lines()
+        .filter(|l| l.starts_with("host ") && l.contains(" pgcd_replication "))
+        .filter(|l| !l.ends_with(" reject"))
+        .collect();
+    assert!(
+        plain.is_empty(),
+        "the role is admitted without TLS: {plain:?}"
+    );
+    let su2 = std::fs::read_to_string(agents[2].data_dir.join("instances/vault-n2/superuser.pw"))
+        .unwrap();
+    let other_sql = |sql: &str| {
+        psql(
+            &other,
+            &agents[2].addr,
+            port,
+            "postgres",
+            &su2,
+            "vault",
+            sql,
+        )
+    };
+    assert_eq!(
+        other_sql("SELECT what FROM secrets").as_deref(),
+        Some("copied over TLS"),
+        "n2 did not copy n1"
+    );
+    let join = task_log(&api, "s-vault.n2.", ".join-");
+    assert!(
+        join.lines()
+            .any(|l| l.contains("copied n1 at the consistent point")
+                && l.contains(", over verified TLS")),
+        "{join}"
+    );
+    // Every session of the role on n1 (the standby's stream, n2's
+    // subscription) is TLS.
+    let sessions = on_primary(
+        "SELECT count(*) || '/' || count(*) FILTER (WHERE s.ssl) \
+         FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.usename = 'pgcd_replication'",
+    )
+    .unwrap();
+    let (all, tls) = sessions.split_once('/').unwrap();
+    assert!(all.parse::<u32>().unwrap() >= 2 && all == tls, "{sessions}");
+
+    // Every instance started with pgcd's own files: none had to be
+    // rewritten after its first start.
+    for (container, addr, password) in [
+        (&primary, &agents[0].addr, &su),
+        (&format!("pgcd-vault-n1-{}", ids[1]), &agents[1].addr, &su),
+        (&other, &agents[2].addr, &su2),
+    ] {
+        let hba = psql(
+            container,
+            addr,
+            port,
+            "postgres",
+            password,
+            "vault",
+            "SELECT pg_read_file(current_setting('hba_file'))",
+        )
+        .unwrap();
+        assert_eq!(hba.lines().next(), Some(MANAGED), "{container}: {hba}");
+    }
+    let tasks = get_json(&format!("{api}/v1/tasks")).expect("tasks");
+    let rewrites: Vec<&str> = tasks
+        .as_array()
+        .expect("a list of tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .filter(|id| id.starts_with("s-vault.") && id.contains(".auth-"))
+        .collect();
+    assert!(rewrites.is_empty(), "pg_hba.conf rewritten: {rewrites:?}");
+    let created = task_log(&api, "s-vault.n1.", "create-instance");
+    assert!(
+        created.contains("in force from the first start"),
+        "{created}"
+    );
+
     // And n2's subscription says so from its side too (its worker's conninfo).
     let conninfo = psql(
         &other,

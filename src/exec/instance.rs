@@ -5,7 +5,7 @@
 use super::{StepError, Target, READY_TIMEOUT};
 use crate::plan::Action;
 use crate::postgres::sql;
-use crate::runtime::docker::{CreateSpec, StandbySource};
+use crate::runtime::docker::{CreateSpec, InitialAuth, StandbySource};
 
 pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
     let (rt, id) = (t.rt, &t.id);
@@ -19,6 +19,8 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             reuse_data,
             mounts,
             restore_from,
+            hba,
+            ident,
         } => {
             let conf_lines = settings
                 .iter()
@@ -32,11 +34,23 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 memory: memory.clone(),
                 standby: None,
                 mounts: mounts.clone(),
+                auth: (!hba.is_empty()).then(|| InitialAuth {
+                    hba: hba.clone(),
+                    hba_without_tls: crate::plan::hba::without_tls(hba),
+                    ident: ident.clone(),
+                }),
             };
             if let Some(src) = restore_from {
                 return super::backup::create_from_backup(t, &spec, src).await;
             }
             let created = rt.create(id, &spec).await?;
+            if created && spec.auth.is_some() {
+                t.log(format!(
+                    "pg_hba.conf ({} lines) and pg_ident.conf ({} lines) of the spec are in force from the first start",
+                    hba.len(),
+                    ident.len()
+                ));
+            }
             t.log(format!(
                 "container {} {} (image {}, PostgreSQL {version}, port {port}{})",
                 id.container(),
@@ -75,6 +89,8 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                     password,
                 }),
                 mounts: mounts.clone(),
+                // pg_basebackup copies the primary's files, pgcd's already.
+                auth: None,
             };
             let created = rt.create(id, &spec).await?;
             t.log(format!(

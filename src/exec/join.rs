@@ -25,9 +25,13 @@
 //! next attempt starts over); a failure during it leaves disabled
 //! subscriptions, which the planner enables. The agent connects to the
 //! members as the replication role, which may only read, make slots and
-//! call pgcd's `subscription_pause` / `subscription_position` functions.
+//! call pgcd's `subscription_pause` / `subscription_position` functions;
+//! to a member whose server has TLS, over TLS verified against the cluster
+//! CA (its `pg_hba.conf` admits the role no other way), `pg_dump` too.
 
-use super::{db_error, ensure_replication_role, exists, run_sql};
+use super::{
+    db_error, ensure_replication_role, exists, replication_client, run_sql, ReplicationPeer,
+};
 use crate::cluster::tasks::TaskContext;
 use crate::plan::steps::Peer;
 use crate::postgres::sql::{self, Conninfo, Statement};
@@ -36,7 +40,7 @@ use crate::runtime::observe;
 use crate::state::names::{publication_name, subscription_name, REPLICATION_ROLE};
 use crate::state::InstanceId;
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 fn sql_err(e: sql::SqlError) -> String {
     e.to_string()
@@ -84,28 +88,17 @@ impl Join<'_> {
         &self.id.node
     }
 
-    /// Connects to a member's database as the replication role.
+    /// Connects to a member's database as the replication role (over
+    /// verified TLS when its server has TLS).
     async fn member(&self, p: &Peer) -> Result<Client, String> {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(&p.address)
-            .port(p.port)
-            .user(REPLICATION_ROLE)
-            .password(self.password)
-            .dbname(self.db())
-            .application_name("pgcd")
-            .connect_timeout(Duration::from_secs(10));
-        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
-            format!(
-                "connecting to node {} ({}:{}): {e}",
-                p.node, p.address, p.port
-            )
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "member connection closed");
-            }
-        });
-        Ok(client)
+        let to = ReplicationPeer {
+            address: &p.address,
+            port: p.port,
+            tls: p.tls,
+        };
+        replication_client(self.rt, &to, self.password, self.db())
+            .await
+            .map_err(|e| format!("node {}: {e}", p.node))
     }
 
     async fn local(&self, dbname: &str) -> Result<Client, String> {
@@ -334,7 +327,7 @@ CREATE_REPLICATION_SLOT :"slot" LOGICAL pgoutput (SNAPSHOT 'export') \gset pgcd_
 PGCD_EOF
 "#
         );
-        let env = vec![
+        let mut env = vec![
             format!("PGHOST={}", self.source.address),
             format!("PGPORT={}", self.source.port),
             format!("PGUSER={REPLICATION_ROLE}"),
@@ -343,6 +336,13 @@ PGCD_EOF
             format!("PGCD_SLOT={slot}"),
             "PGAPPNAME=pgcd".to_string(),
         ];
+        // The source's pg_hba.conf admits the role over TLS only when its
+        // server has TLS: then libpq checks it as the subscriptions do,
+        // against the CA in this container and the address dialled.
+        if self.source.tls {
+            env.push("PGSSLMODE=verify-full".to_string());
+            env.push(format!("PGSSLROOTCERT={}", crate::pki::INSTANCE_CA_FILE));
+        }
         let started = Instant::now();
         let (code, out) = self
             .rt
@@ -361,9 +361,14 @@ PGCD_EOF
             .find_map(|l| l.strip_prefix("PGCD_CONSISTENT_POINT "))
             .unwrap_or("?");
         self.log(format!(
-            "copied {} at the consistent point {point} of slot {slot} in {:.1}s",
+            "copied {} at the consistent point {point} of slot {slot} in {:.1}s{}",
             self.source.node,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if self.source.tls {
+                ", over verified TLS"
+            } else {
+                ""
+            }
         ));
         Ok(applied)
     }

@@ -22,7 +22,9 @@ mod support;
 
 pub use error::StepError;
 pub(crate) use error::{db_error, query_error};
-pub(crate) use support::{ensure_replication_role, exists, run_sql};
+pub(crate) use support::{
+    ensure_replication_role, exists, replication_client, run_sql, ReplicationPeer,
+};
 
 use crate::cluster::tasks::{Executor, TaskContext};
 use crate::plan::{Action, Step};

@@ -7,7 +7,7 @@
 use super::instance::unreachable_action;
 use super::join::Join;
 use super::support::{align_sequences, ensure_replication_role};
-use super::{exists, query_error, run_sql, StepError, Target};
+use super::{exists, query_error, replication_client, run_sql, ReplicationPeer, StepError, Target};
 use crate::plan::Action;
 use crate::postgres::driver::Endpoint;
 use crate::postgres::sql;
@@ -95,6 +95,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             publisher,
             address,
             port,
+            tls,
         } => {
             let password = t.replication_password().await?;
             let c = t.database().await?;
@@ -115,7 +116,12 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             };
             let stmts = drv.subscribe(name, &publisher)?;
             if drv.name() == crate::spec::database::Replication::Native.as_str() {
-                publisher_slot(t, address, *port, &password, name).await?;
+                let at = ReplicationPeer {
+                    address,
+                    port: *port,
+                    tls: *tls,
+                };
+                publisher_slot(t, &at, &password, name).await?;
             }
             t.log(format!(
                 "subscribing to node {} at {address}:{port} ({})",
@@ -199,30 +205,14 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
 /// subscribing to each other at once would never finish.
 async fn publisher_slot(
     t: &Target<'_>,
-    address: &str,
-    port: u16,
+    at: &ReplicationPeer<'_>,
     password: &str,
     slot: &str,
 ) -> Result<(), StepError> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(address)
-        .port(port)
-        .user(REPLICATION_ROLE)
-        .password(password)
-        .dbname(t.step.database.as_str())
-        .application_name("pgcd")
-        .connect_timeout(std::time::Duration::from_secs(10));
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        StepError::Connect(format!(
-            "connecting to the publisher at {address}:{port}: {}",
-            super::db_error(&e)
-        ))
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "publisher connection closed");
-        }
-    });
+    let (address, port) = (at.address, at.port);
+    let client = replication_client(t.rt, at, password, t.step.database.as_str())
+        .await
+        .map_err(|e| StepError::Connect(format!("the publisher: {e}")))?;
     let made = client
         .query(
             "SELECT pg_create_logical_replication_slot($1::text::name, 'pgoutput') \
@@ -234,10 +224,11 @@ async fn publisher_slot(
             statement: format!("making slot {slot} on {address}:{port}"),
             message: super::db_error(&e),
         })?;
+    let over = if at.tls { ", over verified TLS" } else { "" };
     t.log(if made.is_empty() {
-        format!("slot {slot} exists on the publisher ({address}:{port})")
+        format!("slot {slot} exists on the publisher ({address}:{port}{over})")
     } else {
-        format!("slot {slot} made on the publisher ({address}:{port})")
+        format!("slot {slot} made on the publisher ({address}:{port}{over})")
     });
     Ok(())
 }

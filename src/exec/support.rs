@@ -1,6 +1,7 @@
 //! What the step executor's SQL steps share: running statements with
-//! their log lines, the replication role and its password, and aligning
-//! sequences to a node's key residue.
+//! their log lines, the replication role, its password and its connections
+//! to other nodes (TLS when their server has it), and aligning sequences to
+//! a node's key residue.
 
 use super::error::{db_error, query_error, StepError};
 use crate::cluster::tasks::TaskContext;
@@ -58,6 +59,73 @@ pub(crate) async fn ensure_replication_role(
     // A former primary rewinds from the new one as this role.
     stmts.extend(sql::grant_rewind(role)?);
     run_sql(c, ctx, &stmts).await
+}
+
+/// Where an agent connects as the replication role: another node's
+/// primary, and whether its server has TLS (then pgcd's `pg_hba.conf`
+/// there admits the role over TLS only, `hostssl`).
+pub(crate) struct ReplicationPeer<'a> {
+    /// The primary's address (its certificate names it).
+    pub address: &'a str,
+    /// Its port.
+    pub port: u16,
+    /// Its server has TLS: the connection is TLS, verified like
+    /// `sslmode=verify-full` against the cluster CA.
+    pub tls: bool,
+}
+
+/// Connects to `dbname` on `to` as the replication role, with a 10 s
+/// connect timeout; the connection runs in a task of its own. An error
+/// names the address and whether TLS was asked for.
+pub(crate) async fn replication_client(
+    rt: &crate::runtime::docker::Runtime,
+    to: &ReplicationPeer<'_>,
+    password: &str,
+    dbname: &str,
+) -> Result<tokio_postgres::Client, String> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(to.address)
+        .port(to.port)
+        .user(crate::state::names::REPLICATION_ROLE)
+        .password(password)
+        .dbname(dbname)
+        .application_name("pgcd")
+        .connect_timeout(std::time::Duration::from_secs(10));
+    let failed = |how: &str, e: &dyn std::fmt::Display| {
+        format!("connecting to {}:{} ({how}): {e}", to.address, to.port)
+    };
+    if to.tls {
+        let how = "TLS, verify-full against the cluster CA";
+        let tls = crate::pki::postgres::verify_full(rt.pki()).map_err(|e| failed(how, &e))?;
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        open(&cfg, tls)
+            .await
+            .map_err(|e| failed(how, &db_error(&e)))
+    } else {
+        // A server without TLS (the PostgreSQL 16 image) gets a plain
+        // connection, as its `pg_hba.conf` expects (`host`).
+        open(&cfg, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| failed("no TLS: its server has none", &db_error(&e)))
+    }
+}
+
+/// Connects with `tls` and drives the connection in a task of its own.
+async fn open<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = cfg.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "replication-role connection closed");
+        }
+    });
+    Ok(client)
 }
 
 /// Whether `sql` (a `SELECT 1 ... WHERE x = $1`) finds a row for `key`.

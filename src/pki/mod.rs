@@ -10,6 +10,7 @@
 pub mod client;
 pub mod files;
 pub mod issue;
+pub mod postgres;
 pub mod server;
 pub mod token;
 

@@ -181,12 +181,22 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 settings,
                 reuse_data,
                 mounts,
+                hba,
+                ident,
                 ..
             } => {
                 if !reuse_data {
                     let keep = i.available_extensions.clone();
                     *i = fresh(&s.database, &s.node, &s.host);
                     i.available_extensions = keep;
+                }
+                if !hba.is_empty() {
+                    // The images of the examples have TLS.
+                    i.auth = Some(crate::state::actual::AuthActual {
+                        tls: true,
+                        hba: hba.clone(),
+                        ident: ident.clone(),
+                    });
                 }
                 i.backup.mounts.clone_from(mounts);
                 i.container_exists = true;

@@ -10,7 +10,9 @@
 //!    agent as the superuser (its socket, or TCP from the node's hosts when
 //!    the socket path is too long), physical replication from this node's
 //!    hosts only, and pgcd's replication role in a database (subscriptions
-//!    of the other nodes, `pg_rewind`) from the database's hosts only;
+//!    of the other nodes, `pg_rewind`, the agents' slots and copies) from
+//!    the database's hosts only, both over TLS only (`hostssl`) when the
+//!    server has TLS;
 //! 2. pgcd's replication role from anywhere else: refused, whatever the
 //!    spec's lines say;
 //! 3. the spec's lines: the database's `pg_hba_conf`, then the node's
@@ -92,9 +94,9 @@ pub fn hba_lines(db: &Database, node: &NodeSpec, actual: &Actual, tls: bool) -> 
             .iter()
             .map(|a| format!("{ssl} replication {repl} {a} scram-sha-256")),
     );
-    // `host`, not `hostssl`: the agents' own connections as the role (the
-    // publisher's slot, a node's join) do not use TLS yet; subscriptions
-    // and pg_rewind do.
+    // Every connection as the role uses TLS when the server has it:
+    // subscriptions and pg_rewind (libpq, verify-full) and the agents' own
+    // (the publisher's slot, a node's join and its pg_dump).
     out.push(format!(
         "# subscriptions, pg_rewind and the agents from the hosts of database {} only",
         db.database_name
@@ -102,7 +104,7 @@ pub fn hba_lines(db: &Database, node: &NodeSpec, actual: &Actual, tls: bool) -> 
     out.extend(
         everywhere
             .iter()
-            .map(|a| format!("host all {repl} {a} scram-sha-256")),
+            .map(|a| format!("{ssl} all {repl} {a} scram-sha-256")),
     );
     out.push(format!(
         "# 2. {repl} from anywhere else is refused, whatever the spec's lines say"
@@ -121,6 +123,23 @@ pub fn hba_lines(db: &Database, node: &NodeSpec, actual: &Actual, tls: bool) -> 
         "host all all ::/0 scram-sha-256".into(),
     ]);
     out
+}
+
+/// [`hba_lines`] rendered with TLS, as they are without: pgcd's own lines
+/// for its replication role `host` instead of `hostssl` (the spec's lines
+/// never name the role, the validator refuses them). For a new instance,
+/// whose server's TLS is known only once it runs.
+pub fn without_tls(hba: &[String]) -> Vec<String> {
+    let own = [
+        format!("hostssl replication {REPLICATION_ROLE} "),
+        format!("hostssl all {REPLICATION_ROLE} "),
+    ];
+    hba.iter()
+        .map(|l| match l.strip_prefix("hostssl ") {
+            Some(rest) if own.iter().any(|o| l.starts_with(o.as_str())) => format!("host {rest}"),
+            _ => l.clone(),
+        })
+        .collect()
 }
 
 /// The `pg_ident.conf` every instance of `node` should have: the

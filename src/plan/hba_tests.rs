@@ -158,7 +158,18 @@ fn physical_replication_is_allowed_from_the_node_s_hosts_only() {
         "{}",
         hba.join("\n")
     );
-    position(&hba, "host all pgcd_replication 10.0.0.3/32 scram-sha-256");
+    // Its subscriptions (and the agents' own connections as the role) come
+    // over TLS too.
+    position(
+        &hba,
+        "hostssl all pgcd_replication 10.0.0.3/32 scram-sha-256",
+    );
+    assert!(
+        !hba.iter()
+            .any(|l| l.starts_with("host ") && l.contains(" pgcd_replication 10.0.0.")),
+        "the role is admitted without TLS:\n{}",
+        hba.join("\n")
+    );
     // Anywhere else, the replication role is refused before the spec's lines.
     position(&hba, "host replication pgcd_replication ::/0 reject");
     position(&hba, "host all pgcd_replication 0.0.0.0/0 reject");
@@ -167,6 +178,10 @@ fn physical_replication_is_allowed_from_the_node_s_hosts_only() {
     position(
         &plain,
         "host replication pgcd_replication 10.0.0.1/32 scram-sha-256",
+    );
+    position(
+        &plain,
+        "host all pgcd_replication 10.0.0.3/32 scram-sha-256",
     );
     assert!(!plain.iter().any(|l| l.starts_with("hostssl")));
 }
@@ -249,4 +264,81 @@ fn an_instance_that_has_not_reported_its_files_gets_no_step() {
     instance(&mut a, "orders", "n1", "h2").auth = None;
     let changed = spec("", IDENT, "");
     assert!(auth_steps(&plan(&changed, &a)).is_empty());
+}
+
+#[test]
+fn the_tls_rendering_without_tls_is_the_rendering_for_a_server_without_tls() {
+    let text = ORDERS.replace(
+        "    host_ids: [h1]\n",
+        "    host_ids: [h1, h2]\n  - name: n2\n    host_ids: [h3]\n",
+    );
+    let d = desired(&[("orders", &format!("{text}{HBA}"))]);
+    let a = at_addresses(&d);
+    let db = &d.databases[0];
+    for node in &db.nodes {
+        let tls = hba_lines(db, node, &a, true);
+        assert_eq!(
+            super::without_tls(&tls),
+            hba_lines(db, node, &a, false),
+            "{}",
+            tls.join("\n")
+        );
+    }
+    // A spec line of its own that says `hostssl` keeps it.
+    let user = vec!["hostssl orders app 10.0.0.0/8 scram-sha-256".to_string()];
+    assert_eq!(super::without_tls(&user), user);
+}
+
+/// The `CreateInstance` steps of a plan, with the files they carry.
+fn created(p: &Plan) -> Vec<(&Step, &[String], &[String])> {
+    p.steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::CreateInstance { hba, ident, .. } => Some((s, &hba[..], &ident[..])),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_instance_starts_with_the_spec_s_files_and_needs_no_auth_step() {
+    let d = spec(HBA, IDENT, NODE_HBA);
+    let mut a = at_addresses(&d);
+    a.instances.clear();
+    a.databases.clear();
+    a.primaries.clear();
+    let p = plan(&d, &a);
+    let made = created(&p);
+    assert_eq!(made.len(), 1, "{p}");
+    let (step, hba, ident) = made[0];
+    assert_eq!(step.id, "orders/n1/h1/create-instance");
+    let db = &d.databases[0];
+    assert_eq!(hba, hba_lines(db, &db.nodes[0], &a, true));
+    assert_eq!(ident, ident_lines(db, &db.nodes[0]));
+    assert!(
+        hba[0].starts_with("# Managed by pgcd"),
+        "{}",
+        hba.join("\n")
+    );
+    // Nothing is left to write once it runs, pass after pass (its standby
+    // copies its files with the data: `create standby` carries none).
+    let mut now = a;
+    for _ in 0..4 {
+        let p = plan(&d, &now);
+        assert!(auth_steps(&p).is_empty(), "{p}");
+        now = simulate(&p, &now);
+    }
+}
+
+#[test]
+fn an_instance_recreated_on_its_data_keeps_its_files() {
+    let d = spec(HBA, IDENT, "");
+    let mut a = at_addresses(&d);
+    let i = instance(&mut a, "orders", "n1", "h1");
+    i.container_exists = false;
+    i.running = false;
+    let p = plan(&d, &a);
+    let made = created(&p);
+    assert_eq!(made.len(), 1, "{p}");
+    assert!(made[0].1.is_empty() && made[0].2.is_empty(), "{p}");
 }

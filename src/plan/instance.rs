@@ -563,6 +563,8 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
                 reuse_data: false,
                 mounts: super::backup::mounts(db, node),
                 restore_from: Some(src.clone()),
+                hba: Vec::new(),
+                ident: Vec::new(),
             },
             format!(
                 "{at} is in the spec and does not exist; restore_config: created from the backups of stanza {} in repository {} ({what}), database {} restored as {name}",
@@ -583,6 +585,18 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
                 "{at} is in the spec (state: stopped) and does not exist; created, not started"
             ),
         };
+        // A new data directory starts with the spec's files, not the
+        // container's built-in lines. A server's TLS is known once it runs;
+        // the container's script drops `hostssl` from pgcd's own lines on
+        // an image without TLS (`hba::without_tls`).
+        let (hba, ident) = if reuse_data {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                super::hba::hba_lines(db, node, index.actual, true),
+                super::hba::ident_lines(db, node),
+            )
+        };
         s.add(
             CREATE,
             "create-instance",
@@ -595,6 +609,8 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
                 reuse_data,
                 mounts: super::backup::mounts(db, node),
                 restore_from: None,
+                hba,
+                ident,
             },
             reason,
         );

@@ -26,6 +26,17 @@ struct Member<'a> {
     prior: Vec<String>,
 }
 
+impl Member<'_> {
+    /// Its server has TLS, as it last reported (one not reported yet is
+    /// taken to: every image but PostgreSQL 16's has it). The same fact
+    /// makes its `pg_hba.conf` admit the replication role by `hostssl`.
+    fn tls(&self) -> bool {
+        self.inst
+            .and_then(|i| i.auth.as_ref())
+            .is_none_or(|a| a.tls)
+    }
+}
+
 /// Plans the publications and subscriptions a natively replicated
 /// database lacks, and notes links that are down.
 pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
@@ -251,6 +262,7 @@ pub(super) fn steps(db: &Database, index: &Index, out: &mut Plan) {
                             publisher: publ.node.to_string(),
                             address: publ.address.clone(),
                             port: publ.port,
+                            tls: publ.tls(),
                         },
                         format!(
                             "{name}/{} receives the changes made on {} (origin = none: never sent back)",
@@ -357,6 +369,7 @@ fn join(db: &Database, members: &[Member], ready: &[Vec<String>], new: &Member, 
         node: m.node.to_string(),
         address: m.address.clone(),
         port: m.port,
+        tls: m.tls(),
     };
     let Some(k) = db.nodes.iter().position(|n| n.name.as_str() == new.node) else {
         return;

@@ -123,6 +123,16 @@ pub enum Action {
         /// started and promoted at the target by this step, not initdb.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         restore_from: Option<Box<super::backup::CloneSource>>,
+        /// `pg_hba.conf` as [`super::hba::hba_lines`] renders it for a
+        /// server with TLS, in force from the first start (after initdb,
+        /// in place of its file). Empty on data kept or restored, and in
+        /// steps of an older pgcd: the container's built-in lines then
+        /// stand until the first `WriteAuthFiles`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        hba: Vec<String>,
+        /// `pg_ident.conf`, likewise ([`super::hba::ident_lines`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ident: Vec<String>,
     },
     /// Create a standby's container; its first start copies the primary
     /// with `pg_basebackup` through the slot and follows it.
@@ -178,6 +188,10 @@ pub enum Action {
         address: String,
         /// Its port.
         port: u16,
+        /// Its server has TLS: the agent's own connection there (making
+        /// the slot) is TLS, verified against the cluster CA.
+        #[serde(default = "tls_by_default")]
+        tls: bool,
     },
     /// `ALTER SUBSCRIPTION ... REFRESH PUBLICATION`: tables created since
     /// the subscription was made start replicating.
@@ -475,6 +489,17 @@ pub struct Peer {
     pub address: String,
     /// Its port.
     pub port: u16,
+    /// Its server has TLS (`ssl = on`): pgcd's `pg_hba.conf` there admits
+    /// the replication role over TLS only, so connections to it are TLS,
+    /// verified like `sslmode=verify-full`.
+    #[serde(default = "tls_by_default")]
+    pub tls: bool,
+}
+
+/// A step written before peers carried `tls` reaches a server with TLS:
+/// every image but PostgreSQL 16's has it.
+fn tls_by_default() -> bool {
+    true
 }
 
 /// Reads a version as plans write it (`"17"`, `"17.6"`).

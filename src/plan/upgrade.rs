@@ -344,6 +344,8 @@ fn recreate_primary(
             reuse_data: true,
             mounts: super::backup::mounts(db, node),
             restore_from: None,
+            hba: Vec::new(),
+            ident: Vec::new(),
         },
         format!(
             "minor upgrade to {}: recreated on the {} image, on its data directory",

@@ -102,6 +102,21 @@ pub struct CreateSpec {
     /// Host paths bind-mounted at the same path (`PATH:PATH[:ro]`): backup
     /// repositories every host sees, CA files of object stores.
     pub mounts: Vec<String>,
+    /// The authentication files initdb's are replaced with, before the
+    /// server first starts; none: the built-in lines.
+    pub auth: Option<InitialAuth>,
+}
+
+/// The spec's `pg_hba.conf` and `pg_ident.conf` for a new data directory,
+/// written into the instance directory (`auth/`) for the first start.
+#[derive(Debug, Clone)]
+pub struct InitialAuth {
+    /// `pg_hba.conf` for a server with TLS.
+    pub hba: Vec<String>,
+    /// `pg_hba.conf` for a server without (the PostgreSQL 16 image).
+    pub hba_without_tls: Vec<String>,
+    /// `pg_ident.conf`.
+    pub ident: Vec<String>,
 }
 
 /// The primary a standby is made from.
@@ -135,10 +150,12 @@ pub fn socket_dir(instance_dir: &Path) -> PathBuf {
 }
 
 /// Runs as root in the container: makes the data directory on first start
-/// (initdb with the superuser password, pgcd's built-in pg_hba.conf, which
-/// the planner's first `WriteAuthFiles` step replaces, the initial
-/// settings), then becomes `postgres` and execs the server, which thus gets
-/// Docker's stop signal itself.
+/// (initdb with the superuser password, the spec's pg_hba.conf and
+/// pg_ident.conf that the step left in `auth/` — or, for a container made
+/// by an older pgcd, built-in lines that the planner's first
+/// `WriteAuthFiles` step replaces — and the initial settings), then
+/// becomes `postgres` and execs the server, which thus gets Docker's stop
+/// signal itself.
 const START_SCRIPT: &str = r##"set -eu
 # libpq (pg_basebackup, the walreceiver, subscriptions) looks for a client
 # certificate under $HOME/.postgresql: a home postgres can read, with none.
@@ -175,14 +192,28 @@ if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw
   setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$D" -U postgres --pwfile=/tmp/pw -E UTF8 --no-locale --data-checksums --auth-local=trust --auth-host=scram-sha-256 >/var/lib/pgcd/initdb.log 2>&1
   rm -f /tmp/pw
-  printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
-    "local all all trust" \
-    "$PGCD_REPL_HBA replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
-    "$PGCD_REPL_HBA replication pgcd_replication ::/0 scram-sha-256" \
-    "host all all 0.0.0.0/0 scram-sha-256" \
-    "host all all ::/0 scram-sha-256" > "$D/pg_hba.conf"
+  A=/var/lib/pgcd/auth
+  if [ -s "$A/pg_hba.conf" ] && [ -s "$A/pg_ident.conf" ]; then
+    # The spec's files, as the planner rendered them: in force from the
+    # first start. Used once: later the WriteAuthFiles step keeps them.
+    if [ "$PGCD_REPL_HBA" = hostssl ]; then
+      cp "$A/pg_hba.conf" "$D/pg_hba.conf"
+    else
+      cp "$A/pg_hba.without-tls.conf" "$D/pg_hba.conf"
+    fi
+    cp "$A/pg_ident.conf" "$D/pg_ident.conf"
+    rm -rf "$A"
+  else
+    printf '%s\n' "# pgcd: local connections trust (docker exec); TCP needs a password (scram only)" \
+      "local all all trust" \
+      "$PGCD_REPL_HBA replication pgcd_replication 0.0.0.0/0 scram-sha-256" \
+      "$PGCD_REPL_HBA replication pgcd_replication ::/0 scram-sha-256" \
+      "host all all 0.0.0.0/0 scram-sha-256" \
+      "host all all ::/0 scram-sha-256" > "$D/pg_hba.conf"
+  fi
   printf '%s\n' "$PGCD_CONF" >> "$D/postgresql.auto.conf"
-  chown postgres:postgres "$D/pg_hba.conf" "$D/postgresql.auto.conf"
+  chown postgres:postgres "$D/pg_hba.conf" "$D/pg_ident.conf" "$D/postgresql.auto.conf"
+  chmod 600 "$D/pg_hba.conf" "$D/pg_ident.conf"
 fi
 # Fencing (see agent::fence): while /var/lib/pgcd/fence exists, this
 # instance may run as a primary only until the time it holds (microseconds
@@ -221,6 +252,25 @@ while kill -0 "$pg" 2>/dev/null; do
 done
 wait "$pg"
 "##;
+
+/// Leaves the spec's authentication files in the instance directory
+/// (`auth/`, read by [`START_SCRIPT`] after initdb), one line each, as
+/// the `WriteAuthFiles` step writes them.
+async fn write_initial_auth(dir: &Path, auth: &InitialAuth) -> Result<(), RuntimeError> {
+    let at = dir.join("auth");
+    tokio::fs::create_dir_all(&at).await.map_err(io(&at))?;
+    for (name, lines) in [
+        ("pg_hba.conf", &auth.hba),
+        ("pg_hba.without-tls.conf", &auth.hba_without_tls),
+        ("pg_ident.conf", &auth.ident),
+    ] {
+        let path = at.join(name);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        tokio::fs::write(&path, text).await.map_err(io(&path))?;
+    }
+    Ok(())
+}
 
 /// Docker answers 304 when a container is already started (or stopped):
 /// for pgcd's idempotent steps that is success.
@@ -270,6 +320,11 @@ impl Runtime {
     /// The host this runtime serves.
     pub fn host(&self) -> &HostId {
         &self.host
+    }
+
+    /// The host's PKI directory (the cluster CA, its certificates).
+    pub fn pki(&self) -> &crate::pki::PkiDir {
+        &self.pki
     }
 
     /// The address PostgreSQL listens on.
@@ -433,6 +488,9 @@ impl Runtime {
                 .map_err(io(&path))?;
         }
         self.install_tls(&dir)?;
+        if let Some(auth) = &spec.auth {
+            write_initial_auth(&dir, auth).await?;
+        }
         let mut env = vec![
             format!(
                 "PGCD_TLS_OPTIONS={}",
