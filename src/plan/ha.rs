@@ -52,14 +52,18 @@ pub(super) fn answers_as(i: Option<&InstanceActual>, role: InstanceRole) -> bool
     i.is_some_and(|i| i.running && i.role == role)
 }
 
-/// Whether a switchover, a manual failover or an in-place restore of the
-/// database runs: it stops or moves the primary itself, and nothing here
-/// may interfere (a restoring primary is down on purpose).
+/// Whether a switchover, a manual failover, an in-place restore, a Stop
+/// or a Start of the database runs: it stops, starts or moves the primary
+/// itself, and nothing here may interfere (a restoring or stopping
+/// primary is down on purpose).
 pub(super) fn moving(index: &Index, db: &str) -> bool {
     index.actual.operations.iter().any(|o| {
         o.state == OperationState::Running
             && o.database.as_deref() == Some(db)
-            && matches!(o.kind.as_str(), "Switchover" | "Failover" | "Restore")
+            && matches!(
+                o.kind.as_str(),
+                "Switchover" | "Failover" | "Restore" | "Stop" | "Start"
+            )
     })
 }
 
@@ -280,7 +284,8 @@ pub(crate) fn choose(
 /// Lost: its host's lease has expired (the agent fenced it), or its server
 /// has not answered on a live host for `failover.grace` (it is stopped
 /// first). Nothing happens while the database is suspended, automatic
-/// failover is off, or an operation moves its primary.
+/// failover is off, an operation moves its primary, or a Stop operation
+/// stopped it.
 pub(super) fn failover(
     db: &Database,
     node: &NodeSpec,
@@ -291,6 +296,11 @@ pub(super) fn failover(
     let name = &db.database_name;
     let node_name = &node.name;
     if db.suspend == Some(true) || moving(index, name) || !node.host_ids.contains(&rec.host) {
+        return false;
+    }
+    // Stopped on purpose, with its node (a Stop stops a primary only so):
+    // nothing to fail over to, and nothing lost.
+    if index.stopped_by(name, node_name, &rec.host).is_some() {
         return false;
     }
     let old = &rec.host;

@@ -169,6 +169,26 @@ pub(super) fn primary_host<'a>(
         .or(node.host_ids.first())
 }
 
+/// An instance a Stop operation (`op`) keeps stopped: stopped again if it
+/// runs, else only noted; never started.
+fn keep_stopped(s: &mut Steps, at: &str, op: &str, running: bool, out: &mut Plan) {
+    let why = format!("stopped by operation {op}; a Start operation starts it");
+    if running {
+        s.add(
+            START,
+            "stop",
+            Action::StopInstance,
+            format!("{at} runs; it was {why}"),
+        );
+    } else {
+        out.notes.push(Note {
+            kind: NoteKind::Operation,
+            database: s.db.clone(),
+            message: format!("{at} is {why}"),
+        });
+    }
+}
+
 /// Plans one node of a database that should exist: a failover when its
 /// recorded primary is lost; else its primary (the recorded one, else the
 /// reported one, else the first host), then its standbys.
@@ -330,6 +350,20 @@ fn standby_steps(
     let node_name = &node.name;
     if !host_ready(name, host, index, out) {
         return;
+    }
+    if let Some(op) = index.stopped_by(name, node_name, host) {
+        let mut s = Steps {
+            db: name,
+            node: node_name,
+            host,
+            phases: Default::default(),
+        };
+        let running = index
+            .instance(name, node_name, host)
+            .is_some_and(|i| i.container_exists && i.running);
+        let at = format!("{name}/{node_name} on {host}");
+        keep_stopped(&mut s, &at, op, running, out);
+        return s.finish(out);
     }
     // The primary runs as one, or this plan creates and starts it (then the
     // standby's steps follow the primary's).
@@ -529,7 +563,9 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
             format!("ANY 1 ({})", names.join(", ")),
         );
     }
-    let stopped = node.state == Some(NodeState::Stopped);
+    // A Stop operation keeps it stopped like `state: stopped` would.
+    let by_operation = index.stopped_by(name, node_name, primary);
+    let stopped = node.state == Some(NodeState::Stopped) || by_operation.is_some();
     let new = !inst.is_some_and(|i| i.container_exists);
     let mut restore_from = None;
     if new && !inst.is_some_and(|i| i.data_dir_exists) {
@@ -616,6 +652,10 @@ fn primary_steps(db: &Database, node: &NodeSpec, primary: &HostId, index: &Index
         );
     }
     let running = inst.is_some_and(|i| i.container_exists && i.running);
+    if let Some(op) = by_operation {
+        keep_stopped(&mut s, &at, op, running, out);
+        return s.finish(out);
+    }
     if stopped {
         if running {
             s.add(

@@ -52,6 +52,8 @@ pub(crate) struct Index<'a> {
     pub(crate) now: Option<chrono::DateTime<chrono::Utc>>,
     by_key: HashMap<(&'a str, &'a str, &'a str), &'a InstanceActual>,
     by_db: BTreeMap<&'a str, Vec<&'a InstanceActual>>,
+    /// Instances a `Stop` operation keeps stopped, with its id.
+    stopped: HashMap<(&'a str, &'a str, &'a str), &'a str>,
 }
 
 impl<'a> Index<'a> {
@@ -70,6 +72,7 @@ impl<'a> Index<'a> {
             now,
             by_key,
             by_db,
+            stopped: operations::stop_start::stopped(actual),
         }
     }
 
@@ -79,6 +82,12 @@ impl<'a> Index<'a> {
 
     pub(crate) fn of_database(&self, db: &str) -> &[&'a InstanceActual] {
         self.by_db.get(db).map_or(&[], Vec::as_slice)
+    }
+
+    /// The `Stop` operation that keeps this instance stopped (the last Stop
+    /// or Start to succeed on it was a Stop), if any.
+    pub(crate) fn stopped_by(&self, db: &str, node: &str, host: &str) -> Option<&'a str> {
+        self.stopped.get(&(db, node, host)).copied()
     }
 }
 

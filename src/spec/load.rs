@@ -459,7 +459,9 @@ fn check_operation(
                 rules::check_restore_options(o, "restore_options", &mut err);
             }
         }
-        Action::Restart { node, host, .. } => {
+        Action::Restart { node, host, .. }
+        | Action::Stop { node, host, .. }
+        | Action::Start { node, host, .. } => {
             if let Some(n) = node {
                 check_node("node", n.as_str(), &mut err);
             }

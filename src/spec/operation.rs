@@ -13,7 +13,8 @@ choice!(
     /// The kinds of operation.
     OperationKind {
         Switchover = "Switchover", Failover = "Failover", Backup = "Backup",
-        Restore = "Restore", Restart = "Restart", Cancel = "Cancel"
+        Restore = "Restore", Restart = "Restart", Stop = "Stop", Start = "Start",
+        Cancel = "Cancel"
     }
 );
 
@@ -99,6 +100,39 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         scheduled_at: Option<Timestamp>,
     },
+    /// Stop instances (one host's, one node's, or the whole database's),
+    /// standbys before their primary. They stay stopped, whatever the
+    /// spec's `state`, until a `Start` covering them. A node's primary is
+    /// stopped only with the rest of its node.
+    Stop {
+        /// The database.
+        database: DatabaseName,
+        /// Only this node.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        node: Option<NodeName>,
+        /// Only the instance on this host.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<HostId>,
+        /// Not before this time (UTC).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<Timestamp>,
+    },
+    /// Start stopped instances (one host's, one node's, or the whole
+    /// database's), a node's primary before its standbys; ends what a
+    /// `Stop` began. A node the spec says `state: stopped` stays stopped.
+    Start {
+        /// The database.
+        database: DatabaseName,
+        /// Only this node.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        node: Option<NodeName>,
+        /// Only the instance on this host.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<HostId>,
+        /// Not before this time (UTC).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<Timestamp>,
+    },
     /// Cancel an operation that has not started a disruptive phase (by its
     /// id, or by the id of one of its phases' tasks as `GET /v1/tasks`
     /// shows it).
@@ -120,7 +154,9 @@ impl Action {
             | Action::Failover { database, .. }
             | Action::Backup { database, .. }
             | Action::Restore { database, .. }
-            | Action::Restart { database, .. } => Some(database),
+            | Action::Restart { database, .. }
+            | Action::Stop { database, .. }
+            | Action::Start { database, .. } => Some(database),
             Action::Cancel { .. } => None,
         }
     }
@@ -196,7 +232,7 @@ impl Decode for Operation {
                     restore_options: r.3,
                 }
             }
-            OperationKind::Restart => {
+            OperationKind::Restart | OperationKind::Stop | OperationKind::Start => {
                 let r = (
                     m.req(cx, "database"),
                     m.opt(cx, "node"),
@@ -204,11 +240,26 @@ impl Decode for Operation {
                     m.opt(cx, "scheduled_at"),
                 );
                 m.finish(cx);
-                Action::Restart {
-                    database: r.0?,
-                    node: r.1,
-                    host: r.2,
-                    scheduled_at: r.3,
+                let (database, node, host, scheduled_at) = (r.0?, r.1, r.2, r.3);
+                match kind {
+                    OperationKind::Stop => Action::Stop {
+                        database,
+                        node,
+                        host,
+                        scheduled_at,
+                    },
+                    OperationKind::Start => Action::Start {
+                        database,
+                        node,
+                        host,
+                        scheduled_at,
+                    },
+                    _ => Action::Restart {
+                        database,
+                        node,
+                        host,
+                        scheduled_at,
+                    },
                 }
             }
             OperationKind::Cancel => {

@@ -18,6 +18,7 @@
 mod backup;
 mod restart;
 mod schedule;
+pub(super) mod stop_start;
 mod switchover;
 pub mod verify;
 
@@ -131,6 +132,8 @@ fn supported(op: &Op) -> bool {
     matches!(
         op,
         Op::Restart { .. }
+            | Op::Stop { .. }
+            | Op::Start { .. }
             | Op::Cancel { .. }
             | Op::Switchover { .. }
             | Op::Failover { .. }
@@ -146,15 +149,18 @@ fn kind(op: &Op) -> &'static str {
         Op::Backup { .. } => "Backup",
         Op::Restore { .. } => "Restore",
         Op::Restart { .. } => "Restart",
+        Op::Stop { .. } => stop_start::STOP,
+        Op::Start { .. } => stop_start::START,
         Op::Cancel { .. } => "Cancel",
     }
 }
 
 fn scheduled_at(op: &Op) -> Option<DateTime<Utc>> {
     match op {
-        Op::Switchover { scheduled_at, .. } | Op::Restart { scheduled_at, .. } => {
-            scheduled_at.as_ref().map(|t| t.0)
-        }
+        Op::Switchover { scheduled_at, .. }
+        | Op::Restart { scheduled_at, .. }
+        | Op::Stop { scheduled_at, .. }
+        | Op::Start { scheduled_at, .. } => scheduled_at.as_ref().map(|t| t.0),
         _ => None,
     }
 }
@@ -402,10 +408,16 @@ fn idle(
         Op::Restart { node, host, .. } => Outcome::Phases(restart::phases(
             &op.id,
             spec,
-            actual,
+            &index,
             node.as_deref(),
             host.as_deref(),
         )),
+        Op::Stop { node, host, .. } => {
+            stop_start::stop(&op.id, spec, &index, node.as_deref(), host.as_deref())
+        }
+        Op::Start { node, host, .. } => {
+            stop_start::start(&op.id, spec, &index, node.as_deref(), host.as_deref())
+        }
         Op::Switchover {
             node, candidate, ..
         }
