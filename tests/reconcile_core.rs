@@ -4,7 +4,9 @@
 //!   it: the new leader resumes at the recorded phase and no phase runs
 //!   twice;
 //! - a scheduled operation whose leader dies before its time runs once, at
-//!   its time, under the next leader.
+//!   its time, under the next leader;
+//! - a `Cancel` stops an operation waiting for its time, and refuses one
+//!   that has ended.
 //!
 //! Slow steps come from the test executors (`PGCD_TEST_SLOW_STEPS`, set for
 //! every agent of this binary): steps of `slow` wait 60 s, operation steps 8 s.
@@ -273,4 +275,55 @@ fn a_new_leader_resumes_an_operation_at_its_recorded_phase_runs_no_phase_twice_a
         assert_eq!(restarts, 1, "{}: {runs}", agents[*i].id);
     }
     wait_ready(&api, "ops", None, READY);
+
+    // Cancel: an operation waiting for its time is cancelled and never
+    // runs; one that has ended is not, and the Cancel says why.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    commit(
+        &work,
+        "operations/restart-never.yaml",
+        &format!("id: restart-never\nkind: Restart\ndatabase: ops\nscheduled_at: \"{later}\"\n"),
+        "restart ops in an hour",
+    );
+    wait_for("the restart scheduled", READY, || {
+        get_json(&format!("{api}/v1/operations/restart-never"))
+            .filter(|op| op["state"] == "scheduled")
+    });
+    commit(
+        &work,
+        "operations/cancel-1.yaml",
+        "id: cancel-1\nkind: Cancel\noperation: restart-never\n",
+        "cancel it",
+    );
+    commit(
+        &work,
+        "operations/cancel-2.yaml",
+        "id: cancel-2\nkind: Cancel\noperation: restart-later\n",
+        "cancel one that ended",
+    );
+    let state = |id: &str| {
+        get_json(&format!("{api}/v1/operations/{id}"))
+            .filter(|op| op["state"] != "pending" && op["state"] != "running")
+    };
+    let cancelled = wait_for("restart-never cancelled", READY, || {
+        state("restart-never").filter(|op| op["state"] != "scheduled")
+    });
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["phases"]
+            .as_array()
+            .is_none_or(|p| p.iter().all(|p| p["state"] != "succeeded")),
+        "{cancelled}"
+    );
+    let one = wait_for("cancel-1 ended", READY, || state("cancel-1"));
+    assert_eq!(one["state"], "succeeded", "{one}");
+    let two = wait_for("cancel-2 ended", READY, || state("cancel-2"));
+    assert_eq!(two["state"], "failed", "{two}");
+    assert!(
+        two["reason"].as_str().unwrap().contains("already ended"),
+        "{two}"
+    );
+    let done = get_json(&format!("{api}/v1/operations/restart-later")).unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
 }

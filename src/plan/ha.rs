@@ -284,8 +284,8 @@ pub(crate) fn choose(
 /// Lost: its host's lease has expired (the agent fenced it), or its server
 /// has not answered on a live host for `failover.grace` (it is stopped
 /// first). Nothing happens while the database is suspended, automatic
-/// failover is off, an operation moves its primary, or a Stop operation
-/// stopped it.
+/// failover is off, an operation moves its primary, or a Stop operation or
+/// `state: stopped` stopped it.
 pub(super) fn failover(
     db: &Database,
     node: &NodeSpec,
@@ -298,9 +298,12 @@ pub(super) fn failover(
     if db.suspend == Some(true) || moving(index, name) || !node.host_ids.contains(&rec.host) {
         return false;
     }
-    // Stopped on purpose, with its node (a Stop stops a primary only so):
-    // nothing to fail over to, and nothing lost.
-    if index.stopped_by(name, node_name, &rec.host).is_some() {
+    // Stopped on purpose, with its node (a Stop stops a primary only so,
+    // and `state: stopped` stops the whole node): nothing to fail over to,
+    // and nothing lost.
+    if node.state == Some(crate::spec::database::NodeState::Stopped)
+        || index.stopped_by(name, node_name, &rec.host).is_some()
+    {
         return false;
     }
     let old = &rec.host;

@@ -365,6 +365,29 @@ fn standby_steps(
         keep_stopped(&mut s, &at, op, running, out);
         return s.finish(out);
     }
+    // The node stopped as a whole: its standbys too (a standby that is
+    // missing is made once the node runs again).
+    if node.state == Some(NodeState::Stopped) {
+        if index
+            .instance(name, node_name, host)
+            .is_some_and(|i| i.container_exists && i.running)
+        {
+            let mut s = Steps {
+                db: name,
+                node: node_name,
+                host,
+                phases: Default::default(),
+            };
+            s.add(
+                START,
+                "stop",
+                Action::StopInstance,
+                format!("{name}/{node_name} on {host} runs; the spec says state: stopped"),
+            );
+            s.finish(out);
+        }
+        return;
+    }
     // The primary runs as one, or this plan creates and starts it (then the
     // standby's steps follow the primary's).
     let reported = index.instance(name, node_name, primary);

@@ -326,3 +326,29 @@ fn a_restart_restarts_the_recorded_primary_last() {
             .collect();
     assert_eq!(hosts, ["h1", "h3", "h2"]);
 }
+
+#[test]
+fn a_node_stopped_in_the_spec_stops_its_standbys_too_and_does_not_fail_over() {
+    let stopped = format!("{}    state: stopped\n", ledger("h1, h2, h3"));
+    let d = with_ops(&stopped, &[]);
+    let running = with_ops(&ledger("h1, h2, h3"), &[]);
+    let a = crate::plan::converged(&running);
+    let p = plan_at(&d, &a, Some(at(0)));
+    assert_eq!(
+        steps(&p),
+        [
+            "ledger/n1/h1/stop",
+            "ledger/n1/h2/stop",
+            "ledger/n1/h3/stop"
+        ],
+        "{p}"
+    );
+    // Stopped, long past failover's grace time: nothing starts or fails over.
+    let mut a = example::simulate(&p, &a);
+    assert!(a.instances.iter().all(|i| !i.running));
+    for h in ["h1", "h2", "h3"] {
+        a.down_since.insert(format!("ledger/n1/{h}"), at(0));
+    }
+    let p = plan_at(&d, &a, Some(at(50)));
+    assert!(p.steps.is_empty(), "{p}");
+}
