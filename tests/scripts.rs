@@ -307,6 +307,7 @@ fn a_failing_script_is_reported_and_leaves_nothing_half_applied() {
         held.contains("not tried again until the spec of shop changes"),
         "{s}"
     );
+    assert!(why.contains("ScriptFailed"), "{s}");
     let creates = || {
         get_json(&format!("{api}/v1/tasks"))
             .and_then(|t| t.as_array().cloned())

@@ -33,6 +33,9 @@ pub enum Activity<'a> {
         failed: Option<&'a str>,
         /// The same steps succeeded and are asked for again.
         repeating: bool,
+        /// The failure is held until the spec changes (a `scripts` list
+        /// failed): its reason is `ScriptFailed`, not `StepFailed`.
+        held: bool,
     },
 }
 
@@ -202,11 +205,14 @@ pub fn derive(prev: Option<&DatabaseStatus>, i: &Inputs) -> Derived {
                 );
             }
             Activity::Idle {
-                failed: Some(why), ..
+                failed: Some(why),
+                held,
+                ..
             } => {
-                st.set(C::Stalled, true, "StepFailed", why.to_string(), now);
-                st.set(C::Ready, false, "StepFailed", why.to_string(), now);
-                st.set(C::Reconciling, false, "StepFailed", String::new(), now);
+                let reason = if held { "ScriptFailed" } else { "StepFailed" };
+                st.set(C::Stalled, true, reason, why.to_string(), now);
+                st.set(C::Ready, false, reason, why.to_string(), now);
+                st.set(C::Reconciling, false, reason, String::new(), now);
             }
             Activity::Idle {
                 repeating: true, ..

@@ -72,6 +72,7 @@ fn derive_for(
 const IDLE: Activity = Activity::Idle {
     failed: None,
     repeating: false,
+    held: false,
 };
 
 #[test]
@@ -108,6 +109,7 @@ fn a_step_that_keeps_failing_stalls_the_database_with_the_step_and_error() {
             "step orders/n1/h1/create-instance failed after 3 attempt(s): docker: no such image",
         ),
         repeating: false,
+        held: false,
     };
     let got = derive_for(&d, &a, "orders", failed, None, None);
     insta::assert_snapshot!(lines(&got.status.unwrap()));
@@ -120,6 +122,7 @@ fn steps_that_keep_coming_back_are_not_converging() {
     let repeating = Activity::Idle {
         failed: None,
         repeating: true,
+        held: false,
     };
     let got = derive_for(&d, &a, "orders", repeating, None, None);
     insta::assert_snapshot!(lines(&got.status.unwrap()));
@@ -265,4 +268,24 @@ fn a_failed_rehearsal_of_a_node_without_verify_any_more_is_not_reported() {
         .unwrap();
     assert!(!got.is(C::Degraded), "{}", lines(&got));
     assert!(got.restore_checks.is_empty());
+}
+
+#[test]
+fn a_held_script_failure_stalls_the_database_as_script_failed() {
+    let d = example::desired(&[("orders", example::ORDERS)]);
+    let a = Actual::empty(&["h1".parse().unwrap()]);
+    let held = Activity::Idle {
+        failed: Some("step orders/n1/h1/database failed after 1 attempt(s): scripts.post_database_create[0] (SELECT 1/0): ERROR: division by zero; not tried again until the spec of orders changes"),
+        repeating: false,
+        held: true,
+    };
+    let got = derive_for(&d, &a, "orders", held, None, None)
+        .status
+        .unwrap();
+    let stalled = got
+        .condition(crate::reconcile::status::ConditionType::Stalled)
+        .unwrap();
+    assert!(stalled.status);
+    assert_eq!(stalled.reason, "ScriptFailed");
+    assert!(stalled.message.contains("not tried again"));
 }

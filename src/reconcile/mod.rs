@@ -733,6 +733,7 @@ impl Supervisor {
                 Activity::Idle {
                     failed: st.failed.as_deref(),
                     repeating,
+                    held: st.held.is_some(),
                 }
             };
             let instances = of_db.get(name).map_or(&[][..], Vec::as_slice);
