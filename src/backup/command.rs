@@ -116,6 +116,28 @@ pub fn restore_new(stanza: &str, target: &RestoreTarget) -> Vec<String> {
     with(base_at(SOURCE_CONF_PATH, stanza), &more, "restore")
 }
 
+/// `restore --type=standby` of backup `set` from `repo` into
+/// [`RESTORING_PATH`], for a new standby (`standbys_from_backup`): recovery
+/// fetches archived WAL through the node's own configuration, then the
+/// standby streams from its primary.
+pub fn restore_standby(stanza: &str, repo: u32, set: &str) -> Vec<String> {
+    with(
+        base(stanza),
+        &[
+            format!("--pg1-path={RESTORING_PATH}"),
+            format!("--repo={repo}"),
+            format!("--set={set}"),
+            "--type=standby".into(),
+            format!(
+                "--recovery-option=restore_command={}",
+                restore_command(stanza, None)
+            ),
+            "--log-level-console=info".into(),
+        ],
+        "restore",
+    )
+}
+
 fn target_options(repo: u32, target: &RestoreTarget, path: Option<&(u32, String)>) -> Vec<String> {
     let mut more = vec![
         format!("--repo={repo}"),
@@ -144,6 +166,22 @@ fn target_options(repo: u32, target: &RestoreTarget, path: Option<&(u32, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_restore_names_the_set_the_type_and_the_nodes_own_restore_command() {
+        let argv = restore_standby("ledger-n1", 1, "20260101-020000F");
+        assert_eq!(argv.last().map(String::as_str), Some("restore"));
+        for want in [
+            "--stanza=ledger-n1",
+            "--pg1-path=/var/lib/pgcd/data.restoring",
+            "--repo=1",
+            "--set=20260101-020000F",
+            "--type=standby",
+            "--recovery-option=restore_command=pgbackrest --config=/var/lib/pgcd/pgbackrest/pgbackrest.conf --stanza=ledger-n1 archive-get %f \"%p\"",
+        ] {
+            assert!(argv.iter().any(|a| a == want), "{want} in {argv:?}");
+        }
+    }
 
     #[test]
     fn backup_names_conf_stanza_repo_and_type() {

@@ -74,6 +74,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
             cpus,
             memory,
             mounts,
+            from_backup,
         } => {
             let password = t.replication_password().await?;
             let spec = CreateSpec {
@@ -93,13 +94,24 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
                 auth: None,
             };
             let created = rt.create(id, &spec).await?;
+            let Some(b) = from_backup else {
+                t.log(format!(
+                    "standby container {} {} (image {}, PostgreSQL {version}, port {port}); its first start copies the primary on {primary} ({primary_address}:{primary_port}) through slot {slot}",
+                    id.container(),
+                    if created { "created" } else { "already exists" },
+                    t.args.image,
+                ));
+                return Ok(());
+            };
             t.log(format!(
-                "standby container {} {} (image {}, PostgreSQL {version}, port {port}); its first start copies the primary on {primary} ({primary_address}:{primary_port}) through slot {slot}",
+                "standby container {} {} (image {}, PostgreSQL {version}, port {port}); its data comes from backup {} in repository {}, then it streams from the primary on {primary} ({primary_address}:{primary_port}) through slot {slot}",
                 id.container(),
                 if created { "created" } else { "already exists" },
                 t.args.image,
+                b.label,
+                b.repo_id,
             ));
-            Ok(())
+            super::standby_backup::restore(t, &spec, b).await
         }
         Action::StartInstance => {
             if let Some(why) = crate::backup::restoring(rt, id) {

@@ -18,6 +18,7 @@ mod join;
 mod rehearse;
 mod replication;
 mod scripts;
+mod standby_backup;
 mod support;
 
 pub use error::StepError;

@@ -484,6 +484,21 @@ fn standby_steps(
         }
     } else {
         if !inst.is_some_and(|i| i.container_exists) {
+            // Data kept without a container (a recreate) is never replaced.
+            let from_backup = if inst.is_some_and(|i| i.data_dir_exists) {
+                None
+            } else {
+                super::standby_backup::source(db, node, primary, host, index, out)
+            };
+            let how = match &from_backup {
+                Some(b) => format!(
+                    "standbys_from_backup: restored from backup {} in repository {} (pgbackrest restore --type=standby), then it streams from the primary on {primary} through slot {slot}",
+                    b.label, b.repo_id
+                ),
+                None => format!(
+                    "its first start copies the primary on {primary} with pg_basebackup through slot {slot}"
+                ),
+            };
             s.add(
                 CREATE,
                 "create-standby",
@@ -497,8 +512,9 @@ fn standby_steps(
                     cpus: node.cpus.as_ref().map(|c| c.0.clone()),
                     memory: node.memory.as_ref().map(|m| m.0.clone()),
                     mounts: super::backup::mounts(db, node),
+                    from_backup: from_backup.map(Box::new),
                 },
-                format!("{at} is a standby in the spec and does not exist"),
+                format!("{at} is a standby in the spec and does not exist; {how}"),
             );
         }
         if !inst.is_some_and(|i| i.running) {

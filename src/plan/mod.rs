@@ -21,6 +21,7 @@ mod mesh;
 pub mod operations;
 mod render;
 pub mod settings;
+pub mod standby_backup;
 pub mod steps;
 mod upgrade;
 

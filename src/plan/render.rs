@@ -45,10 +45,17 @@ fn lines(s: &Step) -> Vec<String> {
             port,
             primary,
             slot,
+            from_backup,
             ..
-        } => vec![format!(
-            "create standby {on} (PostgreSQL {version}, port {port}) from the primary on {primary}, slot {slot}"
-        )],
+        } => vec![match from_backup {
+            None => format!(
+                "create standby {on} (PostgreSQL {version}, port {port}) from the primary on {primary}, slot {slot}"
+            ),
+            Some(b) => format!(
+                "create standby {on} (PostgreSQL {version}, port {port}) from backup {} in repository {}, then from the primary on {primary}, slot {slot}",
+                b.label, b.repo_id
+            ),
+        }],
         Action::CreatePublication { name } => vec![format!("create publication {name} on {on}")],
         Action::CreateSubscription {
             name, publisher, ..

@@ -135,7 +135,9 @@ pub enum Action {
         ident: Vec<String>,
     },
     /// Create a standby's container; its first start copies the primary
-    /// with `pg_basebackup` through the slot and follows it.
+    /// with `pg_basebackup` through the slot and follows it, or, with
+    /// `from_backup`, this step restores a backup into it first and its
+    /// first start follows the primary through the slot.
     CreateStandby {
         /// The PostgreSQL version of the image.
         #[serde(deserialize_with = "version")]
@@ -159,6 +161,10 @@ pub enum Action {
         /// Host paths bind-mounted at the same path, as for `CreateInstance`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mounts: Vec<String>,
+        /// The data comes from a backup (`standbys_from_backup`), not
+        /// from `pg_basebackup`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_backup: Option<Box<super::standby_backup::StandbyBackup>>,
     },
     /// On a primary: the replication role (password from the cluster's
     /// secret for the database) and a physical slot for a standby.

@@ -276,6 +276,7 @@ fn recreate_standby(
             cpus: node.cpus.as_ref().map(|c| c.0.clone()),
             memory: node.memory.as_ref().map(|m| m.0.clone()),
             mounts: super::backup::mounts(db, node),
+            from_backup: None,
         },
         format!(
             "minor upgrade to {}: the standby on {host} is recreated on the {} image, on its data directory",

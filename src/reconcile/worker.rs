@@ -356,6 +356,11 @@ pub fn budget(step: &Step) -> Duration {
             ..
         } => Duration::from_secs(3600),
         Action::CreateInstance { .. } => Duration::from_secs(300),
+        // Restores a backup before the standby's first start.
+        Action::CreateStandby {
+            from_backup: Some(_),
+            ..
+        } => Duration::from_secs(3600),
         // Copies a whole database, or backs it up, or restores it.
         Action::JoinMesh { .. }
         | Action::RunBackup { .. }

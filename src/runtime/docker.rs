@@ -156,6 +156,11 @@ pub fn socket_dir(instance_dir: &Path) -> PathBuf {
 /// `WriteAuthFiles` step replaces — and the initial settings), then
 /// becomes `postgres` and execs the server, which thus gets Docker's stop
 /// signal itself.
+/// The file in an instance directory that tells [`START_SCRIPT`] the data
+/// was restored from a backup for a standby: its first start writes what
+/// `pg_basebackup -R -S` would have (`primary_conninfo`, `primary_slot_name`).
+pub const RESTORED_STANDBY_MARK: &str = "standby-restored";
+
 const START_SCRIPT: &str = r##"set -eu
 # libpq (pg_basebackup, the walreceiver, subscriptions) looks for a client
 # certificate under $HOME/.postgresql: a home postgres can read, with none.
@@ -187,6 +192,22 @@ if [ ! -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
   install -o postgres -m 600 /tmp/pgpass /var/lib/pgcd/pgpass
   rm -f /tmp/pgpass
   echo "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass $PGCD_TLS_OPTIONS'" >> "$D/postgresql.auto.conf"
+fi
+if [ -e /var/lib/pgcd/standby-restored ] && [ -s "$D/PG_VERSION" ] && [ -n "${PGCD_PRIMARY:-}" ]; then
+  # A standby pgcd restored from a backup (pgbackrest restore --type=standby,
+  # standbys_from_backup): it follows the primary through its slot as
+  # pg_basebackup -R -S would have it, with the same primary_conninfo.
+  install -o postgres -m 600 /var/lib/pgcd/replication.pw /tmp/pw
+  printf '*:*:*:pgcd_replication:%s\n' "$(cat /tmp/pw)" > /tmp/pgpass
+  rm -f /tmp/pw
+  install -o postgres -m 600 /tmp/pgpass /var/lib/pgcd/pgpass
+  rm -f /tmp/pgpass
+  printf '%s\n' "# pgcd: restored from a backup; streams from the primary through its slot" \
+    "primary_conninfo = 'host=$PGCD_PRIMARY port=$PGCD_PRIMARY_PORT user=pgcd_replication application_name=$PGCD_SLOT passfile=/var/lib/pgcd/pgpass $PGCD_TLS_OPTIONS'" \
+    "primary_slot_name = '$PGCD_SLOT'" >> "$D/postgresql.auto.conf"
+  touch "$D/standby.signal"
+  chown postgres:postgres "$D/postgresql.auto.conf" "$D/standby.signal"
+  rm -f /var/lib/pgcd/standby-restored
 fi
 if [ ! -s "$D/PG_VERSION" ]; then
   install -o postgres -m 600 /var/lib/pgcd/superuser.pw /tmp/pw

@@ -206,6 +206,13 @@ pub struct BackupConfig {
     /// into a scratch instance and checked against its source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verify>,
+    /// pgcd: a new standby of the node is restored from the newest backup
+    /// of its primary in the first repository (`pgbackrest restore
+    /// --type=standby`) instead of copied with `pg_basebackup`, then
+    /// streams from the primary through its slot. Without such a backup it
+    /// is copied as usual (the plan says so). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standbys_from_backup: Option<bool>,
 }
 
 /// Restore rehearsals of a node's newest backup.
@@ -243,11 +250,23 @@ impl Decode for BackupConfig {
         );
         let schedules = m.list(cx, "schedules");
         let verify = m.opt(cx, "verify");
+        let standbys_from_backup: Option<bool> = m.opt(cx, "standbys_from_backup");
         m.finish(cx);
+        if standbys_from_backup == Some(true) && repositories.as_ref().is_none_or(|r| r.is_empty())
+        {
+            let p = path.field("standbys_from_backup");
+            let pos = cx.spans.pos(p.as_str());
+            cx.error_at(
+                pos,
+                &p,
+                "standbys_from_backup needs a repository to restore standbys from: add one to repositories",
+            );
+        }
         Some(Self {
             repositories: repositories?,
             schedules,
             verify,
+            standbys_from_backup,
         })
     }
 }

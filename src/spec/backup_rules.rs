@@ -202,6 +202,62 @@ mod tests {
         assert!(!is_target_time("yesterday"));
     }
 
+    fn errors(yaml: &str) -> Vec<crate::spec::diag::Diagnostic> {
+        crate::spec::load(&[crate::spec::SourceFile {
+            path: "databases/app.yaml".into(),
+            text: yaml.into(),
+        }])
+        .expect_err("the spec is refused")
+    }
+
+    const APP: &str = "database_name: app\npostgres_version: \"17\"\nnodes:\n  - name: n1\n    host_ids: [h1, h2]\n";
+
+    #[test]
+    fn standbys_from_backup_needs_a_repository_and_a_boolean() {
+        let e = errors(&format!(
+            "{APP}backup_config:\n  repositories: []\n  standbys_from_backup: true\n"
+        ));
+        let d = e
+            .iter()
+            .find(|d| d.field == "backup_config.standbys_from_backup")
+            .unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!((d.file.as_str(), d.line), ("databases/app.yaml", 8), "{d}");
+        assert!(d.message.contains("needs a repository"), "{d}");
+        // At node level too, and without the list at all.
+        let e = errors(&format!(
+            "{APP}    backup_config:\n      standbys_from_backup: true\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|d| d.field == "nodes[0].backup_config.standbys_from_backup"
+                    && d.line == 7
+                    && d.message.contains("needs a repository")),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{APP}backup_config:\n  repositories:\n    - {{type: posix, base_path: /b}}\n  standbys_from_backup: sometimes\n  standbys_from_bakup: true\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|d| d.field == "backup_config.standbys_from_backup" && d.line == 9),
+            "a type error: {e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|d| d.field == "backup_config.standbys_from_bakup"
+                    && d.message.contains("standbys_from_backup")),
+            "an unknown field, with the suggestion: {e:?}"
+        );
+        // Accepted with a repository.
+        let ok = crate::spec::load(&[crate::spec::SourceFile {
+            path: "databases/app.yaml".into(),
+            text: format!("{APP}backup_config:\n  repositories:\n    - {{type: posix, base_path: /b}}\n  standbys_from_backup: true\n"),
+        }])
+        .unwrap();
+        let b = ok.databases[0].backup_config.as_ref().unwrap();
+        assert_eq!(b.standbys_from_backup, Some(true));
+    }
+
     #[test]
     fn lsn_shape() {
         assert!(is_lsn("0/3000060"));

@@ -42,6 +42,34 @@ pub struct Actual {
     /// plan's estimates).
     #[serde(default)]
     pub durations: crate::state::durations::StepDurations,
+    /// Each node's backups, as its primary's agent last listed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<NodeBackupsActual>,
+}
+
+/// A node's backups without errors, as the planner needs them (the
+/// listing itself is `backups/<db>/<node>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBackupsActual {
+    /// The database.
+    pub database: String,
+    /// The node.
+    pub node: String,
+    /// Its backups, in the listing's order (oldest first).
+    pub backups: Vec<BackupActual>,
+}
+
+/// One backup of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupActual {
+    /// Its label (`20260101-020000F`).
+    pub label: String,
+    /// The repository it is in (`repoN`).
+    pub repo: u32,
+    /// When it stopped (RFC 3339, UTC).
+    pub stop: String,
+    /// The system identifier of the cluster it was taken of.
+    pub system_identifier: Option<String>,
 }
 
 /// The spec of a database as last carried out in full: when it equals the
@@ -468,6 +496,7 @@ impl Actual {
             operations: Vec::new(),
             schedules: Vec::new(),
             restore_checks: Vec::new(),
+            backups: Vec::new(),
             primaries: Vec::new(),
             down_since: BTreeMap::new(),
             durations: Default::default(),

@@ -17,13 +17,13 @@ use crate::cluster::registry::HostRecord;
 use crate::cluster::store::{Entry, Store};
 use crate::cluster::ClusterError;
 use crate::spec::names::HostId;
-use crate::state::actual::HostActual;
+use crate::state::actual::{BackupActual, HostActual, NodeBackupsActual};
 use crate::state::{Actual, DatabaseActual, InstanceActual};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// The prefixes an [`ActualCache`] is fed from, one reflector each.
-pub const PREFIXES: [&str; 8] = [
+pub const PREFIXES: [&str; 9] = [
     keys::KNOWN,
     keys::HOSTS,
     keys::OBSERVED,
@@ -32,6 +32,7 @@ pub const PREFIXES: [&str; 8] = [
     keys::PRIMARIES,
     keys::SCHEDULES,
     keys::RESTORE_CHECKS,
+    keys::BACKUPS,
 ];
 
 /// The observed state, kept current from reflector updates.
@@ -46,6 +47,8 @@ pub struct ActualCache {
     primaries: BTreeMap<String, PrimaryRecord>,
     schedules: BTreeMap<String, ScheduleRecord>,
     restore_checks: BTreeMap<String, RestoreCheck>,
+    /// Each node's backups without errors, by `db/node`.
+    backups: BTreeMap<String, NodeBackupsActual>,
     /// When a host's lease was seen gone, by host.
     host_down: BTreeMap<String, DateTime<Utc>>,
     /// When an instance was seen not answering, by its observation key.
@@ -68,6 +71,7 @@ impl Default for ActualCache {
             primaries: BTreeMap::new(),
             schedules: BTreeMap::new(),
             restore_checks: BTreeMap::new(),
+            backups: BTreeMap::new(),
             host_down: BTreeMap::new(),
             instance_down: BTreeMap::new(),
             version: 0,
@@ -118,6 +122,7 @@ impl ActualCache {
             keys::PRIMARIES => self.primaries.clear(),
             keys::SCHEDULES => self.schedules.clear(),
             keys::RESTORE_CHECKS => self.restore_checks.clear(),
+            keys::BACKUPS => self.backups.clear(),
             _ => {}
         }
     }
@@ -189,6 +194,30 @@ impl ActualCache {
                     != Some(&r)
             });
         }
+        if let Some(id) = k.strip_prefix(keys::BACKUPS) {
+            // Only what plans read: a listing's time changes at every poll.
+            return e
+                .json::<crate::backup::poll::NodeBackups>()
+                .ok()
+                .is_some_and(|l| {
+                    let r = NodeBackupsActual {
+                        database: l.database,
+                        node: l.node,
+                        backups: l
+                            .backups
+                            .into_iter()
+                            .filter(|b| !b.error)
+                            .map(|b| BackupActual {
+                                label: b.label,
+                                repo: b.repo,
+                                stop: b.stop,
+                                system_identifier: b.system_identifier,
+                            })
+                            .collect(),
+                    };
+                    self.backups.insert(id.to_string(), r.clone()).as_ref() != Some(&r)
+                });
+        }
         false
     }
 
@@ -224,6 +253,9 @@ impl ActualCache {
         }
         if let Some(id) = k.strip_prefix(keys::RESTORE_CHECKS) {
             return self.restore_checks.remove(id).is_some();
+        }
+        if let Some(id) = k.strip_prefix(keys::BACKUPS) {
+            return self.backups.remove(id).is_some();
         }
         false
     }
@@ -278,6 +310,7 @@ impl ActualCache {
         out.primaries = self.primaries.values().cloned().collect();
         out.schedules = self.schedules.values().cloned().collect();
         out.restore_checks = self.restore_checks.values().cloned().collect();
+        out.backups = self.backups.values().cloned().collect();
         // A host not live since this view began is down since then.
         let began = self.began;
         for (key, i) in &self.instances {
