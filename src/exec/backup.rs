@@ -595,6 +595,45 @@ async fn source_cluster(
 }
 
 /// Restores the source's backup into [`command::RESTORING_PATH`] and makes
+/// Logs `rendered` (masked, without comments), then writes it as `name`
+/// with its further files into `dir` (the instance's pgBackRest
+/// directory), each mode 0600 and new, off the runtime's threads: the
+/// configuration of a one-off container, which gives the files to
+/// postgres itself.
+pub(super) async fn write_conf(
+    t: &Target<'_>,
+    dir: PathBuf,
+    rendered: &Rendered,
+    name: &str,
+) -> Result<(), StepError> {
+    for line in rendered.masked.lines().filter(|l| !l.starts_with('#')) {
+        t.log(format!("  {line}"));
+    }
+    let mut all = vec![(name.to_string(), rendered.text.clone())];
+    all.extend(rendered.files.iter().cloned());
+    #[allow(clippy::disallowed_methods)]
+    let write = move || -> Result<(), BackupError> {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        for (name, content) in all {
+            let path = dir.join(&name);
+            let _ = std::fs::remove_file(&path);
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
+                .map_err(io(&path))?;
+        }
+        Ok(())
+    };
+    let what = name.to_string();
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| StepError::Arguments(format!("writing {what}: {e}")))??;
+    Ok(())
+}
+
 /// it the data directory.
 async fn restore_new(
     t: &Target<'_>,
@@ -616,34 +655,7 @@ async fn restore_new(
         "pgbackrest configuration of the source, stanza {} (secrets masked):",
         src.stanza
     ));
-    for line in rendered.masked.lines().filter(|l| !l.starts_with('#')) {
-        t.log(format!("  {line}"));
-    }
-    let dir = host_dir(rt, id);
-    let files = rendered.clone();
-    // Off the runtime's threads: inside spawn_blocking. The one-off
-    // container below gives them to postgres.
-    #[allow(clippy::disallowed_methods)]
-    let write = move || -> Result<(), BackupError> {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut all = vec![("source.conf".to_string(), files.text.clone())];
-        all.extend(files.files.iter().cloned());
-        for (name, content) in all {
-            let path = dir.join(&name);
-            let _ = std::fs::remove_file(&path);
-            std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
-                .map_err(io(&path))?;
-        }
-        Ok(())
-    };
-    tokio::task::spawn_blocking(write)
-        .await
-        .map_err(|e| StepError::Arguments(format!("writing source.conf: {e}")))??;
+    write_conf(t, host_dir(rt, id), &rendered, "source.conf").await?;
     let argv = command::restore_new(&src.stanza, &src.target);
     t.log(format!("running {}", argv.join(" ")));
     // As root: make the directories postgres restores into, then become it.

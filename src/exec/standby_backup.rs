@@ -11,7 +11,6 @@ use crate::backup::conf;
 use crate::backup::{command, host_dir, io, run, BackupError};
 use crate::plan::standby_backup::StandbyBackup;
 use crate::runtime::docker::{CreateSpec, RESTORED_STANDBY_MARK};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 /// A restore of a large database.
@@ -37,34 +36,7 @@ pub(super) async fn restore(
         "pgbackrest.conf of stanza {} for the primary's system identifier {} (secrets masked):",
         b.conf.stanza, b.system_identifier
     ));
-    for line in rendered.masked.lines().filter(|l| !l.starts_with('#')) {
-        t.log(format!("  {line}"));
-    }
-    let dir = host_dir(rt, id);
-    let files = rendered.clone();
-    // Off the runtime's threads: inside spawn_blocking. The one-off
-    // container below gives them to postgres.
-    #[allow(clippy::disallowed_methods)]
-    let write = move || -> Result<(), BackupError> {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut all = vec![("pgbackrest.conf".to_string(), files.text.clone())];
-        all.extend(files.files.iter().cloned());
-        for (name, content) in all {
-            let path = dir.join(&name);
-            let _ = std::fs::remove_file(&path);
-            std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
-                .map_err(io(&path))?;
-        }
-        Ok(())
-    };
-    tokio::task::spawn_blocking(write)
-        .await
-        .map_err(|e| StepError::Arguments(format!("writing pgbackrest.conf: {e}")))??;
+    super::backup::write_conf(t, host_dir(rt, id), &rendered, "pgbackrest.conf").await?;
     let argv = command::restore_standby(&b.conf.stanza, b.repo, &b.label);
     t.log(format!(
         "restoring backup {} of repository {} (repo{}): {}",
