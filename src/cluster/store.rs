@@ -95,6 +95,9 @@ impl Store {
     }
 
     /// Runs one etcd request with the timeout, recording its latency.
+    /// (Writes through [`Store::put`] and [`Store::txn`] are tried again
+    /// when etcd refuses them for an old auth revision, see
+    /// [`auth_revision_old`].)
     pub async fn timed<T, F>(&self, fut: F) -> Result<T, ClusterError>
     where
         F: Future<Output = Result<T, etcd_client::Error>>,
@@ -186,10 +189,18 @@ impl Store {
         value: Vec<u8>,
         lease: Option<i64>,
     ) -> Result<(), ClusterError> {
-        let mut c = self.client.clone();
-        let options = lease.map(|id| PutOptions::new().with_lease(id));
-        self.timed(c.put(full_key(rel), value, options)).await?;
-        Ok(())
+        let mut left = AUTH_RETRIES;
+        loop {
+            let mut c = self.client.clone();
+            let options = lease.map(|id| PutOptions::new().with_lease(id));
+            match self
+                .timed(c.put(full_key(rel), value.clone(), options))
+                .await
+            {
+                Err(e) if left > 0 && auth_revision_old(&e) => left -= 1,
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// Writes one key as JSON.
@@ -220,8 +231,14 @@ impl Store {
 
     /// Runs a transaction.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, ClusterError> {
-        let mut c = self.client.clone();
-        self.timed(c.txn(txn)).await
+        let mut left = AUTH_RETRIES;
+        loop {
+            let mut c = self.client.clone();
+            match self.timed(c.txn(txn.clone())).await {
+                Err(e) if left > 0 && auth_revision_old(&e) => left -= 1,
+                r => return r,
+            }
+        }
     }
 
     /// Creates a key only if it does not exist; returns whether it did.
@@ -268,4 +285,15 @@ pub fn entry(kv: &etcd_client::KeyValue) -> Entry {
         mod_revision: kv.mod_revision(),
         lease: kv.lease(),
     }
+}
+
+/// How often a write refused for an old auth revision is tried again.
+const AUTH_RETRIES: u32 = 3;
+
+/// Whether etcd refused a request because the auth store changed between
+/// its authentication and its apply (`etcdserver: revision of auth store
+/// is old`): a host joining adds its etcd user meanwhile. The request was
+/// not applied, and the same request then succeeds.
+fn auth_revision_old(e: &ClusterError) -> bool {
+    matches!(e, ClusterError::Etcd(e) if e.to_string().contains("revision of auth store is old"))
 }
