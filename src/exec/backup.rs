@@ -595,6 +595,26 @@ async fn source_cluster(
 }
 
 /// Restores the source's backup into [`command::RESTORING_PATH`] and makes
+/// The one-off container's command of a restore into
+/// [`command::RESTORING_PATH`]: as root, makes the directories postgres
+/// restores into (empty), gives them to it, then runs `argv` as postgres.
+pub(super) fn restore_as_postgres(argv: Vec<String>) -> Vec<String> {
+    let mut script = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(
+            "set -eu; D={restoring}; rm -rf \"$D\"; mkdir -p \"$D\" {dir}/log {dir}/lock {dir}/spool; \
+             chown postgres:postgres /var/lib/pgcd \"$D\"; chown -R postgres:postgres {dir}; chmod 700 \"$D\"; \
+             exec setpriv --reuid=postgres --regid=postgres --init-groups \"$@\"",
+            restoring = command::RESTORING_PATH,
+            dir = crate::plan::backup::CONTAINER_DIR,
+        ),
+        "sh".into(),
+    ];
+    script.extend(argv);
+    script
+}
+
 /// Logs `rendered` (masked, without comments), then writes it as `name`
 /// with its further files into `dir` (the instance's pgBackRest
 /// directory), each mode 0600 and new, off the runtime's threads: the
@@ -658,20 +678,7 @@ async fn restore_new(
     write_conf(t, host_dir(rt, id), &rendered, "source.conf").await?;
     let argv = command::restore_new(&src.stanza, &src.target);
     t.log(format!("running {}", argv.join(" ")));
-    // As root: make the directories postgres restores into, then become it.
-    let mut script = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!(
-            "set -eu; D={restoring}; rm -rf \"$D\"; mkdir -p \"$D\" {dir}/log {dir}/lock {dir}/spool; \
-             chown postgres:postgres /var/lib/pgcd \"$D\"; chown -R postgres:postgres {dir}; chmod 700 \"$D\"; \
-             exec setpriv --reuid=postgres --regid=postgres --init-groups \"$@\"",
-            restoring = command::RESTORING_PATH,
-            dir = crate::plan::backup::CONTAINER_DIR,
-        ),
-        "sh".into(),
-    ];
-    script.extend(argv);
+    let script = restore_as_postgres(argv);
     let mut mounts = spec.mounts.clone();
     mounts.extend(src.mounts.iter().cloned());
     mounts.sort();

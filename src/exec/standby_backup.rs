@@ -45,20 +45,7 @@ pub(super) async fn restore(
         b.repo,
         argv.join(" ")
     ));
-    // As root: make the directories postgres restores into, then become it.
-    let mut script = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!(
-            "set -eu; D={restoring}; rm -rf \"$D\"; mkdir -p \"$D\" {dir}/log {dir}/lock {dir}/spool; \
-             chown postgres:postgres /var/lib/pgcd \"$D\"; chown -R postgres:postgres {dir}; chmod 700 \"$D\"; \
-             exec setpriv --reuid=postgres --regid=postgres --init-groups \"$@\"",
-            restoring = command::RESTORING_PATH,
-            dir = crate::plan::backup::CONTAINER_DIR,
-        ),
-        "sh".into(),
-    ];
-    script.extend(argv);
+    let script = super::backup::restore_as_postgres(argv);
     let log = |line: &str| t.log(format!("pgbackrest: {line}"));
     run::one_off_as(
         rt,
