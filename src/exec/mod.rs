@@ -20,6 +20,7 @@ mod replication;
 mod scripts;
 mod standby_backup;
 mod support;
+mod upgrade;
 
 pub use error::StepError;
 pub(crate) use error::{db_error, query_error};
@@ -261,6 +262,7 @@ async fn carry_out(
         | Action::RepointStandby { .. }
         | Action::RejoinAsStandby { .. }
         | Action::StopForSwitchover { .. } => ha::carry_out(&t).await,
+        Action::UpgradeMajor { .. } => upgrade::carry_out(&t).await,
         Action::RecordPrimary { .. } => Err(StepError::Arguments(
             "recording a primary is the leader's step, not a host's".into(),
         )),

@@ -124,6 +124,8 @@ pub fn converged_at(desired: &Desired, addresses: &BTreeMap<HostId, String>) -> 
                     available_extensions: available.clone(),
                     available_versions: Default::default(),
                     data_dir_exists: true,
+                    data_major: Some(version.major),
+                    image_major: Some(version.major),
                     slots: if i == 0 {
                         node.host_ids[1..]
                             .iter()

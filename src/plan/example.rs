@@ -130,6 +130,8 @@ fn fresh(database: &str, node: &str, host: &str) -> InstanceActual {
             .collect(),
         available_versions: BTreeMap::new(),
         data_dir_exists: false,
+        data_major: None,
+        image_major: None,
         slots: Vec::new(),
         replicas: Vec::new(),
         publications: Vec::new(),
@@ -201,6 +203,10 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.backup.mounts.clone_from(mounts);
                 i.container_exists = true;
                 i.data_dir_exists = true;
+                i.image_major = Some(version.major);
+                if !reuse_data || i.data_major.is_none() {
+                    i.data_major = Some(version.major);
+                }
                 i.port = *port;
                 if !reuse_data {
                     // Written after initdb only: data kept keeps its own.
@@ -217,6 +223,8 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
                 i.backup.mounts.clone_from(mounts);
                 i.container_exists = true;
                 i.data_dir_exists = true;
+                i.data_major = Some(version.major);
+                i.image_major = Some(version.major);
                 i.port = *port;
                 i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
                 i.role = InstanceRole::Standby; // once it runs
@@ -321,6 +329,12 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
             Action::RunBackup { .. }
             | Action::RestoreInstance { .. }
             | Action::RehearseRestore(_) => {}
+            Action::UpgradeMajor { version, .. } => {
+                i.data_major = Some(version.major);
+                i.image_major = Some(version.major);
+                i.version = Some(format!("{}.{}", version.major, version.minor.unwrap_or(6)));
+                i.running = true;
+            }
             Action::RemoveInstance { keep_data } => {
                 i.container_exists = false;
                 i.backup.mounts.clear();

@@ -87,6 +87,10 @@ pub fn of(step: &Step, actual: &Actual) -> Option<String> {
             estimate(d, &["rejoin"], "rejoins", "seconds for a rewind, longer for a fresh copy")
         ),
         Action::StopInstance => format!("{at} stops: its clients lose it until it is started again"),
+        Action::UpgradeMajor { version, .. } => format!(
+            "{at} is down from its fast shutdown until it serves on PostgreSQL {version}: {}",
+            estimate(d, &["upgrade-major"], "major upgrades", "seconds for a small schema (pg_upgrade --link copies no data files; its time grows with the number of objects)")
+        ),
         Action::RemoveInstance { keep_data: true } => format!(
             "the container of {at} is removed, its data kept: its clients lose it until it runs again"
         ),

@@ -50,6 +50,7 @@ pub(super) fn step(
             | Action::PromoteStandby { .. }
             | Action::RejoinAsStandby { .. }
             | Action::StopForSwitchover { .. }
+            | Action::UpgradeMajor { .. }
     );
     Step {
         id: format!("{db}/{node}/{host}/{what}"),
@@ -210,7 +211,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     if promote_recorded(db, node, primary, index, out) {
         return;
     }
-    if super::upgrade::node(db, node, index, out) {
+    if super::major::node(db, node, index, out) || super::upgrade::node(db, node, index, out) {
         return;
     }
     primary_steps(db, node, primary, index, out);

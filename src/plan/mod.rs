@@ -17,6 +17,7 @@ pub(crate) mod ha;
 pub mod hba;
 pub mod impact;
 mod instance;
+mod major;
 mod mesh;
 pub mod operations;
 mod render;
@@ -27,6 +28,8 @@ mod upgrade;
 
 #[cfg(test)]
 pub(crate) mod example;
+#[cfg(test)]
+mod major_tests;
 #[cfg(test)]
 mod scripts_tests;
 #[cfg(test)]

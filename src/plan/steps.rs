@@ -319,6 +319,32 @@ pub enum Action {
         /// The settings waiting for the restart.
         settings: Vec<String>,
     },
+    /// A major upgrade in place of a node's primary (`major_upgrade:
+    /// in_place`): a fast shutdown, `pg_upgrade --link` (its checks
+    /// first) into a new data directory in a
+    /// one-off container of the upgrade image (both majors' binaries), the
+    /// new directory put in place (the old kept beside it as
+    /// `data.old-<from>`), the container recreated on the new image and
+    /// started, then `vacuumdb --all --analyze-in-stages`. Resumed from
+    /// where it stands when run again.
+    UpgradeMajor {
+        /// The major the data directory holds now.
+        from: u16,
+        /// The version it is upgraded to (the new container's image).
+        #[serde(deserialize_with = "version")]
+        version: PgVersion,
+        /// The port it listens on.
+        port: u16,
+        /// CPU limit of the new container.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cpus: Option<String>,
+        /// Memory limit of the new container.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        memory: Option<String>,
+        /// Its bind mounts, as [`Action::CreateInstance`]'s.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mounts: Vec<String>,
+    },
     /// Remove the container, and the data directory unless kept.
     RemoveInstance {
         /// Keep the data directory (the default of `state: absent`).
@@ -562,7 +588,8 @@ impl Action {
             | Action::RestoreInstance { .. }
             | Action::PromoteStandby { .. }
             | Action::RejoinAsStandby { .. }
-            | Action::StopForSwitchover { .. } => Effect::Restart,
+            | Action::StopForSwitchover { .. }
+            | Action::UpgradeMajor { .. } => Effect::Restart,
             Action::RemoveInstance { .. }
             | Action::DropRole { .. }
             | Action::DropExtension { .. }

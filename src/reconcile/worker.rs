@@ -219,7 +219,9 @@ async fn one(shared: &Shared, batch: &Batch, step: &Step) -> Result<StepOutcome,
         let args = serde_json::to_value(StepArgs {
             step: step.clone(),
             image: match &step.action {
-                Action::CreateInstance { version, .. } | Action::CreateStandby { version, .. } => {
+                Action::CreateInstance { version, .. }
+                | Action::CreateStandby { version, .. }
+                | Action::UpgradeMajor { version, .. } => {
                     batch.config.image_for(*version)
                 }
                 Action::RehearseRestore(r) => {
@@ -365,7 +367,8 @@ pub fn budget(step: &Step) -> Duration {
         Action::JoinMesh { .. }
         | Action::RunBackup { .. }
         | Action::RestoreInstance { .. }
-        | Action::RehearseRestore(_) => Duration::from_secs(3600),
+        | Action::RehearseRestore(_)
+        | Action::UpgradeMajor { .. } => Duration::from_secs(3600),
         // `pgbackrest check` waits for a WAL segment to be archived.
         Action::ConfigureBackup { .. } => Duration::from_secs(300),
         // A rejoin may copy the whole primary when it cannot rewind.

@@ -82,6 +82,9 @@ pub struct ContainerInfo {
     pub mounts: Vec<String>,
     /// The image it was made from.
     pub image: String,
+    /// The PostgreSQL major of its image (the image's `pgcd.major` label,
+    /// which the container's labels carry).
+    pub image_major: Option<u16>,
 }
 
 /// What a new container needs.
@@ -363,6 +366,18 @@ impl Runtime {
         self.instance_dir(id).join("data/PG_VERSION").exists()
     }
 
+    /// The major of the cluster in the instance's data directory
+    /// (`PG_VERSION`), when there is one.
+    pub async fn data_major(&self, id: &InstanceId) -> Option<u16> {
+        let path = self.instance_dir(id).join("data/PG_VERSION");
+        tokio::fs::read_to_string(&path)
+            .await
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The instance's superuser password (made at creation).
     pub async fn superuser_password(&self, id: &InstanceId) -> Result<String, RuntimeError> {
         let path = self.instance_dir(id).join("superuser.pw");
@@ -462,6 +477,7 @@ impl Runtime {
             healthy: running && healthy,
             mounts,
             image,
+            image_major: labels.get("pgcd.major").and_then(|m| m.parse().ok()),
         }))
     }
 

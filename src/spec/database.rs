@@ -28,6 +28,21 @@ choice!(
     DatabaseState { Running = "running", Stopped = "stopped", Absent = "absent" }
 );
 choice!(
+    /// How a change of major version in `postgres_version` is carried out
+    /// (pgcd's own field; pgEdge upgrades a major only by node addition).
+    MajorUpgrade {
+        /// Add a node of the new major (`source_node`), let it catch up,
+        /// remove the old one: the spec says so node by node. Nothing is
+        /// changed in place.
+        NodeAdd = "node_add",
+        /// `pg_upgrade --link` on the node's primary (a single-node
+        /// database): a backup first when the node has `backup_config`,
+        /// then a stop, the upgrade, a start on the new image and
+        /// `ANALYZE`; its standbys are rebuilt from the upgraded primary.
+        InPlace = "in_place",
+    }
+);
+choice!(
     /// The desired state of a node.
     NodeState { Running = "running", Stopped = "stopped" }
 );
@@ -122,6 +137,12 @@ pub struct Database {
     /// status go on. Like Patroni's `pause` and Flux's `suspend`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// How a new major in `postgres_version` is reached: `node_add`
+    /// (default: add a node of the new major, then remove the old one) or
+    /// `in_place` (`pg_upgrade --link`, a single-node database only; clients
+    /// are disconnected while it runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major_upgrade: Option<MajorUpgrade>,
 }
 
 /// Automatic failover of a node's primary to one of its standbys.
@@ -228,6 +249,7 @@ impl Decode for Database {
             m.opt(cx, "restore_config"),
             m.opt(cx, "failover"),
             m.opt(cx, "suspend"),
+            m.opt(cx, "major_upgrade"),
         );
         m.finish(cx);
         Some(Self {
@@ -253,6 +275,7 @@ impl Decode for Database {
             restore_config: s.7,
             failover: s.8,
             suspend: s.9,
+            major_upgrade: s.10,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use super::backup_rules::{check_backup, check_restore};
 pub use super::backup_rules::{check_restore_options, parse_cron};
-use super::database::{Database, DatabaseState, Replication, RoleAttribute};
+use super::database::{Database, DatabaseState, MajorUpgrade, Replication, RoleAttribute};
 use super::diag::{Diagnostic, SpanMap};
 use super::names::{RESERVED_DATABASES, RESERVED_ROLES};
 use super::values::ConfValue;
@@ -83,6 +83,15 @@ pub fn check_database(db: &Database, stem: &str, spans: &SpanMap) -> Vec<Diagnos
     }
     if db.delete_data.is_some() && db.state != Some(DatabaseState::Absent) {
         err("delete_data", "only allowed with state: absent".into());
+    }
+    if db.major_upgrade == Some(MajorUpgrade::InPlace) && db.nodes.len() > 1 {
+        err(
+            "major_upgrade",
+            format!(
+                "in_place upgrades a single-node database; {name} has {} nodes: upgrade it by node addition (add a node with the new postgres_version, then remove an old one), the default node_add",
+                db.nodes.len()
+            ),
+        );
     }
 
     // Nodes: names unique, a host once per node, references resolve. Two

@@ -152,6 +152,14 @@ pub struct InstanceActual {
     pub available_versions: BTreeMap<String, String>,
     /// The instance's host data directory exists.
     pub data_dir_exists: bool,
+    /// The major of the cluster in its data directory (`PG_VERSION`),
+    /// known while it is stopped too: a major upgrade in place is resumed
+    /// from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_major: Option<u16>,
+    /// The major of its container's image (the image's `pgcd.major` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_major: Option<u16>,
     /// Its data directory holds `standby.signal`: it starts as a standby
     /// (known while it is stopped too, which tells a stopped standby from a
     /// stopped former primary).

@@ -204,8 +204,11 @@ pub(super) fn plan(desired: &Desired, actual: &Actual, now: Option<DateTime<Utc>
         .iter()
         .map(|r| (r.id.as_str(), r))
         .collect();
-    // Minor upgrades' switchovers, made by the planner, run like committed ones.
-    let made = super::upgrade::operations(desired, &super::Index::new(actual, now));
+    // Minor upgrades' switchovers, made by the planner, run like committed ones,
+    // and the backups that major upgrades in place take first.
+    let index = super::Index::new(actual, now);
+    let mut made = super::upgrade::operations(desired, &index);
+    made.extend(super::major::operations(desired, &index));
     let mut ops: Vec<&Operation> = desired.operations.iter().chain(&made).collect();
     ops.sort_by(|a, b| a.id.cmp(&b.id));
     let mut held: BTreeSet<DatabaseName> = BTreeSet::new();

@@ -98,6 +98,8 @@ pub async fn instance(rt: &Runtime, c: &ContainerInfo) -> InstanceActual {
         available_extensions: Vec::new(),
         available_versions: Default::default(),
         data_dir_exists: rt.has_data(&c.id),
+        data_major: rt.data_major(&c.id).await,
+        image_major: c.image_major,
         slots: Vec::new(),
         replicas: Vec::new(),
         publications: Vec::new(),
