@@ -121,12 +121,8 @@ fn a_database_whose_step_runs_a_minute_never_delays_another() {
         "slow is still being carried out: {slow}"
     );
     assert!(running_task(&api, "s-slow."), "slow's step still runs");
-    // The same work as alone, give or take the machine's load (a container
-    // start is most of it); never the slow database's minute.
-    assert!(
-        beside < alone * 2 + Duration::from_secs(10),
-        "quick took {beside:?} beside the slow database, {alone:?} alone"
-    );
+    // No duration is asserted (a loaded machine stretches a container's
+    // start): that quick was Ready while slow's step still ran says it.
     eprintln!("Ready alone: {alone:?}; beside a database whose step runs 60 s: {beside:?}");
 }
 

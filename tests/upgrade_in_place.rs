@@ -51,6 +51,28 @@ fn a_single_node_database_goes_from_17_to_18_in_place_with_its_standbys_rebuilt(
          CREATE INDEX words_trgm ON words USING gin (w gin_trgm_ops)",
     )
     .unwrap();
+    // For the benchmark figure (bench/upgrade.md): PGCD_UPGRADE_FILLER_MB
+    // megabytes of rows besides (none by default).
+    let filler_mb: u64 = std::env::var("PGCD_UPGRADE_FILLER_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if filler_mb > 0 {
+        ha.sql(
+            0,
+            &format!(
+                "CREATE TABLE filler (id int PRIMARY KEY, pad text NOT NULL); \
+                 INSERT INTO filler SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, {}) g",
+                filler_mb * 1024
+            ),
+        )
+        .unwrap();
+        eprintln!(
+            "database size before: {}",
+            ha.sql(0, "SELECT pg_size_pretty(pg_database_size('ledger'))")
+                .unwrap()
+        );
+    }
     let before = ha.sql(0, FIGURES).unwrap();
     for i in 0..3 {
         let v = ha.sql(i, "SELECT version()").unwrap();

@@ -23,6 +23,13 @@ fn orders(version: &str, hosts: &str, extra: &str) -> Desired {
 
 const IN_PLACE: &str = "major_upgrade: in_place";
 
+/// The plan has a major upgrade step.
+fn upgrades(p: &super::Plan) -> bool {
+    p.steps
+        .iter()
+        .any(|s| matches!(s.action, Action::UpgradeMajor { .. }))
+}
+
 fn on_17(hosts: &str) -> Actual {
     super::converged(&orders("17", hosts, ""))
 }
@@ -30,12 +37,7 @@ fn on_17(hosts: &str) -> Actual {
 #[test]
 fn without_major_upgrade_a_new_major_changes_nothing_in_place() {
     let p = plan(&orders("18", "h1", ""), &on_17("h1"));
-    assert!(
-        p.steps
-            .iter()
-            .all(|s| !matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(!upgrades(&p), "{p}");
     assert!(p.notes.iter().any(|n| n.kind == NoteKind::Version), "{p}");
 }
 
@@ -101,12 +103,7 @@ fn standbys_are_removed_before_the_primary_and_rebuilt_after() {
         })
         .collect();
     assert_eq!(standbys, [("h2", 18), ("h3", 18)], "{p}");
-    assert!(
-        p.steps
-            .iter()
-            .all(|s| !matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(!upgrades(&p), "{p}");
 }
 
 #[test]
@@ -128,12 +125,7 @@ fn an_interrupted_upgrade_is_resumed_from_the_data_directory() {
     let i = instance(&mut a, "orders", "n1", "h1");
     i.image_major = Some(18);
     let p = plan(&d17, &a);
-    assert!(
-        p.steps
-            .iter()
-            .all(|s| !matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(!upgrades(&p), "{p}");
 }
 
 #[test]
@@ -142,12 +134,7 @@ fn with_backup_config_a_backup_comes_first_and_a_failed_one_stops_the_upgrade() 
     let d = orders("18", "h1", &format!("{IN_PLACE}\n{backup}"));
     let mut a = super::converged(&orders("17", "h1", backup));
     let p = plan(&d, &a);
-    assert!(
-        p.steps
-            .iter()
-            .all(|s| !matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(!upgrades(&p), "{p}");
     let op = p
         .operations
         .iter()
@@ -168,12 +155,7 @@ fn with_backup_config_a_backup_comes_first_and_a_failed_one_stops_the_upgrade() 
     };
     a.operations = vec![record(OperationState::Failed)];
     let p = plan(&d, &a);
-    assert!(
-        p.steps
-            .iter()
-            .all(|s| !matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(!upgrades(&p), "{p}");
     assert!(
         p.notes
             .iter()
@@ -182,10 +164,5 @@ fn with_backup_config_a_backup_comes_first_and_a_failed_one_stops_the_upgrade() 
     );
     a.operations = vec![record(OperationState::Succeeded)];
     let p = plan(&d, &a);
-    assert!(
-        p.steps
-            .iter()
-            .any(|s| matches!(s.action, Action::UpgradeMajor { .. })),
-        "{p}"
-    );
+    assert!(upgrades(&p), "{p}");
 }
