@@ -750,7 +750,7 @@ fn check_version(
             kind: NoteKind::Version,
             database: db.database_name.clone(),
             message: format!(
-                "{at} runs PostgreSQL {have}, the spec says {want}; nothing is changed in place: to upgrade, add a node with postgres_version \"{want}\" (it joins by copying a member, across the majors), then remove this one"
+                "{at} runs PostgreSQL {have}, the spec says {want}; nothing is changed in place: to upgrade, add a node with postgres_version \"{want}\" (it joins by copying a member, across the majors), then remove this one; a single-node database can instead set major_upgrade: in_place (pg_upgrade)"
             ),
         });
     }
