@@ -167,7 +167,7 @@ fn a_single_node_database_goes_from_17_to_18_in_place_with_its_standbys_rebuilt(
         .collect();
     assert_eq!(logs.len(), 1, "one upgrade task: {tasks}");
     assert!(
-        logs[0].contains("Performing Consistency Checks"),
+        logs[0].contains("Performing Consistency Checks on Old Live Server"),
         "{}",
         logs[0]
     );

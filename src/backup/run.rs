@@ -161,6 +161,26 @@ pub async fn one_off_as(
     timeout: Duration,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), BackupError> {
+    one_off_in(rt, id, image, mounts, argv, user, timeout, log, false).await
+}
+
+/// [`one_off_as`], in the PID namespace of the instance's own container
+/// when `beside_instance`: its processes see the instance's server, so a
+/// `postmaster.pid` of a server that runs is not taken for a stale one (a
+/// server started there on the same data directory is refused, as on one
+/// host).
+#[allow(clippy::too_many_arguments)] // one container's whole description
+pub async fn one_off_in(
+    rt: &Runtime,
+    id: &InstanceId,
+    image: &str,
+    mounts: &[String],
+    argv: &[String],
+    user: &str,
+    timeout: Duration,
+    log: &(dyn Fn(&str) + Send + Sync),
+    beside_instance: bool,
+) -> Result<(), BackupError> {
     let docker = rt.docker();
     let name = restore_container(id);
     let remove = || async {
@@ -197,6 +217,7 @@ pub async fn one_off_as(
         host_config: Some(HostConfig {
             network_mode: Some("host".into()),
             binds: Some(binds),
+            pid_mode: beside_instance.then(|| format!("container:{}", id.container())),
             ..Default::default()
         }),
         ..Default::default()

@@ -4,14 +4,15 @@
 //! directory. Resumed from where the instance directory stands, so a step
 //! run again after a crash finishes what the last one began:
 //!
-//! - the data holds the old major: a fast shutdown, `pg_upgrade --link`
-//!   into `data.new` (its consistency checks come first), then `data`
-//!   becomes `data.old-<from>` and `data.new` becomes `data`. A failure
-//!   before the link step starts the old server again. (No live `--check`
-//!   while the old server serves: from a one-off container, in PID and IPC
-//!   namespaces of its own, the old server's `postmaster.pid` looks stale,
-//!   and pg_upgrade's trial start of the old cluster would not be refused;
-//!   it needs the instance container's namespaces.)
+//! - the data holds the old major: `pg_upgrade --check` against the
+//!   serving old server (nothing stops when it refuses), a fast shutdown,
+//!   `pg_upgrade --link` into `data.new`, then `data` becomes
+//!   `data.old-<from>` and `data.new` becomes `data`. A failure before the
+//!   link step starts the old server again. The live check runs in the
+//!   instance container's PID namespace: in one of its own, the serving
+//!   server's `postmaster.pid` would look stale to the trial start
+//!   pg_upgrade makes, which would then start a second server on the same
+//!   data directory;
 //! - the data holds the new major: the container is recreated on the new
 //!   image (data kept) and started, then `vacuumdb --all
 //!   --analyze-in-stages` rebuilds the statistics pg_upgrade does not
@@ -34,14 +35,15 @@ pub fn upgrade_image(from: u16, to: u16) -> String {
 }
 
 /// Runs in the upgrade image as root, on the instance directory at
-/// `/var/lib/pgcd`, while the instance's container is stopped: `$1` is the
-/// old major, `$2` the new one. The new cluster is made as pgcd makes every cluster (the
+/// `/var/lib/pgcd`: `$1` is `check` (the old server serves; the container
+/// shares its PID namespace) or `link` (the instance's container is
+/// stopped), `$2` the old major, `$3` the new one. The new cluster is made as pgcd makes every cluster (the
 /// superuser's password, no locale, data checksums), so pg_upgrade finds
 /// the two alike. The old server starts without preloaded libraries and
 /// without archiving: the old image's libraries need not be in the upgrade
 /// image, and its WAL after the backup taken first is not needed.
 const SCRIPT: &str = r##"set -eu
-OLD=$1 NEW=$2
+MODE=$1 OLD=$2 NEW=$3
 R=/var/lib/pgcd D=/var/lib/pgcd/data N=/var/lib/pgcd/data.new W=/var/lib/pgcd/upgrade
 OB=/usr/lib/postgresql/$OLD/bin NB=/usr/lib/postgresql/$NEW/bin
 for b in "$OB/postgres" "$OB/pg_ctl" "$NB/pg_upgrade" "$NB/initdb"; do
@@ -69,6 +71,12 @@ fi
 rm -f /tmp/pw
 cd "$W"
 OLD_OPTS="-c shared_preload_libraries='' -c archive_mode=off"
+if [ "$MODE" = check ]; then
+  # Against the serving server: its socket and port from its postmaster.pid.
+  as_pg "$NB/pg_upgrade" --check -b "$OB" -B "$NB" -d "$D" -D "$N" -U postgres -P 50432 -s "$W"
+  rm -rf "$N"
+  exit 0
+fi
 # Debian's 17.12 stamps every column with the option pg_attver (also when
 # it is reset), which pg_dump 18 dumps and PostgreSQL 18 refuses: the
 # stamps are taken out of the old catalog first, by the old major's
@@ -121,6 +129,7 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
         cpus,
         memory,
         mounts,
+        check_only,
     } = &t.step.action
     else {
         return unreachable_action(&t.step.action);
@@ -129,6 +138,9 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
     let dir = rt.instance_dir(id);
     let started = Instant::now();
     let to = version.major;
+    if *check_only {
+        return check(t, *from, to, mounts).await;
+    }
     finish_swap(&dir, *from, to).await?;
     let data = rt.data_major(id).await;
     match data {
@@ -221,34 +233,35 @@ pub(super) async fn carry_out(t: &Target<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// A fast shutdown and `pg_upgrade --link`. A failure before the link
-/// step starts the old server again.
+/// `pg_upgrade --check` while the old server serves, then a fast shutdown
+/// and `pg_upgrade --link`. A failure before the link step starts the old
+/// server again.
 async fn upgrade(t: &Target<'_>, from: u16, to: u16, mounts: &[String]) -> Result<(), StepError> {
     let (rt, id) = (t.rt, &t.id);
     let image = upgrade_image(from, to);
-    if rt.docker().inspect_image(&image).await.is_err() {
-        return Err(StepError::Refused(format!(
-            "the upgrade image {image} (PostgreSQL {from} and {to}) is not on host {}: build it there with scripts/build-images.sh upgrade-{from}-{to}; nothing is changed",
-            rt.host()
-        )));
+    if rt.inspect(id).await?.is_some_and(|c| c.running) {
+        check(t, from, to, mounts).await?;
+    } else {
+        present(t, &image, from, to).await?;
     }
     let log = |line: &str| t.log(format!("pg_upgrade: {line}"));
-    let argv = vec![
-        "bash".to_string(),
-        "-c".into(),
-        SCRIPT.into(),
-        "upgrade".into(),
-        from.to_string(),
-        to.to_string(),
-    ];
     rt.stop(id).await?;
     let down = Instant::now();
     t.log(format!(
         "container {} stopped (fast shutdown); pg_upgrade --link from {from} to {to}",
         id.container()
     ));
-    if let Err(e) =
-        crate::backup::run::one_off_as(rt, id, &image, mounts, &argv, "root", LONG, &log).await
+    if let Err(e) = crate::backup::run::one_off_as(
+        rt,
+        id,
+        &image,
+        mounts,
+        &argv("link", from, to),
+        "root",
+        LONG,
+        &log,
+    )
+    .await
     {
         let linked = tokio::fs::try_exists(rt.instance_dir(id).join("data/global/pg_control.old"))
             .await
@@ -268,6 +281,57 @@ async fn upgrade(t: &Target<'_>, from: u16, to: u16, mounts: &[String]) -> Resul
         down.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// The upgrade image is on this host, or the step refuses.
+async fn present(t: &Target<'_>, image: &str, from: u16, to: u16) -> Result<(), StepError> {
+    if t.rt.docker().inspect_image(image).await.is_err() {
+        return Err(StepError::Refused(format!(
+            "the upgrade image {image} (PostgreSQL {from} and {to}) is not on host {}: build it there with scripts/build-images.sh upgrade-{from}-{to}; nothing is changed",
+            t.rt.host()
+        )));
+    }
+    Ok(())
+}
+
+/// [`SCRIPT`]'s command line.
+fn argv(mode: &str, from: u16, to: u16) -> Vec<String> {
+    [
+        "bash",
+        "-c",
+        SCRIPT,
+        "upgrade",
+        mode,
+        &from.to_string(),
+        &to.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `pg_upgrade --check` against the serving server, in its container's PID
+/// namespace; a refusal changes nothing.
+async fn check(t: &Target<'_>, from: u16, to: u16, mounts: &[String]) -> Result<(), StepError> {
+    let (rt, id) = (t.rt, &t.id);
+    let image = upgrade_image(from, to);
+    present(t, &image, from, to).await?;
+    if !rt.inspect(id).await?.is_some_and(|c| c.running) {
+        return Err(StepError::Refused(format!(
+            "{} does not run: pg_upgrade --check needs its server",
+            id.container()
+        )));
+    }
+    t.log(format!(
+        "pg_upgrade --check from {from} to {to} against the serving server ({image})"
+    ));
+    let log = |line: &str| t.log(format!("pg_upgrade: {line}"));
+    crate::backup::run::one_off_in(rt, id, &image, mounts, &argv("check", from, to), "root", LONG, &log, true)
+        .await
+        .map_err(|e| {
+            StepError::Refused(format!(
+                "pg_upgrade --check refuses the upgrade from {from} to {to}; PostgreSQL {from} serves on, nothing changed: {e}"
+            ))
+        })
 }
 
 /// An earlier run stopped between its two renames (`data` already moved

@@ -329,6 +329,9 @@ pub fn simulate(plan: &Plan, actual: &Actual) -> Actual {
             Action::RunBackup { .. }
             | Action::RestoreInstance { .. }
             | Action::RehearseRestore(_) => {}
+            Action::UpgradeMajor {
+                check_only: true, ..
+            } => {}
             Action::UpgradeMajor { version, .. } => {
                 i.data_major = Some(version.major);
                 i.image_major = Some(version.major);

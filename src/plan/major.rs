@@ -7,10 +7,12 @@
 //!    run once and recorded like a committed one; a failed backup stops the
 //!    upgrade before anything changes;
 //! 2. the node's standbys are removed, data too: a standby cannot follow
-//!    its primary across majors, and its data is a copy of the primary's;
-//! 3. one [`Action::UpgradeMajor`] step on the primary: a fast shutdown,
-//!    `pg_upgrade --link` (its checks first), a start on the new image and
-//!    `ANALYZE`. A failure before the link step
+//!    its primary across majors, and its data is a copy of the primary's.
+//!    A `pg_upgrade --check` step against the serving primary comes first,
+//!    so a refused upgrade keeps them;
+//! 3. one [`Action::UpgradeMajor`] step on the primary: `pg_upgrade
+//!    --check` while it serves (a refusal stops nothing), a fast shutdown,
+//!    `pg_upgrade --link`, a start on the new image and `ANALYZE`. A failure before the link step
 //!    leaves the old version serving;
 //! 4. once the primary runs the new major, the ordinary plan rebuilds the
 //!    standbys from it, and pgBackRest continues under the new cluster's
@@ -115,7 +117,28 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
         .copied()
         .filter(|i| i.node == *node_name && i.host != *primary && i.container_exists)
         .collect();
+    let upgrade = |check_only: bool| Action::UpgradeMajor {
+        from,
+        version: want,
+        port: p.port,
+        cpus: node.cpus.as_ref().map(|c| c.0.clone()),
+        memory: node.memory.as_ref().map(|m| m.0.clone()),
+        mounts: super::backup::mounts(db, node),
+        check_only,
+    };
     if !standbys.is_empty() {
+        // pg_upgrade's own checks first, while the primary serves: a
+        // refusal keeps the standbys.
+        let mut check = step(
+            (name, node_name, primary),
+            "upgrade-check",
+            upgrade(true),
+            format!("{title}: pg_upgrade --check against the serving primary on {primary}, before its standbys go"),
+            Vec::new(),
+        );
+        check.disruptive = false;
+        let after = vec![check.id.clone()];
+        out.steps.push(check);
         for s in standbys {
             out.steps.push(step(
                 (name, node_name, &s.host),
@@ -125,7 +148,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
                     "{title}: the standby on {} is removed with its data (a copy of the primary's; a standby cannot follow across majors) and rebuilt from the upgraded primary",
                     s.host
                 ),
-                Vec::new(),
+                after.clone(),
             ));
         }
         return true;
@@ -141,14 +164,7 @@ pub(super) fn node(db: &Database, node: &NodeSpec, index: &Index, out: &mut Plan
     out.steps.push(step(
         (name, node_name, primary),
         "upgrade-major",
-        Action::UpgradeMajor {
-            from,
-            version: want,
-            port: p.port,
-            cpus: node.cpus.as_ref().map(|c| c.0.clone()),
-            memory: node.memory.as_ref().map(|m| m.0.clone()),
-            mounts: super::backup::mounts(db, node),
-        },
+        upgrade(false),
         format!("{title} on {primary} (pg_upgrade --link, then a start on the {want} image)"),
         Vec::new(),
     ));

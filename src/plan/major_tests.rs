@@ -74,15 +74,25 @@ fn standbys_are_removed_before_the_primary_and_rebuilt_after() {
     assert_eq!(
         ids,
         [
+            "orders/n1/h1/upgrade-check",
             "orders/n1/h2/upgrade-remove-standby",
             "orders/n1/h3/upgrade-remove-standby"
         ],
         "{p}"
     );
-    assert!(p
-        .steps
-        .iter()
-        .all(|s| matches!(s.action, Action::RemoveInstance { keep_data: false })));
+    // The check first, while the primary serves: a refusal keeps them.
+    assert!(matches!(
+        p.steps[0].action,
+        Action::UpgradeMajor {
+            check_only: true,
+            ..
+        }
+    ));
+    assert!(!p.steps[0].disruptive);
+    assert!(p.steps[1..].iter().all(|s| matches!(
+        s.action,
+        Action::RemoveInstance { keep_data: false }
+    ) && s.depends_on == ["orders/n1/h1/upgrade-check"]));
     // The standbys gone, the primary is upgraded.
     a.instances.retain(|i| i.host.as_str() == "h1");
     let p = plan(&d, &a);

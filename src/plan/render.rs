@@ -170,8 +170,16 @@ fn lines(s: &Step) -> Vec<String> {
             "stop {on} for the switchover: checkpoint, wait until {candidate_slot} has its WAL, fast shutdown (writes pause)"
         )],
         Action::StopInstance => vec![format!("stop {on} (disrupts clients)")],
+        Action::UpgradeMajor {
+            from,
+            version,
+            check_only: true,
+            ..
+        } => vec![format!(
+            "check that {on} can be upgraded in place from PostgreSQL {from} to {version}: pg_upgrade --check while it serves"
+        )],
         Action::UpgradeMajor { from, version, .. } => vec![format!(
-            "upgrade {on} in place from PostgreSQL {from} to {version}: fast shutdown, pg_upgrade --link, start on the {version} image, vacuumdb --analyze-in-stages (disrupts clients)"
+            "upgrade {on} in place from PostgreSQL {from} to {version}: pg_upgrade --check while it serves, fast shutdown, pg_upgrade --link, start on the {version} image, vacuumdb --analyze-in-stages (disrupts clients)"
         )],
         Action::RestartInstance { settings } => vec![format!(
             "restart {on}: {} {} a restart",

@@ -320,8 +320,8 @@ pub enum Action {
         settings: Vec<String>,
     },
     /// A major upgrade in place of a node's primary (`major_upgrade:
-    /// in_place`): a fast shutdown, `pg_upgrade --link` (its checks
-    /// first) into a new data directory in a
+    /// in_place`): `pg_upgrade --check` against the serving server, a
+    /// fast shutdown, `pg_upgrade --link` into a new data directory in a
     /// one-off container of the upgrade image (both majors' binaries), the
     /// new directory put in place (the old kept beside it as
     /// `data.old-<from>`), the container recreated on the new image and
@@ -344,6 +344,10 @@ pub enum Action {
         /// Its bind mounts, as [`Action::CreateInstance`]'s.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mounts: Vec<String>,
+        /// Only `pg_upgrade --check` against the serving server (before
+        /// the standbys go): nothing stops.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        check_only: bool,
     },
     /// Remove the container, and the data directory unless kept.
     RemoveInstance {
