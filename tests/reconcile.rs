@@ -237,8 +237,9 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
     let su =
         std::fs::read_to_string(agent.data_dir.join("instances/shop-n1/superuser.pw")).unwrap();
     let admin = |sql: &str| psql(&c, &a, 6543, "postgres", &su, "postgres", sql);
-    admin("ALTER DATABASE shop OWNER TO postgres").unwrap();
-    admin("DROP ROLE app").unwrap();
+    // One transaction: the leader's drift correction (the owner put back)
+    // cannot come between the two.
+    admin("ALTER DATABASE shop OWNER TO postgres; DROP ROLE app").unwrap();
     wait_for("role app put back", READY, || {
         q("SELECT current_user").filter(|u| u == "app")
     });
@@ -340,8 +341,9 @@ fn a_commit_becomes_running_postgresql_and_drift_is_put_back() {
         s["last_plan"]["text"].as_str().unwrap().contains("40MB"),
         "{s}"
     );
-    admin("ALTER DATABASE shop OWNER TO postgres").unwrap();
-    admin("DROP ROLE app").unwrap();
+    // One transaction: the leader's drift correction (the owner put back)
+    // cannot come between the two.
+    admin("ALTER DATABASE shop OWNER TO postgres; DROP ROLE app").unwrap();
     wait_for("the dropped role planned and held", READY, || {
         status(&api, "shop").filter(|s| {
             s["last_plan"]["text"]
